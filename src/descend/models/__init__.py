@@ -1,0 +1,1 @@
+"""descend.models."""
