@@ -19,9 +19,10 @@ ScheduleLike = Callable[[int], float]
 def _per_group(arg: str, value: object, n: int) -> list[ScheduleLike]:
     if callable(value):
         return [value] * n
-    is_list = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-    if is_list and len(value) == n and all(callable(s) for s in value):
-        return list(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if len(items) == n and all(callable(s) for s in items):
+            return items
     fail("ScheduleLR", arg, value, f"a schedule, or a list of {n} schedules (one per param group)")
 
 
