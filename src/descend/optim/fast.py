@@ -1,0 +1,75 @@
+"""The fast path: the same per-parameter rules, run through ``torch.compile`` as one fused kernel per parameter.
+
+The readable path runs each rule as a few separate tensor operations, each a pass over memory. Compiled, the
+whole chain of a parameter becomes one loop that reads ``g``, ``p`` and the state once and writes them once.
+Nothing here restates an update rule: the compiled function calls the very ``apply`` methods of the readable
+path. Hyperparameters and step-dependent numbers (bias corrections, the learning rate) enter as 0-d tensors,
+so changing the learning rate, or a schedule, never triggers a recompile. Tests hold this path to the readable
+one (``tests/test_optim_fast.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descend.optim.base import GlobalTransform, Transform
+from descend.optim.transforms import PerParam
+
+__all__ = ["MIN_NUMEL", "CompiledRules", "compiler_available", "worth_compiling"]
+
+#: Below this many parameter entries, the one-off compile (seconds) does not pay for itself.
+MIN_NUMEL = 2**20
+
+
+@functools.cache
+def compiler_available() -> bool:
+    """True when torch.compile can build CPU kernels here (it needs a C++ compiler)."""
+    return shutil.which("g++") is not None or shutil.which("c++") is not None or shutil.which("clang++") is not None
+
+
+def worth_compiling(param_groups: list[dict[str, Any]]) -> bool:
+    numel = sum(p.numel() for g in param_groups for p in g["params"])
+    return numel >= MIN_NUMEL and compiler_available()
+
+
+def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[str, Tensor],
+                 scalars: tuple[dict[str, Any], ...]) -> None:
+    for rule, s in zip(rules, scalars):
+        g = rule.apply(g, p, state, s)
+    p.add_(g)
+
+
+class CompiledRules:
+    """Runs the per-parameter rules of a chain through one compiled function (flat views, 0-d scalars)."""
+
+    def __init__(self) -> None:
+        self._fn = torch.compile(_apply_rules, fullgraph=True, dynamic=None)
+
+    def step(self, transforms: list[Transform], params: list[Tensor], grads: list[Tensor],
+             states: list[dict[str, Any]], groups: list[dict[str, Any]], gstate: dict[str, Any]) -> None:
+        from descend.optim.chain import _reference_step
+
+        if any(isinstance(tr, GlobalTransform) for tr in transforms):
+            # A global rule in the middle needs every update at once: keep the readable path.
+            _reference_step(transforms, params, grads, states, groups, gstate)
+            return
+        for p, g, state, group in zip(params, grads, states, groups):
+            rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
+            t = int(state["step"])
+            scalars = tuple(_as_tensors(tr.scalars(group, t), p.dtype) for tr in rules)
+            tensors = {k: v for k, v in state.items() if k != "step" and isinstance(v, Tensor)}
+            if p.numel() == 0:
+                continue
+            if not (p.is_contiguous() and g.is_contiguous() and all(v.is_contiguous() for v in tensors.values())):
+                _reference_step(list(rules), [p], [g], [state], [group], gstate)
+                continue
+            self._fn(rules, g.view(-1), p.view(-1), {k: v.view(-1) for k, v in tensors.items()}, scalars)
+
+
+def _as_tensors(scalars: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    return {k: (v if isinstance(v, bool) else torch.as_tensor(v, dtype=dtype)) for k, v in scalars.items()}
