@@ -124,6 +124,28 @@ class HessianOperator:
             i += p.numel()
         return out
 
+    def matmat(self, vs: Tensor) -> Tensor:
+        """``H V^T`` row by row: for ``(m, dim)`` rows ``v_i``, the ``(m, dim)`` rows ``H v_i``, in one vmapped pass."""
+        if self._grads is None:
+            return torch.stack([self(v) for v in vs])
+        live = [i for i, g in enumerate(self._grads) if g is not None and g.requires_grad]
+        out = torch.zeros(vs.shape[0], self.dim, dtype=self.dtype, device=self.device)
+        if live:
+            grads = [g for g in self._grads if g is not None and g.requires_grad]
+            cols = [v.reshape(vs.shape[0], *p.shape) for v, p in zip(self._split(vs), self.params)]
+            hv = torch.autograd.grad(
+                grads, self.params, grad_outputs=[cols[i] for i in live], retain_graph=True,
+                allow_unused=True, is_grads_batched=True,
+            )
+            out = torch.cat(
+                [h.reshape(vs.shape[0], -1) if h is not None else torch.zeros_like(v) for h, v in zip(hv, self._split(vs))],
+                dim=1,
+            ).detach()
+        return out
+
+    def _split(self, vs: Tensor) -> list[Tensor]:
+        return list(vs.to(self.dtype).split([p.numel() for p in self.params], dim=1))
+
     def __call__(self, v: Tensor) -> Tensor:
         """``H v`` for a flat vector ``v`` of length ``dim``."""
         vs = self.unflatten(v)
@@ -207,10 +229,11 @@ def hessian_trace(
     batches: Iterable[Any] | None = None,
     probes: int = 100,
     seed: int = 0,
+    chunk: int = 64,
 ) -> TraceEstimate:
     """Hutchinson's estimate of ``tr(H)`` with ``probes`` Rademacher probes, and its standard error.
 
-    See :func:`~descend.inspect.spectral.hutchinson_trace` for the variance.
+    With one loss closure, ``chunk`` probes share one vmapped double backward (``is_grads_batched``). See :func:`~descend.inspect.spectral.hutchinson_trace` for the variance.
 
     Example:
         >>> w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
@@ -218,7 +241,9 @@ def hessian_trace(
         12.0
     """
     op = HessianOperator(params, loss_fn, batches=batches)
-    return hutchinson_trace(op, op.dim, probes=probes, seed=seed, dtype=op.dtype, device=op.device)
+    return hutchinson_trace(
+        op, op.dim, probes=probes, seed=seed, dtype=op.dtype, device=op.device, matmat=op.matmat, chunk=chunk
+    )
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,21 @@ def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
     return w
 
 
+def _tridiagonal(alphas: list[float], betas: list[float]) -> Tensor:
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas, dtype=torch.float64)
+        t += torch.diag(off, 1) + torch.diag(off, -1)
+    return t
+
+
+def _block_done(alphas: list[float], betas: list[float], block: int, beta: float, tol: float, kth: float) -> bool:
+    """After a restart, may Lanczos stop? Once the current block's own top Ritz value has converged (residual
+    ``|beta s_last| <= tol |theta|``) and is no larger than the k-th value found, the block adds nothing new."""
+    theta, s = torch.linalg.eigh(_tridiagonal(alphas[block:], betas[block:]))
+    return abs(beta * float(s[-1, -1])) <= tol * abs(float(theta[-1])) and float(theta[-1]) <= kth
+
+
 def lanczos(
     matvec: MatVec,
     dim: int,
@@ -100,8 +115,11 @@ def lanczos(
     tridiagonal :math:`T_m` (found with ``eigh``) are the Ritz values; the residual of Ritz pair ``i`` is
     :math:`|\beta_m s_{m,i}|` with :math:`s_i` the eigenvector of :math:`T_m`. Iteration stops once the ``k``
     largest Ritz values each have residual :math:`\le` ``tol`` :math:`\cdot |\theta_i|`, after ``max_iter``
-    products, or once the basis spans the whole space. If the Krylov space becomes invariant before ``k``
-    eigenvalues are found, the process restarts from a fresh random vector orthogonal to the basis.
+    products, or once the basis spans the whole space. If the Krylov space becomes invariant, the process
+    restarts from a fresh random vector orthogonal to the basis (a space grown from a random start holds one
+    direction of each eigenspace, so what it misses are further copies of repeated eigenvalues) and stops once
+    such a block adds nothing to the top ``k``. A repeated eigenvalue inside a large space that never becomes
+    invariant may be listed fewer times than its multiplicity; its value is still right.
 
     Because the Ritz values are sorted algebraically, a larger negative eigenvalue does not hide the top
     one: for :math:`\mathrm{diag}(2, -6)` this returns 2, where power iteration returns -6.
@@ -140,6 +158,7 @@ def lanczos(
     basis = torch.zeros(steps, dim, dtype=dtype, device=device)
     alphas: list[float] = []
     betas: list[float] = []  # betas[j] couples q_j and q_{j+1}; 0 where the process restarted
+    block = 0  # index where the current Krylov block (since the last restart) begins
     q = random_unit(basis[:0])
     theta = torch.zeros(0, dtype=torch.float64)
     s = torch.zeros(0, 0, dtype=torch.float64)
@@ -153,26 +172,34 @@ def lanczos(
         w = _orthogonalise(w, basis[: j + 1])
         beta = float(w.norm())
         alphas.append(alpha)
-        t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-        if j > 0:
-            off = torch.tensor(betas, dtype=torch.float64)
-            t += torch.diag(off, 1) + torch.diag(off, -1)
-        theta, s = torch.linalg.eigh(t)
+        theta, s = torch.linalg.eigh(_tridiagonal(alphas, betas))
         scale = float(theta.abs().max())
         # Below this, w is rounding noise: the Krylov space is invariant (or the basis is full).
-        invariant = j + 1 == dim or beta <= 100 * eps * max(scale, 1e-300) * math.sqrt(dim)
+        full = j + 1 == dim
+        invariant = full or beta <= 100 * eps * max(scale, 1e-300) * math.sqrt(dim)
         beta_eff = 0.0 if invariant else beta
         top = torch.argsort(theta, descending=True)[:k]
+        floor = tol * torch.maximum(theta.abs(), torch.tensor(eps * scale, dtype=torch.float64))
         residual = (beta_eff * s[-1, top]).abs()
-        floor = tol * torch.maximum(theta[top].abs(), torch.tensor(eps * scale, dtype=torch.float64))
-        if j + 1 >= k and bool((residual <= floor).all()):
+        ok = residual <= floor[top]
+        # The first block may stop unless it has just become invariant: then one more block checks for
+        # further copies of repeated eigenvalues.
+        done = j + 1 >= k and bool(ok.all())
+        if block == 0:
+            done = done and not invariant
+        else:
+            done = done and _block_done(alphas, betas, block, beta_eff, tol, float(theta[top[-1]]))
+        if full or done:
             converged = True
             break
         if j + 1 == steps:
             break
         if invariant:
+            # An invariant Krylov space from a random start misses only extra copies of eigenvalues it
+            # already holds; a fresh block orthogonal to it looks for them.
             q = random_unit(basis[: j + 1])
             betas.append(0.0)
+            block = j + 1
         else:
             q = w / beta
             betas.append(beta)
@@ -198,20 +225,25 @@ def hutchinson_trace(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    matmat: MatVec | None = None,
+    chunk: int = 64,
 ) -> TraceEstimate:
     r"""Estimate :math:`\mathrm{tr}(A)` as :math:`\frac1m \sum_{i=1}^m z_i^T A z_i` with Rademacher ``z_i``.
 
     Each :math:`z_i` has independent entries :math:`\pm 1`, so :math:`E[z^T A z] = \mathrm{tr}(A)` and
     :math:`\mathrm{Var}[z^T A z] = 2 \sum_{i \ne j} A_{ij}^2` for symmetric ``A``: exact for a diagonal matrix,
     noisier the more weight sits off the diagonal. The standard error reported is the sample standard deviation
-    of the ``m`` terms over :math:`\sqrt m` (``nan`` for one probe); the error shrinks as :math:`1/\sqrt m`.
+    of the ``m`` terms over :math:`\sqrt m` (``nan`` for one probe); the error shrinks as :math:`1/\sqrt m`, so
+    a relative error ``r`` at ``c`` standard errors needs :math:`m \ge c^2 \mathrm{Var} / (r\,\mathrm{tr} A)^2`.
 
     Args:
         matvec: ``v -> A v`` for a 1-D tensor ``v`` of length ``dim``.
         dim: the dimension of the operator, >= 1.
         probes: the number ``m`` of probe vectors (one product each), >= 1.
-        seed: seed of the probes.
+        seed: seed of the probes; the probes drawn depend on it and on ``chunk``.
         dtype, device: of the probe vectors.
+        matmat: optional ``V -> (A v_i)_i`` on a ``(c, dim)`` block of rows, used instead of ``matvec``.
+        chunk: rows per ``matmat`` call, >= 1.
 
     Example:
         >>> A = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
@@ -220,10 +252,16 @@ def hutchinson_trace(
     """
     dim = check_int("hutchinson_trace", "dim", dim)
     probes = check_int("hutchinson_trace", "probes", probes)
+    chunk = check_int("hutchinson_trace", "chunk", chunk)
     gen = torch.Generator().manual_seed(seed)
-    terms = torch.empty(probes, dtype=torch.float64)
-    for i in range(probes):
-        z = (torch.randint(0, 2, (dim,), generator=gen) * 2 - 1).to(dtype=dtype, device=device)
-        terms[i] = float(z @ matvec(z).to(dtype))
-    stderr = float(terms.std(correction=1) / math.sqrt(probes)) if probes > 1 else math.nan
-    return TraceEstimate(value=float(terms.mean()), stderr=stderr, probes=probes)
+    terms: list[Tensor] = []
+    done = 0
+    while done < probes:
+        c = min(chunk, probes - done) if matmat is not None else 1
+        z = (torch.randint(0, 2, (c, dim), generator=gen) * 2 - 1).to(dtype=dtype, device=device)
+        az = matmat(z) if matmat is not None else matvec(z[0])[None]
+        terms.append((z * az.to(dtype)).sum(1).to(torch.float64).cpu())
+        done += c
+    values = torch.cat(terms)
+    stderr = float(values.std(correction=1) / math.sqrt(probes)) if probes > 1 else math.nan
+    return TraceEstimate(value=float(values.mean()), stderr=stderr, probes=probes)
