@@ -1,0 +1,279 @@
+"""prepare(): a table in, clean float32 tensors out.
+
+read → check (target, types, missing, infinite) → split (seeded, stratified) → fit the preprocessor on the training
+rows → encode every split. Each step refuses bad data with a :mod:`descend.data.errors` exception naming the
+table, the column and the first offending row.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from descend.data.columns import Kind, column_kind, numeric_values
+from descend.data.datasets import Dataset
+from descend.data.errors import (
+    ColumnError,
+    DataOptionError,
+    EmptyTableError,
+    LengthMismatchError,
+    MissingColumnError,
+    MissingValueError,
+    NonNumericError,
+)
+from descend.data.options import check_choice
+from descend.data.preprocess import CONSTANT, IMPUTE, SCALES, UNSEEN, Preprocessor
+from descend.data.read import Origin, frame_from_array, read_with_origin, shown_names
+from descend.data.split import check_fractions, split_indices
+from descend.data.target import TASKS, Task, check_target_present, fit_target
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PreparedData", "prepare"]
+
+
+@dataclass
+class PreparedData:
+    """Tensors ready for gradient descent, and the preprocessor that made them.
+
+    ``X_*`` are float32 of shape ``(rows, n_features)``. ``y_*`` are float32 ``(rows,)`` or ``(rows, k)`` for
+    regression, float32 0/1 ``(rows,)`` for binary, int64 class indices ``(rows,)`` for multiclass. ``X_val`` has
+    0 rows when ``validation=0``; ``X_test`` is None unless ``test > 0``. ``index_*`` are the 0-based positions
+    of each split's rows in the source table.
+    """
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    task: Task
+    classes: list[Any]
+    feature_names: list[str]
+    target_name: str | tuple[str, ...]
+    preprocessor: Preprocessor
+    index_train: torch.Tensor = field(repr=False)
+    index_val: torch.Tensor = field(repr=False)
+    index_test: torch.Tensor | None = field(repr=False)
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes; 0 for regression."""
+        return len(self.classes) if self.task != "regression" else 0
+
+    def __repr__(self) -> str:
+        test = f", test={len(self.X_test)}" if self.X_test is not None else ""
+        return (
+            f"PreparedData(task={self.task!r}, train={len(self.X_train)}, val={len(self.X_val)}{test}, "
+            f"n_features={self.n_features}, n_classes={self.n_classes}, target={self.target_name!r})"
+        )
+
+
+def prepare(
+    source: Any,
+    *,
+    target: str | Sequence[str] | None = None,
+    task: str = "auto",
+    validation: float = 0.2,
+    test: float = 0.0,
+    scale: str = "standard",
+    impute: str | None = None,
+    categorical: str = "onehot",
+    seed: int = 0,
+    unseen: str = "error",
+    constant: str = "drop",
+    stratify: bool = True,
+) -> PreparedData:
+    """Read, check, split, scale and encode a table into :class:`PreparedData`.
+
+    Args:
+        source: anything :func:`read_table` reads (path, DataFrame, array, tensor), a :class:`Dataset`, or a pair
+            ``(X, y)`` of arrays/tensors (then ``target`` stays None; y's column is called ``"y"``).
+        target: the target column, or a list of columns (multi-output regression). Required for a table.
+        task: ``"auto"``, ``"regression"``, ``"binary"`` or ``"multiclass"`` (inference rules:
+            :mod:`descend.data.target`).
+        validation, test: fractions of the rows held out, each in [0, 1) and together below 1.
+        scale: ``"standard"``, ``"minmax"`` or ``"none"``; statistics come from the training rows only.
+        impute: ``None`` (missing values are an error), ``"mean"``, ``"median"`` (training statistics; the most
+            frequent category for text columns) or ``"drop"`` (remove rows with a missing value, target included).
+        categorical: ``"onehot"`` (text columns become one-hot columns) or ``"error"`` (refuse text columns).
+        seed: seeds the split.
+        unseen: ``"error"`` or ``"ignore"`` (all zeros) for a category absent from the training rows, in the
+            validation/test rows here and in :meth:`Preprocessor.transform` later.
+        constant: ``"drop"`` (with a :class:`DataWarning`) or ``"error"`` for columns constant in training.
+        stratify: split classification data so each class keeps its share in every split.
+
+    Example:
+        >>> data = prepare(load_dataset("iris"), validation=0.2, seed=0)
+        >>> data.X_train.shape, data.y_train.dtype, data.classes
+        (torch.Size([120, 4]), torch.int64, ['setosa', 'versicolor', 'virginica'])
+    """
+    check_choice("task", task, TASKS)
+    check_fractions(validation, test)
+    check_choice("scale", scale, SCALES)
+    check_choice("impute", impute, IMPUTE)
+    check_choice("categorical", categorical, ("onehot", "error"))
+    check_choice("unseen", unseen, UNSEEN)
+    check_choice("constant", constant, CONSTANT)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise DataOptionError(f"seed must be an integer; got {seed!r}")
+
+    frame, origin, names = _source(source, target)
+    features = [c for c in frame.columns if c not in names]
+    if not features:
+        raise ColumnError(f"{origin}: no feature columns besides the target {shown_names(names)}")
+    kinds: dict[str, Kind] = {c: column_kind(frame[c], c, origin) for c in features}
+    text = [c for c, k in kinds.items() if k == "categorical"]
+    if text and categorical == "error":
+        c = text[0]
+        raise NonNumericError(
+            f"{origin}: column {c!r} holds text (e.g. {frame[c].dropna().iloc[0]!r}); pass "
+            "categorical='onehot' to encode text columns"
+        )
+
+    keep = _rows_to_keep(frame, names, kinds, impute, origin)
+    rows = np.flatnonzero(keep) if not keep.all() else np.arange(len(frame))
+    if len(rows) == 0:
+        raise EmptyTableError(f"{origin}: impute='drop' removed every row (each has a missing value)")
+    targets = frame[names] if len(rows) == len(frame) else frame[names].iloc[rows]
+    encoding = fit_target(targets, names, task, origin)
+    y = encoding.encode(targets, origin)
+
+    labels = y.numpy() if encoding.task != "regression" and stratify else None
+    tr, va, te = split_indices(
+        len(rows), validation=validation, test=test, seed=int(seed), labels=labels, origin=str(origin)
+    )
+    pre = Preprocessor(scale=scale, impute=impute, unseen=unseen, constant=constant)
+    pre.fit_rows(frame, kinds, rows[tr], origin)
+    pre.target_ = encoding
+
+    def part(local: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        at = rows[local]
+        return pre.encode(frame, origin, at, unseen), y[torch.from_numpy(local)], torch.from_numpy(at)
+
+    X_train, y_train, i_train = part(tr)
+    X_val, y_val, i_val = part(va)
+    X_test, y_test, i_test = part(te) if test > 0 else (None, None, None)
+    return PreparedData(
+        X_train, y_train, X_val, y_val, X_test, y_test,
+        task=encoding.task,
+        classes=list(encoding.classes),
+        feature_names=pre.feature_names_,
+        target_name=names[0] if len(names) == 1 else tuple(names),
+        preprocessor=pre,
+        index_train=i_train, index_val=i_val, index_test=i_test,
+    )  # fmt: skip
+
+
+def _source(source: Any, target: str | Sequence[str] | None) -> tuple[pd.DataFrame, Origin, list[str]]:
+    """The table, where it came from, and the target column names."""
+    if isinstance(source, Dataset):
+        names = _names(target) or [source.target]
+        frame, origin = source.frame, Origin(f"dataset {source.name!r}")
+    elif isinstance(source, tuple):
+        if len(source) != 2:
+            raise DataOptionError(f"a tuple source must be (X, y); got a tuple of {len(source)}")
+        if target is not None:
+            raise DataOptionError(
+                "target= names a column of a table; with (X, y) the target is y, so leave it out"
+            )
+        frame, origin, names = _from_xy(*source)
+    else:
+        frame, origin = read_with_origin(source)
+        names = _names(target)
+        if not names:
+            raise MissingColumnError(
+                f"{origin}: name the target column with target=...; columns are {shown_names(list(frame.columns))}"
+            )
+    for n in names:
+        if n not in frame.columns:
+            near = difflib.get_close_matches(n, [str(c) for c in frame.columns], n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise MissingColumnError(
+                f"{origin}: no target column {n!r}{hint}; columns are {shown_names(list(frame.columns))}"
+            )
+    return frame, origin, names
+
+
+def _names(target: str | Sequence[str] | None) -> list[str]:
+    if target is None:
+        return []
+    if isinstance(target, str):
+        return [target]
+    names = list(target)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise DataOptionError(f"target must be a column name or a list of column names; got {target!r}")
+    return names
+
+
+def _from_xy(X: Any, y: Any) -> tuple[pd.DataFrame, Origin, list[str]]:
+    import pandas as pd
+
+    frame, _ = read_with_origin(X)
+    if isinstance(y, pd.DataFrame):
+        yf = y
+    elif isinstance(y, pd.Series):
+        yf = y.to_frame(name=y.name if isinstance(y.name, str) else "y")
+    else:
+        arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        yf = frame_from_array(arr, "y", prefix="y")
+        if yf.shape[1] == 1:
+            yf.columns = ["y"]
+    if len(yf) != len(frame):
+        raise LengthMismatchError(
+            f"X has {len(frame)} rows but y has {len(yf)}; give one target per row of X"
+        )
+    yf = yf.set_axis([c if c not in frame.columns else f"target_{c}" for c in map(str, yf.columns)], axis=1)
+    out = frame.reset_index(drop=True).copy(deep=False)
+    for c in yf.columns:
+        out[c] = yf[c].to_numpy()
+    return out, Origin("arrays (X, y)"), list(yf.columns)
+
+
+def _rows_to_keep(
+    frame: pd.DataFrame, names: list[str], kinds: dict[str, Kind], impute: str | None, origin: Origin
+) -> np.ndarray:
+    """Check every value once, in table order, and return the mask of rows to keep (all, unless impute='drop')."""
+    import pandas as pd
+
+    keep = np.ones(len(frame), dtype=bool)
+    for n in names:
+        present = check_target_present(frame[n], n, origin)
+        if pd.api.types.is_numeric_dtype(frame[n].dtype):
+            numeric_values(frame[n], n, origin, allow_missing=True, role="target")  # infinite values
+        if not present.all():
+            if impute != "drop":
+                i = int(np.flatnonzero(~present)[0])
+                raise MissingValueError(
+                    f"{origin}: target {n!r}, {origin.at(i)}: value is missing ({int((~present).sum())} missing); "
+                    "a target is never imputed: remove those rows, or pass impute='drop'"
+                )
+            keep &= present
+    for c, kind in kinds.items():
+        if kind == "numeric":
+            v = numeric_values(frame[c], c, origin, allow_missing=impute is not None)
+            if impute == "drop":
+                keep &= ~np.isnan(v)
+        else:
+            present = frame[c].notna().to_numpy()
+            if not present.all():
+                if impute is None:
+                    i = int(np.flatnonzero(~present)[0])
+                    raise MissingValueError(
+                        f"{origin}: column {c!r}, {origin.at(i)}: value is missing; fill it in, or choose "
+                        "impute='mean' or 'median' (most frequent category) or 'drop' (drop the rows)"
+                    )
+                if impute == "drop":
+                    keep &= present
+    return keep
