@@ -322,6 +322,8 @@ def test_schedule_lr_resume_gives_the_uninterrupted_rates(seed: int, tmp_path) -
     ckpt = torch.load(path, weights_only=True)
     opt2, sched2 = build()
     sched2.load_state_dict(ckpt["scheduler"])
+    # The scheduler alone already puts the rates of the saved step on the fresh optimizer.
+    assert [(g["lr"], g["momentum"]) for g in opt2.param_groups] == full[save_at]
     opt2.load_state_dict(ckpt["optimizer"])
     resumed = _train_rates(opt2, sched2, 100, lambda t: losses[t])
     assert resumed == full[save_at:]
