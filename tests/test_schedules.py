@@ -109,7 +109,9 @@ def test_scaled_schedule_is_a_multiplier_applied_to_a_base_rate() -> None:
     shape = ds.cosine_annealing(1.0, 100)
     for s in (0.01 * shape, shape * 0.01):
         assert s.sample(150) == [0.01 * x for x in shape.sample(150)]
-    assert "cosine_annealing" in repr(0.01 * shape)
+    assert repr(0.01 * shape) == "scale(factor=0.01, schedule=cosine_annealing(lr=1.0, total_steps=100, min_lr=0.0))"
+    with pytest.raises(ValueError, match=r"^Schedule.__mul__: invalid factor=-1.0; expected"):
+        shape * -1.0
 
 
 def test_one_cycle_holds_min_lr_after_the_last_update() -> None:

@@ -98,9 +98,10 @@ class Schedule:
         return sample(self, steps, start=start)
 
     def __mul__(self, factor: float) -> Schedule:
+        """``factor * schedule``: the same shape, every rate multiplied by ``factor`` (>= 0)."""
         k = check_float("Schedule.__mul__", "factor", factor, low=0.0)
         rate = self._rate
-        return Schedule(f"{k!r} * {self.name}", lambda t: k * rate(t), {"factor": k, "schedule": self})
+        return Schedule("scale", lambda t: k * rate(t), {"factor": k, "schedule": self})
 
     __rmul__ = __mul__
 
