@@ -43,7 +43,7 @@ def check_float(
     high_open: bool = False,
 ) -> float:
     """Return ``value`` as a float if it is a finite real number in the interval from ``low`` to ``high``."""
-    interval = f"{'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}{')' if high_open else ']'}"
+    interval = f"{'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}{')' if high_open or high == math.inf else ']'}"
     expected = f"a finite number in {interval}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         fail(name, arg, value, expected)
