@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from descend import optim
 from descend.errors import ConfigError, DataError, DescendError, ModelFolderError
+from descend.train import FitResult, fit, load
 
 __version__ = "0.1.0"
 
@@ -15,7 +16,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DescendError",
+    "FitResult",
     "ModelFolderError",
     "__version__",
+    "fit",
+    "load",
     "optim",
 ]

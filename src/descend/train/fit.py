@@ -1,0 +1,449 @@
+"""``descend.fit``: one function for batch, stochastic and mini-batch gradient descent.
+
+Each step on a batch :math:`B` of the training rows updates the parameters :math:`\\theta` with the optimizer's
+rule applied to the gradient of
+
+.. math:: J_B(\\theta) = \\frac{1}{|B|}\\sum_{i\\in B} \\ell(f_\\theta(x_i), y_i)
+          + \\lambda_1 \\sum_{w\\in P} |w| + \\frac{\\lambda_2}{2}\\sum_{w\\in P} w^2,
+
+:math:`\\ell` the loss, :math:`P` the penalized parameters (``penalize``, by default the weights, not the biases),
+:math:`\\lambda_1` = ``l1``, :math:`\\lambda_2` = ``l2``. ``batch_size="full"`` is batch gradient descent, ``1``
+stochastic, ``n`` mini-batch.
+
+Example:
+    >>> import torch, descend
+    >>> from types import SimpleNamespace
+    >>> X = torch.randn(64, 3); y = X @ torch.tensor([1.0, -2.0, 0.5])
+    >>> data = SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None, task="regression")
+    >>> result = descend.fit("linear", data, optimizer="sgd", lr=0.1, batch_size="full", loss_threshold=1e-10)
+    >>> result.converged, result.stop_reason
+    (True, 'loss_threshold')
+    >>> [round(w, 3) for w in result.model.net.weight.detach()[0].tolist()]
+    [1.0, -2.0, 0.5]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from descend import losses as _losses
+from descend import metrics as _metrics
+from descend.errors import ConfigError
+from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
+from descend.train.loop import Loop
+from descend.train.run import RunFolder, environment, jsonable
+from descend.train.saved import save_model
+from descend.train.setup import (
+    PenaltySpec,
+    check_int,
+    check_number,
+    make_optimizer,
+    make_penalty,
+    resolve_data,
+)
+from descend.train.state import Callback
+
+__all__ = ["ConvergenceWarning", "FitResult", "fit"]
+
+CONVERGED = ("loss_threshold", "tolerance", "early_stopping")
+# Arguments that may differ when resuming: they do not change the trajectory.
+_RESUME_FREE = ("resume", "run_dir", "callbacks", "progress", "checkpoint_every")
+
+
+class ConvergenceWarning(UserWarning):
+    """Training stopped on a limit (epochs, steps) or diverged, not because a convergence rule was met."""
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns. ``history`` has one dict per epoch (the rows of ``metrics.csv``)."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    converged: bool
+    stop_reason: str
+    epochs: int
+    steps: int
+    task: str
+    loss: str
+    best_epoch: int | None = None
+    run_dir: Path | None = None
+    data: Any = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's row (or the best epoch's, when best weights were restored)."""
+        if self.best_epoch is not None:
+            return self.history[self.best_epoch - 1]
+        return self.history[-1] if self.history else {}
+
+    def history_frame(self) -> Any:
+        """``history`` as a pandas DataFrame."""
+        import pandas
+
+        return pandas.DataFrame(self.history)
+
+
+def _describe(value: Any) -> Any:
+    from descend.models import Model
+
+    if isinstance(value, Model):
+        return value.config()
+    if isinstance(value, (nn.Module, torch.optim.Optimizer)):
+        return type(value).__name__
+    if isinstance(value, type):
+        return value.__qualname__
+    if isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)}"
+    if isinstance(value, (list, tuple)) and not all(isinstance(v, (int, float, str)) for v in value):
+        return [_describe(v) for v in value]
+    return jsonable(value)
+
+
+def _comparable(value: Any) -> Any:
+    return re.sub(r" at 0x[0-9a-f]+", "", str(value))
+
+
+def _check_arguments(args: dict[str, Any]) -> None:
+    bs = args["batch_size"]
+    if bs != "full" and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
+        raise ConfigError(f"batch_size: invalid batch_size={bs!r}; expected 'full' or an int >= 1")
+    lr = args["lr"]
+    if lr == "auto":
+        raise ConfigError(
+            "lr: lr='auto' needs the learning-rate finder, which is not available yet; expected a number > 0 "
+            "(e.g. 1e-3) or a schedule (callable step -> lr)"
+        )
+    if lr is not None and not callable(lr):
+        check_number("lr", lr, open_low=True)
+    check_int("epochs", args["epochs"])
+    check_int("max_steps", args["max_steps"], none=True)
+    check_number("loss_threshold", args["loss_threshold"], low=-math.inf, none=True)
+    check_number("tol", args["tol"], none=True)
+    check_int("n_iter_no_change", args["n_iter_no_change"])
+    check_number("weight_decay", args["weight_decay"])
+    check_number("clip_norm", args["clip_norm"], open_low=True, none=True)
+    check_number("clip_value", args["clip_value"], open_low=True, none=True)
+    check_int("accumulate", args["accumulate"])
+    check_int("checkpoint_every", args["checkpoint_every"], none=True)
+    check_int("seed", args["seed"], low=0, none=True)
+    if args["threads"] != "auto":
+        check_int("threads", args["threads"], none=True)
+    v = args["validation"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ConfigError(f"validation: invalid validation={v!r}; expected a fraction in [0, 1)")
+    if args["task"] not in ("auto", *_losses.TASKS):
+        raise ConfigError(f"task: unknown task {args['task']!r}; expected auto or one of {', '.join(_losses.TASKS)}")
+
+
+def _build_model(spec: Any, data: Any) -> nn.Module:
+    from descend import models
+
+    model = models.get(spec) if isinstance(spec, str) else spec
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: invalid model {spec!r}; expected a torch.nn.Module or one of {', '.join(models.NAMES)}")
+    if isinstance(model, models.Model):
+        if data.task not in model.tasks:
+            raise ConfigError(
+                f"model: {type(model).__name__} fits {' or '.join(model.tasks)} tasks, but the data is {data.task}"
+            )
+        if not model.built:
+            model.build(data.n_features, data.n_outputs())
+    if not any(True for _ in model.parameters()):
+        raise ConfigError(f"model: {type(model).__name__} has no parameters to train")
+    return model
+
+
+def _callbacks(args: dict[str, Any], has_val: bool, run: RunFolder | None) -> list[Callback]:
+    user = list(args["callbacks"])
+    for cb in user:
+        if not isinstance(cb, Callback):
+            raise ConfigError(f"callbacks: invalid callback {cb!r}; expected instances of descend.train.Callback")
+    kinds = {type(cb) for cb in user}
+    stopping = args["early_stopping"]
+    if isinstance(stopping, EarlyStopping):
+        user.append(stopping)
+    elif stopping is True or (stopping is None and has_val and EarlyStopping not in kinds):
+        if not has_val:
+            raise ConfigError("early_stopping: needs a validation set; expected validation > 0 or early_stopping=False")
+        user.append(EarlyStopping())
+    elif stopping not in (None, False):
+        raise ConfigError(f"early_stopping: invalid early_stopping={stopping!r}; expected True, False, None or EarlyStopping")
+    progress = args["progress"]
+    if progress is not False and ProgressBar not in kinds:
+        user.insert(0, ProgressBar(force=progress is True))
+    if run is not None:
+        if Recorder not in kinds:
+            user.append(Recorder())
+        if Checkpoint not in kinds:
+            user.append(Checkpoint(every_steps=args["checkpoint_every"]))
+    # Checkpoints last, so they see every other callback's state for the epoch.
+    return sorted(user, key=lambda cb: isinstance(cb, Checkpoint))
+
+
+def fit(
+    model: nn.Module | str,
+    data: Any,
+    *,
+    target: Any = None,
+    task: str = "auto",
+    validation: float = 0.2,
+    loss: str | _losses.Loss | Callable[..., Any] | None = None,
+    metrics: Sequence[str] | None = None,
+    optimizer: Any = "adam",
+    lr: float | Callable[[int], float] | str | None = None,
+    optimizer_options: dict[str, Any] | None = None,
+    weight_decay: float = 0.0,
+    batch_size: int | str = 32,
+    epochs: int = 100,
+    max_steps: int | None = None,
+    loss_threshold: float | None = None,
+    tol: float | None = 1e-4,
+    n_iter_no_change: int = 5,
+    early_stopping: bool | EarlyStopping | None = None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    penalize: PenaltySpec = "weights",
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    accumulate: int = 1,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    seed: int | None = 0,
+    threads: int | str | None = "auto",
+) -> FitResult:
+    """Train ``model`` on ``data`` by gradient descent and return a :class:`FitResult`.
+
+    Args:
+        model: a ``torch.nn.Module``, one of descend's models (sizes may be left out: they come from the data),
+            or a name: ``"linear"``, ``"logistic"``, ``"softmax"``, ``"svm"``, ``"mlp"``.
+        data: a prepared dataset (``descend.data.prepare``'s result) or anything it reads (a path, a DataFrame,
+            arrays, a tuple ``(X, y)``); ``target``, ``task`` and ``validation`` (a fraction in [0, 1)) are
+            passed on to it.
+        loss: a name (mse, mae, huber, bce, cross_entropy, hinge), a :class:`descend.losses.Loss`, or a callable
+            ``(output, target) -> scalar``; default: the model's (hinge for LinearSVM) or the task's.
+        metrics: validation metrics to record (default: the task's, see :mod:`descend.metrics`).
+        optimizer: a name (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw), an optimizer instance, or a
+            factory ``(params, **options) -> optimizer`` such as a class; ``optimizer_options`` go to it.
+        lr: a number > 0, a schedule (callable step -> lr; a ``ReduceOnPlateau`` is stepped each epoch with the
+            validation loss), or None for the optimizer's default. ``"auto"`` is not available yet.
+        batch_size: ``"full"``, or the number of rows per step.
+        epochs, max_steps: limits. ``loss_threshold``: stop when the epoch's training loss is at or below it.
+            ``tol``: stop when the training loss changes by less than ``tol`` (relative) ``n_iter_no_change``
+            epochs in a row (None: never).
+        early_stopping: None (on when there is a validation set), True, False, or an :class:`EarlyStopping`.
+        l1, l2, penalize: the penalty above; ``penalize`` is "weights" (parameters with 2+ dimensions), "all",
+            a list of parameter names, or a callable ``(name, parameter) -> bool``.
+        clip_norm, clip_value, accumulate: rules of descend's optimizer engine, applied before the optimizer's.
+        callbacks: extra :class:`~descend.train.Callback` instances. ``progress``: None (a bar when stderr is a
+            terminal), True, False.
+        run_dir: write the run folder there (see :mod:`descend.train.run`); ``checkpoint_every`` adds a
+            checkpoint every that many steps to the one at each epoch's end.
+        resume: a run folder to continue from its last checkpoint; the other arguments must be the same.
+        seed: seeds the model's initialisation (when fit builds it), the data order and dropout; the caller's
+            global torch RNG is left as it was. None draws a seed (recorded in config.json).
+        threads: torch's intra-op threads during fit (restored after). ``"auto"`` uses 1 for models under
+            2**20 parameters, whose small matrix products lose more to waking threads than they gain (and
+            lose badly on a busy machine); None leaves torch's setting. The count is recorded in config.json.
+
+    When training ends on ``epochs`` or ``max_steps`` or diverges, ``converged`` is False and a
+    :class:`ConvergenceWarning` is issued.
+    """
+    args = dict(locals())
+    _check_arguments(args)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        args["seed"] = seed
+    if resume is not None:
+        run: RunFolder | None = RunFolder.open(resume)
+    elif run_dir is not None:
+        run = RunFolder.create(run_dir)
+    else:
+        run = None
+    before = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _fit(args, seed, run)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
+    data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"], seed=seed)
+    model = _build_model(args["model"], data)
+    threads = args["threads"]
+    if threads == "auto":
+        threads = 1 if sum(p.numel() for p in model.parameters()) < 2**20 else None
+    if threads is not None:
+        torch.set_num_threads(threads)
+    param = next(model.parameters())
+    X_dtype = param.dtype if param.is_floating_point() else torch.float32
+    data.X, data.X_val = data.X.to(X_dtype), data.X_val.to(X_dtype)
+    if data.task == "multiclass":
+        data.y, data.y_val = data.y.long(), data.y_val.long()
+    else:
+        data.y, data.y_val = data.y.to(X_dtype), data.y_val.to(X_dtype)
+
+    spec = args["loss"]
+    if spec is None:
+        spec = getattr(model, "default_loss", None)
+        if spec is not None and data.task not in _losses.LOSSES.get(spec, {}):
+            spec = None
+    y, y_val = data.y, data.y_val
+    if callable(spec) and not isinstance(spec, _losses.Loss):
+        loss_fn, loss_name = spec, getattr(spec, "__name__", type(spec).__name__)
+    else:
+        loss_obj = _losses.get(spec, data.task)
+        loss_fn, loss_name = loss_obj.fn, loss_obj.name
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            probe = model(data.X[:2])
+        model.train(was_training)
+        if _losses.check_output(tuple(probe.shape), tuple(y.shape), data.task, data.n_classes):
+            y, y_val = y.unsqueeze(1), y_val.unsqueeze(1)
+        if loss_obj.target_transform is not None:
+            y, y_val = loss_obj.target_transform(y), loss_obj.target_transform(y_val)
+    metric_names = _metrics.check(args["metrics"], data.task)
+
+    lr = args["lr"]
+    plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(
+        args["optimizer"],
+        params,
+        lr=lr,
+        weight_decay=args["weight_decay"],
+        options=dict(args["optimizer_options"] or {}),
+        clip_norm=args["clip_norm"],
+        clip_value=args["clip_value"],
+        accumulate=args["accumulate"],
+    )
+    set_lr = None
+    if callable(lr) and not any("lr_schedule" in g for g in optimizer.param_groups):
+        schedule = lr
+
+        def set_lr(step: int) -> None:
+            value = float(schedule(step))
+            for group in optimizer.param_groups:
+                group["lr"] = value
+
+        set_lr(0)
+    penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
+    bs = args["batch_size"]
+    batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
+    callbacks = _callbacks(args, len(data.X_val) > 0, run)
+    loop = Loop(
+        model=model, optimizer=optimizer, data=data, loss_fn=loss_fn, y=y, y_val=y_val, metrics=metric_names,
+        penalty=penalty, set_lr=set_lr, plateau=plateau, batch_size=batch_size, epochs=args["epochs"],
+        max_steps=args["max_steps"], loss_threshold=args["loss_threshold"], tol=args["tol"],
+        n_iter_no_change=args["n_iter_no_change"], callbacks=callbacks, seed=seed,
+    )  # fmt: skip
+    state = loop.state
+    config = _config(args, data, model, loss_name, batch_size)
+    if run is not None:
+        state.run_dir = run
+        state.log_event = run.log_event
+        state.save_checkpoint = lambda keep=2: run.save_checkpoint(loop.checkpoint(), keep)
+        _start_run(run, args, config, loop)
+    for cb in callbacks:
+        cb.on_fit_start(state)
+    try:
+        loop.run()
+    except BaseException as e:
+        if run is not None:
+            run.log_event("interrupted", step=state.step, error=type(e).__name__)
+        for cb in callbacks:
+            if isinstance(cb, ProgressBar):
+                cb.on_fit_end(state)
+        raise
+    for cb in callbacks:
+        cb.on_fit_end(state)
+    return _finish(run, loop, data, loss_name)
+
+
+def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, batch_size: int) -> dict[str, Any]:
+    described = {k: _describe(v) for k, v in args.items() if k not in ("data",)}
+    described["model"] = _describe(model)
+    return {
+        "arguments": described,
+        "seed": args["seed"],
+        "resolved": {"loss": loss_name, "batch_size": batch_size, "task": data.task},
+        "data": {
+            "source": args["data"] if isinstance(args["data"], (str, os.PathLike)) else type(args["data"]).__name__,
+            "n_train": len(data.X),
+            "n_val": len(data.X_val),
+            "n_features": data.n_features,
+            "n_classes": data.n_classes,
+            "fingerprint": float(data.X.double().sum()),
+        },
+        "environment": environment(),
+    }
+
+
+def _start_run(run: RunFolder, args: dict[str, Any], config: dict[str, Any], loop: Loop) -> None:
+    if args["resume"] is None:
+        run.write_json("config.json", {**config, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run.log_event("start", seed=args["seed"])
+        return
+    saved = run.read_json("config.json")
+    now = jsonable(config)
+    for key, value in now["arguments"].items():
+        if key in _RESUME_FREE:
+            continue
+        before = saved["arguments"].get(key)
+        if _comparable(before) != _comparable(value):
+            raise ConfigError(f"resume: {key}={value!r} differs from the run's {key}={before!r}; expected the same")
+    if _comparable(saved["data"]) != _comparable(now["data"]):
+        raise ConfigError(f"resume: the data differs from the run's ({saved['data']} vs {now['data']})")
+    ckpt = run.latest_checkpoint()
+    if ckpt is not None:
+        loop.restore(ckpt)
+        run.rewrite_metrics(loop.state.history)
+    run.log_event("resume", step=loop.state.step, epoch=loop.state.epoch, batch=loop.state.batch)
+
+
+def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> FitResult:
+    state = loop.state
+    reason = state.stop or "max_epochs"
+    converged = reason in CONVERGED
+    best = next((cb.best_epoch for cb in loop.callbacks if isinstance(cb, EarlyStopping) and cb.restore_best), None)
+    if not converged:
+        message = {
+            "max_epochs": f"stopped after the maximum of {state.epochs} epochs without converging",
+            "max_steps": f"stopped after the maximum of {state.step} steps without converging",
+            "diverged": "the training loss is not finite: the descent diverged (try a smaller lr)",
+        }.get(reason, f"stopped ({reason}) without converging")
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        if run is not None:
+            run.log_event("warning", category="not_converged", message=message)
+    result = FitResult(
+        model=loop.model, history=state.history, converged=converged, stop_reason=reason, epochs=len(state.history),
+        steps=state.step, task=data.task, loss=loss_name, best_epoch=best,
+        run_dir=run.path if run is not None else None, data=data.prepared,
+    )  # fmt: skip
+    if run is not None:
+        save_model(loop.model, run.path / "model", task=data.task, data=data.prepared, loss=loss_name)
+        run.log_event("end", stop_reason=reason, converged=converged, steps=state.step)
+        run.write_json(
+            "summary.json",
+            {"status": "complete", "stop_reason": reason, "converged": converged, "epochs": result.epochs,
+             "steps": state.step, "best_epoch": best, "final": result.final},
+        )  # fmt: skip
+    return result

@@ -1,0 +1,221 @@
+"""The training loop: forward, loss, backward, step, over index batches, with exact resume.
+
+Per step the loop does only what a careful hand-written loop does (pick the batch's rows, forward, loss,
+backward, step) plus one in-place add to sum the epoch's loss; everything else (validation, metrics, the grad
+norm, callbacks' epoch hooks, checkpoints) happens once per epoch, or on the cadence a callback asks for.
+
+The data order is a seeded permutation per epoch. A checkpoint holds the permutation and the position in it,
+the generator and torch RNG states, the model, the optimizer, the schedule, the partial sums of the epoch and
+every callback's state, so a run resumed from a checkpoint written mid-epoch takes exactly the same steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from descend.metrics import evaluate
+from descend.train.setup import TrainData
+from descend.train.state import Callback, TrainState, defines
+
+__all__ = ["Loop"]
+
+
+class Loop:
+    """One run of the loop. ``run()`` trains until a stopping rule fires; the state is in ``self.state``."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: TrainData,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        y: Tensor,
+        y_val: Tensor,
+        metrics: tuple[str, ...],
+        penalty: Callable[[], Tensor] | None,
+        set_lr: Callable[[int], None] | None,
+        plateau: Any,
+        batch_size: int,
+        epochs: int,
+        max_steps: int | None,
+        loss_threshold: float | None,
+        tol: float | None,
+        n_iter_no_change: int,
+        callbacks: list[Callback],
+        seed: int,
+    ) -> None:
+        self.model, self.optimizer, self.data = model, optimizer, data
+        self.loss_fn, self.y, self.y_val = loss_fn, y, y_val
+        self.metrics, self.penalty, self.set_lr, self.plateau = metrics, penalty, set_lr, plateau
+        self.batch_size, self.max_steps = batch_size, max_steps
+        self.loss_threshold, self.tol, self.n_iter_no_change = loss_threshold, tol, n_iter_no_change
+        self.callbacks = callbacks
+        self.n = len(data.X)
+        self.full = batch_size >= self.n
+        n_batches = 1 if self.full else math.ceil(self.n / batch_size)
+        self.state = TrainState(model=model, optimizer=optimizer, task=data.task, epochs=epochs, n_batches=n_batches)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: Tensor | None = None
+        self.loss_sum = torch.zeros((), dtype=y.dtype if y.is_floating_point() else data.X.dtype)
+        self.grad_norm = math.nan
+        self.no_change = 0
+        self.elapsed = 0.0
+        self.ending_epoch = False
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        s = self.state
+        # At the end of an epoch (callbacks running) the epoch is complete: resume starts the next one.
+        epoch, batch = (s.epoch + 1, 0) if self.ending_epoch else (s.epoch, s.batch)
+        return {
+            "epoch": epoch,
+            "batch": batch,
+            "step": s.step,
+            "stop": s.stop,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {"step": s.step, "plateau": self.plateau.state_dict() if self.plateau is not None else None},
+            "rng": {"torch": torch.get_rng_state(), "order": self.generator.get_state()},
+            "order": self.order,
+            "epoch_sums": {"loss_sum": self.loss_sum.clone(), "grad_norm": self.grad_norm, "elapsed": self.elapsed},
+            "stopping": {"no_change": self.no_change},
+            "history": s.history,
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        s = self.state
+        s.epoch, s.batch, s.step, s.stop = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["stop"]
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.plateau is not None and ckpt["schedule"]["plateau"] is not None:
+            self.plateau.load_state_dict(ckpt["schedule"]["plateau"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.generator.set_state(ckpt["rng"]["order"])
+        self.order = ckpt["order"]
+        sums = ckpt["epoch_sums"]
+        self.loss_sum, self.grad_norm, self.elapsed = sums["loss_sum"], sums["grad_norm"], sums["elapsed"]
+        self.no_change = ckpt["stopping"]["no_change"]
+        s.history = list(ckpt["history"])
+        s.row = dict(s.history[-1]) if s.history else {}
+        for cb, cb_state in zip(self.callbacks, ckpt["callbacks"]):
+            cb.load_state_dict(cb_state)
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        s = self.state
+        model, optimizer, loss_fn, penalty, set_lr = self.model, self.optimizer, self.loss_fn, self.penalty, self.set_lr
+        X, y, bs = self.data.X, self.y, self.batch_size
+        step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
+        max_steps = self.max_steps if self.max_steps is not None else -1
+        while s.stop is None and s.epoch < s.epochs:
+            if s.batch == 0:
+                self.order = None if self.full else torch.randperm(self.n, generator=self.generator)
+                self.loss_sum.zero_()
+                self.elapsed = 0.0
+                for cb in self.callbacks:
+                    cb.on_epoch_start(s)
+            batches = (None,) if self.order is None else self.order.split(bs)
+            last = len(batches) - 1
+            model.train()
+            start = time.perf_counter()
+            for b in range(s.batch, len(batches)):
+                idx = batches[b]
+                if idx is None:
+                    out = model(X)
+                    loss = loss_fn(out, y)
+                else:
+                    out = model(X.index_select(0, idx))
+                    loss = loss_fn(out, y.index_select(0, idx))
+                if penalty is not None:
+                    loss = loss + penalty()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if b == last:
+                    self.grad_norm = self._grad_norm()
+                if set_lr is not None:
+                    set_lr(s.step)
+                optimizer.step()
+                self.loss_sum += loss.detach()
+                s.step += 1
+                s.batch = b + 1
+                if step_hooks:
+                    s.loss = loss
+                    self.elapsed += time.perf_counter() - start
+                    start = time.perf_counter()
+                    for cb in step_hooks:
+                        cb.on_step_end(s)
+                if s.step == max_steps:
+                    s.stop = "max_steps"
+                if s.stop is not None:
+                    break
+            self.elapsed += time.perf_counter() - start
+            self._end_epoch()
+        if s.stop is None:
+            s.stop = "max_epochs"
+
+    def _grad_norm(self) -> float:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return math.nan
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+    def _end_epoch(self) -> None:
+        s = self.state
+        done = max(s.batch, 1)
+        row: dict[str, float] = {"epoch": s.epoch + 1, "step": s.step, "loss": float(self.loss_sum) / done}
+        row.update(self.validate())
+        row["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        row["grad_norm"] = self.grad_norm
+        row["time"] = self.elapsed
+        s.row = row
+        s.history.append(row)
+        self._stopping_rules(row)
+        if self.plateau is not None:
+            self.plateau.step(row.get("val_loss", row["loss"]))
+        self.ending_epoch = True
+        try:
+            for cb in self.callbacks:
+                cb.on_epoch_end(s)
+        finally:
+            self.ending_epoch = False
+        s.epoch += 1
+        s.batch = 0
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        d = self.data
+        if len(d.X_val) == 0:
+            return {}
+        self.model.eval()
+        out = self.model(d.X_val)
+        self.model.train()
+        row = {"val_loss": float(self.loss_fn(out, self.y_val))}
+        row.update({f"val_{k}": v for k, v in evaluate(out, d.y_val, d.task, self.metrics).items()})
+        return row
+
+    def _stopping_rules(self, row: dict[str, float]) -> None:
+        s = self.state
+        loss = row["loss"]
+        if not math.isfinite(loss):
+            s.stop = "diverged"
+            return
+        if self.loss_threshold is not None and loss <= self.loss_threshold:
+            s.stop = "loss_threshold"
+            return
+        if self.tol is not None and len(s.history) >= 2:
+            prev = s.history[-2]["loss"]
+            change = abs(prev - loss) / max(abs(prev), 1e-300)
+            self.no_change = self.no_change + 1 if change < self.tol else 0
+            if self.no_change >= self.n_iter_no_change:
+                s.stop = "tolerance"

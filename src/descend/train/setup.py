@@ -1,0 +1,213 @@
+"""Turning fit's arguments into the objects the loop runs: data tensors, optimizer, penalty.
+
+Every check here raises :class:`~descend.errors.ConfigError` with one template: the argument, the value, and
+what would be accepted. Inside the loop nothing is checked again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from descend.errors import ConfigError, DataError
+
+__all__ = ["OPTIMIZERS", "TrainData", "make_optimizer", "make_penalty", "resolve_data"]
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+PenaltySpec = str | Sequence[str] | Callable[[str, Tensor], bool]
+
+
+def check_number(name: str, value: Any, *, low: float = 0.0, open_low: bool = False, none: bool = False) -> None:
+    if value is None and none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if ok:
+        ok = value > low if open_low else value >= low
+    if not ok:
+        sign = ">" if open_low else ">="
+        raise ConfigError(f"{name}: invalid {name}={value!r}; expected a number {sign} {low:g}{' or None' if none else ''}")
+
+
+def check_int(name: str, value: Any, *, low: int = 1, none: bool = False) -> None:
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}: invalid {name}={value!r}; expected an int >= {low}{' or None' if none else ''}")
+
+
+@dataclass
+class TrainData:
+    """Training and validation tensors, with what ``fit`` needs to know about them."""
+
+    X: Tensor
+    y: Tensor
+    X_val: Tensor
+    y_val: Tensor
+    task: str
+    n_classes: int | None
+    prepared: Any = None
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    def n_outputs(self) -> int:
+        if self.task == "multiclass":
+            return int(self.n_classes or 0)
+        return 1 if self.y.dim() == 1 else int(self.y.shape[1])
+
+
+def resolve_data(data: Any, *, target: Any, task: str, validation: float, seed: int) -> TrainData:
+    """Accept a prepared dataset (anything with ``X_train``, ``y_train``, ``X_val``, ``y_val``, ``task``) or
+    anything :func:`descend.data.prepare` reads (a path, a DataFrame, arrays, a tuple ``(X, y)``)."""
+    prepared = data
+    if not hasattr(data, "X_train"):
+        import descend.data
+
+        prepare = getattr(descend.data, "prepare", None)
+        if prepare is None:
+            raise ConfigError(
+                f"data: got {type(data).__name__}; expected a prepared dataset (with X_train, y_train, X_val, y_val, task)"
+            )
+        prepared = prepare(data, target=target, task=task, validation=validation, seed=seed)
+    elif task not in ("auto", prepared.task):
+        raise ConfigError(f"task: task={task!r} differs from the prepared data's task {prepared.task!r}")
+    X, y = torch.as_tensor(prepared.X_train), torch.as_tensor(prepared.y_train)
+    X_val = torch.as_tensor(prepared.X_val) if prepared.X_val is not None else X[:0]
+    y_val = torch.as_tensor(prepared.y_val) if prepared.y_val is not None else y[:0]
+    if X.dim() != 2 or len(X) == 0:
+        raise DataError(f"data: training features have shape {tuple(X.shape)}; expected (n, features) with n >= 1")
+    if len(y) != len(X) or len(y_val) != len(X_val):
+        raise DataError(f"data: {len(X)} feature rows but {len(y)} targets; expected as many targets as rows")
+    n_classes = getattr(prepared, "n_classes", None)
+    if prepared.task == "multiclass" and not n_classes:
+        n_classes = int(max(int(y.max()), int(y_val.max()) if len(y_val) else 0)) + 1
+    return TrainData(X, y, X_val, y_val, prepared.task, n_classes, prepared)
+
+
+def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    from descend import optim
+
+    classes: dict[str, Any] = {
+        "sgd": optim.SGD,
+        "momentum": optim.Momentum,
+        "nesterov": optim.Nesterov,
+        "adagrad": optim.Adagrad,
+        "rmsprop": optim.RMSprop,
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+    }
+    key = name.lower()
+    if key not in classes:
+        raise ConfigError(
+            f"optimizer: unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}, "
+            "a torch.optim.Optimizer, or a factory params -> optimizer"
+        )
+    cls: type[torch.optim.Optimizer] = classes[key]
+    return cls
+
+
+def make_optimizer(
+    spec: Any,
+    params: Sequence[Tensor],
+    *,
+    lr: float | Callable[[int], float] | None,
+    weight_decay: float,
+    options: dict[str, Any],
+    clip_norm: float | None,
+    clip_value: float | None,
+    accumulate: int,
+) -> torch.optim.Optimizer:
+    """Build the optimizer. Clipping and accumulation are rules of descend's optimizer engine, placed before
+    the named optimizer's own rules: accumulate k gradients, clip their mean, then update."""
+    from descend import optim
+
+    engine_rules = clip_norm is not None or clip_value is not None or accumulate > 1
+    if isinstance(spec, torch.optim.Optimizer):
+        if lr is not None or weight_decay or options:
+            raise ConfigError(
+                "optimizer: an optimizer instance carries its own lr, weight_decay and options; pass the optimizer "
+                "by name or class (e.g. optimizer='adam', lr=1e-3) to set them here"
+            )
+        if engine_rules:
+            raise ConfigError(
+                "optimizer: clip_norm, clip_value and accumulate need the optimizer by name or class; for an instance "
+                "build them into it with descend.optim.chain(...)"
+            )
+        return spec
+    kwargs = dict(options)
+    if lr is not None:
+        kwargs["lr"] = lr
+    if weight_decay:
+        kwargs["weight_decay"] = weight_decay
+    factory = _optimizer_class(spec) if isinstance(spec, str) else spec
+    if not callable(factory):
+        raise ConfigError(
+            f"optimizer: invalid optimizer {spec!r}; expected one of {', '.join(OPTIMIZERS)}, "
+            "a torch.optim.Optimizer, or a factory params -> optimizer"
+        )
+    try:
+        opt = factory(params, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"optimizer: {getattr(factory, '__name__', factory)!s} rejected its arguments: {e}") from e
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise ConfigError(f"optimizer: the factory returned {type(opt).__name__}; expected a torch.optim.Optimizer")
+    if not engine_rules:
+        return opt
+    if not isinstance(opt, optim.ChainOptimizer):
+        raise ConfigError(
+            f"optimizer: clip_norm, clip_value and accumulate are rules of descend's optimizer engine; "
+            f"{type(opt).__name__} is not a descend optimizer; expected a name ({', '.join(OPTIMIZERS)}) or a "
+            "descend.optim class"
+        )
+    rules: list[Any] = []
+    if accumulate > 1:
+        rules.append(optim.accumulate(accumulate))
+    if clip_norm is not None:
+        rules.append(optim.clip_by_global_norm(clip_norm))
+    if clip_value is not None:
+        rules.append(optim.clip_by_value(clip_value))
+    return optim.ChainOptimizer(list(params), [*rules, *opt.transforms], name=opt.name, **opt.defaults)
+
+
+def _penalized(model: nn.Module, spec: PenaltySpec) -> list[Tensor]:
+    named = dict(model.named_parameters())
+    if spec == "weights":
+        return [p for p in named.values() if p.dim() >= 2]
+    if spec == "all":
+        return list(named.values())
+    if callable(spec):
+        return [p for n, p in named.items() if spec(n, p)]
+    if isinstance(spec, str) or not all(isinstance(n, str) for n in spec):
+        raise ConfigError(
+            f"penalize: invalid penalize={spec!r}; expected 'weights', 'all', a list of parameter names or a "
+            "callable (name, parameter) -> bool"
+        )
+    unknown = [n for n in spec if n not in named]
+    if unknown:
+        raise ConfigError(f"penalize: unknown parameter {unknown[0]!r}; expected some of {', '.join(named)}")
+    return [named[n] for n in spec]
+
+
+def make_penalty(model: nn.Module, l1: float, l2: float, spec: PenaltySpec) -> Callable[[], Tensor] | None:
+    """The penalty :math:`\\lambda_1 \\sum |w| + \\tfrac{\\lambda_2}{2} \\sum w^2` over the chosen parameters."""
+    check_number("l1", l1)
+    check_number("l2", l2)
+    params = _penalized(model, spec)
+    if not (l1 or l2) or not params:
+        return None
+
+    def penalty() -> Tensor:
+        total = torch.zeros((), dtype=params[0].dtype)
+        for p in params:
+            if l1:
+                total = total + l1 * p.abs().sum()
+            if l2:
+                total = total + (0.5 * l2) * p.pow(2).sum()
+        return total
+
+    return penalty
