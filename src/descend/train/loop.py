@@ -89,7 +89,7 @@ class Loop:
             "epoch_sums": {"loss_sum": self.loss_sum.clone(), "grad_norm": self.grad_norm, "elapsed": self.elapsed},
             "stopping": {"no_change": self.no_change},
             "history": s.history,
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()},
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -107,8 +107,23 @@ class Loop:
         self.no_change = ckpt["stopping"]["no_change"]
         s.history = list(ckpt["history"])
         s.row = dict(s.history[-1]) if s.history else {}
-        for cb, cb_state in zip(self.callbacks, ckpt["callbacks"]):
-            cb.load_state_dict(cb_state)
+        saved = ckpt["callbacks"]
+        for key, cb in self._keyed_callbacks().items():
+            if key in saved:
+                cb.load_state_dict(saved[key])
+
+    def _keyed_callbacks(self) -> dict[str, Callback]:
+        """Callbacks by class name (``EarlyStopping``, ``EarlyStopping#2``, ...), so a resume restores each
+        state to the callback of the same kind even if other callbacks were added or removed."""
+        keyed: dict[str, Callback] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            key, i = name, 1
+            while key in keyed:
+                i += 1
+                key = f"{name}#{i}"
+            keyed[key] = cb
+        return keyed
 
     # -- the loop ------------------------------------------------------------------------------------------
 

@@ -1,0 +1,173 @@
+"""Run folders: their files, every checkpoint, exact resume (after SIGKILL mid-epoch and after a crash), and
+descend.load."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import descend
+from descend.errors import ConfigError
+from descend.models import MLP
+from descend.train import Callback, Checkpoint, EarlyStopping, TrainState
+
+pytestmark = pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
+
+
+def dataset() -> SimpleNamespace:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 6, generator=g)
+    y = (X[:, :3].sum(1) + 0.8 * torch.randn(400, generator=g) > 0).long() + (X[:, 3] > 1).long()
+    return SimpleNamespace(X_train=X[:320], y_train=y[:320], X_val=X[320:], y_val=y[320:], task="multiclass", n_classes=3)
+
+
+ARGS: dict[str, Any] = {"epochs": 12, "batch_size": 32, "lr": 0.01, "seed": 3}
+
+
+def model() -> MLP:
+    return MLP(hidden=(16,), dropout=0.25)  # dropout: the torch RNG must be restored too
+
+
+def flat(m: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in m.state_dict().values()])
+
+
+def test_run_folder_files(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = descend.fit(model(), dataset(), run_dir=run, **ARGS)
+    config = json.loads((run / "config.json").read_text())
+    for name in ("epochs", "batch_size", "lr", "optimizer", "loss", "seed", "l2", "clip_norm", "resume", "threads"):
+        assert name in config["arguments"]
+    assert config["seed"] == 3 and config["environment"]["torch"] == torch.__version__
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == result.epochs
+    for row, hist in zip(rows, result.history):
+        assert {"loss", "val_loss", "val_accuracy", "lr", "grad_norm", "time"} <= set(row)
+        assert float(row["loss"]) == pytest.approx(hist["loss"], rel=1e-12)
+    events = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events[0] == "start" and events[-1] == "end"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["epochs"] == result.epochs
+    assert not list(run.rglob("*.tmp"))
+    saved = descend.load(run)
+    X = dataset().X_val
+    with torch.no_grad():
+        expected = result.model.eval()(X).argmax(1)
+    assert torch.equal(saved.predict(X), expected)
+    probs = saved.predict_proba(X)
+    torch.testing.assert_close(probs.sum(1), torch.ones(len(X)), rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="already exists"):
+        descend.fit(model(), dataset(), run_dir=run, **ARGS)
+    with pytest.raises(ConfigError, match="complete"):
+        descend.fit(model(), dataset(), resume=run, **ARGS)
+
+
+class StepWeights(Callback):
+    def __init__(self) -> None:
+        self.at: dict[int, torch.Tensor] = {}
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.at[state.step] = flat(state.model)
+
+
+def test_every_checkpoint_opens_with_weights_only(tmp_path: Path) -> None:
+    # Oracle: the weights recorded at each step by a callback in the same run.
+    weights = StepWeights()
+    ckpt = Checkpoint(every_steps=7, every_epochs=1, keep=None)
+    result = descend.fit(model(), dataset(), run_dir=tmp_path / "r", callbacks=[weights, ckpt], **ARGS)
+    paths = sorted((tmp_path / "r" / "checkpoints").glob("*.pt"))
+    steps = {s for s in range(1, result.steps + 1) if s % 7 == 0} | {10 * e for e in range(1, result.epochs + 1)}
+    assert len(paths) == len(steps)
+    for path in paths:
+        state = torch.load(path, weights_only=True)
+        assert set(state) >= {"model", "optimizer", "schedule", "rng", "order", "history", "callbacks", "step"}
+        assert torch.equal(torch.cat([v.flatten() for v in state["model"].values()]), weights.at[state["step"]])
+
+
+class Crash(Callback):
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_crash_keeps_early_stopping_state(tmp_path: Path) -> None:
+    args = {**ARGS, "epochs": 60, "lr": 0.05}
+    reference = descend.fit(model(), dataset(), early_stopping=EarlyStopping(patience=3), **args)
+    assert reference.stop_reason == "early_stopping"
+    crash_at = (reference.best_epoch or 0) * 10 + 15  # after the best epoch, mid-epoch, patience running
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        descend.fit(model(), dataset(), run_dir=run, early_stopping=EarlyStopping(patience=3), checkpoint_every=4,
+                    callbacks=[Crash(crash_at)], **args)  # fmt: skip
+    assert not (run / "summary.json").exists()
+    stop = EarlyStopping(patience=3)
+    resumed = descend.fit(model(), dataset(), resume=run, early_stopping=stop, **args)
+    assert stop.best_epoch == reference.best_epoch and resumed.epochs == reference.epochs
+    assert torch.equal(flat(resumed.model), flat(reference.model))
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(reference.history)
+    with open(run / "metrics.csv") as f:
+        assert len(list(csv.DictReader(f))) == resumed.epochs
+    os.remove(run / "summary.json")  # pretend it is unfinished: a changed argument is refused
+    with pytest.raises(ConfigError, match=r"resume: lr=0\.1 differs from the run's lr=0\.05"):
+        descend.fit(model(), dataset(), resume=run, **{**args, "lr": 0.1})
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_run import ARGS, dataset, model
+import descend
+from descend.train import Callback, Checkpoint
+
+class Slow(Callback):
+    def on_step_end(self, state):
+        time.sleep(0.02)
+
+descend.fit(model(), dataset(), run_dir={run!r}, callbacks=[Slow(), Checkpoint(every_steps=7, every_epochs=None, keep=3)],
+            **{{**ARGS, "epochs": 40}})
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    script = CHILD.format(tests=str(Path(__file__).parent), run=str(run))
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while not list((run / "checkpoints").glob("step-*.pt")):
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+    assert not (run / "summary.json").exists()
+    latest = torch.load(sorted((run / "checkpoints").glob("step-*.pt"))[-1], weights_only=True)
+    assert latest["batch"] not in (0, 10), "the kill should land mid-epoch"
+    resumed = descend.fit(model(), dataset(), resume=run, **{**ARGS, "epochs": 40})
+    reference = descend.fit(model(), dataset(), **{**ARGS, "epochs": 40})
+    assert resumed.steps == reference.steps
+    final = load_file(run / "model" / "model.safetensors")
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(final[key], value), key
