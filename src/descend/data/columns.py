@@ -53,12 +53,18 @@ def column_kind(series: pd.Series, name: str, origin: Origin) -> Kind:
 
 
 def numeric_values(
-    series: pd.Series, name: str, origin: Origin, *, allow_missing: bool, role: str = "column"
+    series: pd.Series,
+    name: str,
+    origin: Origin,
+    *,
+    allow_missing: bool,
+    role: str = "column",
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The values of a numeric column as a float array (a view when the column already is one).
+    """The values of a numeric column (only ``rows``, if given) as a float array; a view when it can be one.
 
     Infinite values are always an error. Missing values (NaN, NA) are an error unless ``allow_missing``; the
-    message says how to choose an imputation.
+    message says how to choose an imputation. Rows are reported by their position in the whole table.
     """
     import pandas as pd
 
@@ -68,13 +74,19 @@ def numeric_values(
         v = series.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         v = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if rows is not None:
+        v = v[rows]
     if np.isfinite(v).all():
         return v
+
+    def at(i: int) -> str:
+        return origin.at(int(rows[i]) if rows is not None else i)
+
     inf = np.flatnonzero(np.isinf(v))
     if len(inf):
         i = int(inf[0])
         raise NonFiniteError(
-            f"{origin}: {role} {name!r}, {origin.at(i)}: value {float(v[i])} is infinite "
+            f"{origin}: {role} {name!r}, {at(i)}: value {float(v[i])} is infinite "
             f"({len(inf)} infinite value{'s' if len(inf) > 1 else ''} in the column); replace with finite numbers"
         )
     missing = np.flatnonzero(np.isnan(v))
@@ -83,7 +95,7 @@ def numeric_values(
     if not allow_missing:
         i = int(missing[0])
         raise MissingValueError(
-            f"{origin}: {role} {name!r}, {origin.at(i)}: value is missing ({len(missing)} missing in the "
+            f"{origin}: {role} {name!r}, {at(i)}: value is missing ({len(missing)} missing in the "
             "column); fill it in, or choose impute='mean', 'median' or 'drop' (drop the rows)"
         )
     return v

@@ -152,7 +152,7 @@ class Preprocessor:
                 fill = str(cats[np.argmax(counts)])
             col = Column(name, "categorical", fill=fill, categories=[str(c) for c in cats])
             return self._constant(col, origin, cats[0]) if len(cats) == 1 else col
-        v = numeric_values(series, name, origin, allow_missing=self.impute is not None)[rows]
+        v = numeric_values(series, name, origin, allow_missing=self.impute is not None, rows=rows)
         missing = np.isnan(v)
         if missing.any():
             if missing.all():
@@ -250,8 +250,7 @@ class Preprocessor:
         j = 0
         for c in live:
             if c.kind == "numeric":
-                v = numeric_values(frame[c.name], c.name, origin, allow_missing=c.fill is not None)
-                g = v if rows is None else v[rows]
+                g = numeric_values(frame[c.name], c.name, origin, allow_missing=c.fill is not None, rows=rows)
                 out[:, j] = g if c.fill is None else np.where(np.isnan(g), c.fill, g)
                 shift[j], scale[j] = c.shift, c.scale
             else:
