@@ -4,8 +4,8 @@ Per step the loop does only what a careful hand-written loop does (pick the batc
 backward, step) plus one in-place add to sum the epoch's loss; everything else (validation, metrics, the grad
 norm, callbacks' epoch hooks, checkpoints) happens once per epoch, or on the cadence a callback asks for.
 
-The data order is a seeded permutation per epoch. A checkpoint holds the permutation and the position in it,
-the generator and torch RNG states, the model, the optimizer, the schedule, the partial sums of the epoch and
+The data order is :class:`descend.data.Batches`: a seeded permutation per epoch, split into index batches. A
+checkpoint holds its state (epoch, position, generator), the torch RNG state, the model, the optimizer, the schedule, the partial sums of the epoch and
 every callback's state, so a run resumed from a checkpoint written mid-epoch takes exactly the same steps.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from descend.data.batching import Batches
 from descend.metrics import evaluate
 from descend.train.setup import TrainData
 from descend.train.state import Callback, TrainState, defines
@@ -61,8 +62,7 @@ class Loop:
         self.full = batch_size >= self.n
         n_batches = 1 if self.full else math.ceil(self.n / batch_size)
         self.state = TrainState(model=model, optimizer=optimizer, task=data.task, epochs=epochs, n_batches=n_batches)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order: Tensor | None = None
+        self.batches = None if self.full else Batches(self.n, batch_size, seed=seed)
         self.loss_sum = torch.zeros((), dtype=y.dtype if y.is_floating_point() else data.X.dtype)
         self.grad_norm = math.nan
         self.no_change = 0
@@ -84,8 +84,8 @@ class Loop:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": {"step": s.step, "plateau": self.plateau.state_dict() if self.plateau is not None else None},
-            "rng": {"torch": torch.get_rng_state(), "order": self.generator.get_state()},
-            "order": self.order,
+            "rng": {"torch": torch.get_rng_state()},
+            "order": self._order_state(),
             "epoch_sums": {"loss_sum": self.loss_sum.clone(), "grad_norm": self.grad_norm, "elapsed": self.elapsed},
             "stopping": {"no_change": self.no_change},
             "history": s.history,
@@ -100,8 +100,8 @@ class Loop:
         if self.plateau is not None and ckpt["schedule"]["plateau"] is not None:
             self.plateau.load_state_dict(ckpt["schedule"]["plateau"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        self.generator.set_state(ckpt["rng"]["order"])
-        self.order = ckpt["order"]
+        if self.batches is not None:
+            self.batches.load_state_dict(ckpt["order"])
         sums = ckpt["epoch_sums"]
         self.loss_sum, self.grad_norm, self.elapsed = sums["loss_sum"], sums["grad_norm"], sums["elapsed"]
         self.no_change = ckpt["stopping"]["no_change"]
@@ -111,6 +111,14 @@ class Loop:
         for key, cb in self._keyed_callbacks().items():
             if key in saved:
                 cb.load_state_dict(saved[key])
+
+    def _order_state(self) -> dict[str, Any] | None:
+        if self.batches is None:
+            return None
+        state = self.batches.state_dict()
+        if self.ending_epoch:
+            state["epoch_done"] = True
+        return state
 
     def _keyed_callbacks(self) -> dict[str, Callback]:
         """Callbacks by class name (``EarlyStopping``, ``EarlyStopping#2``, ...), so a resume restores each
@@ -130,22 +138,20 @@ class Loop:
     def run(self) -> None:
         s = self.state
         model, optimizer, loss_fn, penalty, set_lr = self.model, self.optimizer, self.loss_fn, self.penalty, self.set_lr
-        X, y, bs = self.data.X, self.y, self.batch_size
+        X, y = self.data.X, self.y
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
         max_steps = self.max_steps if self.max_steps is not None else -1
         while s.stop is None and s.epoch < s.epochs:
             if s.batch == 0:
-                self.order = None if self.full else torch.randperm(self.n, generator=self.generator)
                 self.loss_sum.zero_()
                 self.elapsed = 0.0
                 for cb in self.callbacks:
                     cb.on_epoch_start(s)
-            batches = (None,) if self.order is None else self.order.split(bs)
-            last = len(batches) - 1
+            batches: Any = (None,)[s.batch :] if self.batches is None else self.batches
+            last = s.n_batches - 1
             model.train()
             start = time.perf_counter()
-            for b in range(s.batch, len(batches)):
-                idx = batches[b]
+            for b, idx in enumerate(batches, start=s.batch):
                 if idx is None:
                     out = model(X)
                     loss = loss_fn(out, y)
