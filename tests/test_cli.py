@@ -1,0 +1,50 @@
+"""The descend command, through click's CliRunner: exit codes, output and the files written."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import descend
+from descend.cli.main import cli
+from descend.data import DataWarning, load_dataset, prepare
+
+
+@pytest.mark.slow
+def test_demo_trains_and_writes_a_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["demo", "--epochs", "6", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "digits: 1438 training rows, 359 validation rows" in result.output
+    assert "epoch   5  loss" in result.output and f"run folder: {out}" in result.output
+    for name in ("config.json", "metrics.csv", "events.jsonl", "summary.json", "model/model.safetensors"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["epochs"] == 6
+    assert summary["final"]["val_accuracy"] > 0.9  # an MLP on digits is past 0.9 after 6 epochs of Adam
+    config = json.loads((out / "config.json").read_text())
+    assert config["arguments"]["epochs"] == 6 and config["seed"] == 0
+    # The saved model scores the validation rows exactly as the summary says.
+    loaded = descend.load(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        data = prepare(load_dataset("digits"), validation=0.2, seed=0)
+    accuracy = float((loaded.output(data.X_val).argmax(1) == data.y_val).double().mean())
+    assert accuracy == pytest.approx(summary["final"]["val_accuracy"], abs=1e-12)
+
+
+def test_demo_rejects_an_existing_folder(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    result = CliRunner().invoke(cli, ["demo", "--epochs", "1", "--out", str(tmp_path / "taken")])
+    assert result.exit_code == 2
+    assert "already exists and is not an empty folder" in result.output
+
+
+def test_demo_bad_option() -> None:
+    result = CliRunner().invoke(cli, ["demo", "--dataset", "mnist"])
+    assert result.exit_code == 2 and "Invalid value for '--dataset'" in result.output
