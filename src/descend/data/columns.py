@@ -61,10 +61,11 @@ def numeric_values(
     role: str = "column",
     rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The values of a numeric column (only ``rows``, if given) as a float array; a view when it can be one.
+    """The values of the whole column as a float array (a view when it can be one), after checking ``rows``.
 
-    Infinite values are always an error. Missing values (NaN, NA) are an error unless ``allow_missing``; the
-    message says how to choose an imputation. Rows are reported by their position in the whole table.
+    Only the given rows (all, by default) are checked. Infinite values are always an error. Missing values (NaN,
+    NA) are an error unless ``allow_missing``; the message says how to choose an imputation. Rows are reported by
+    their position in the whole table.
     """
     import pandas as pd
 
@@ -74,11 +75,15 @@ def numeric_values(
         v = series.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         v = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if rows is not None:
-        v = v[rows]
-    if np.isfinite(v).all():
+    if np.isfinite(v).all():  # one fast pass over a clean column; the rest runs only on bad data
         return v
+    _check(v if rows is None else v[rows], name, origin, allow_missing, role, rows)
+    return v
 
+
+def _check(
+    v: np.ndarray, name: str, origin: Origin, allow_missing: bool, role: str, rows: np.ndarray | None
+) -> None:
     def at(i: int) -> str:
         return origin.at(int(rows[i]) if rows is not None else i)
 
@@ -90,6 +95,8 @@ def numeric_values(
             f"({len(inf)} infinite value{'s' if len(inf) > 1 else ''} in the column); replace with finite numbers"
         )
     missing = np.flatnonzero(np.isnan(v))
+    if len(missing) == 0:
+        return
     if len(missing) == len(v):
         raise MissingValueError(f"{origin}: {role} {name!r} has no values (all {len(v)} are missing)")
     if not allow_missing:
@@ -98,7 +105,6 @@ def numeric_values(
             f"{origin}: {role} {name!r}, {at(i)}: value is missing ({len(missing)} missing in the "
             "column); fill it in, or choose impute='mean', 'median' or 'drop' (drop the rows)"
         )
-    return v
 
 
 def text_values(series: pd.Series) -> np.ndarray:
