@@ -32,7 +32,7 @@ from descend import optim
 from descend.data import DataWarning, load_dataset, prepare
 from descend.models import MLP
 
-Adam: type[torch.optim.Optimizer] = optim.Adam
+Adam: Callable[..., torch.optim.Optimizer] = optim.Adam
 
 
 def make_model(n_features: int, n_classes: int) -> torch.nn.Module:
@@ -105,7 +105,7 @@ def main() -> None:
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
-    print(f"data: digits, {len(data.X_train)} rows x {data.n_features} features; MLP 64 hidden; {Adam.__module__}.Adam; batch 32; "
+    print(f"data: digits, {len(data.X_train)} rows x {data.n_features} features; MLP 64 hidden; {args.optimizer} Adam; batch 32; "
           f"{args.epochs} epochs x {args.rounds} rounds")
     for name in loops:
         spread = f"{min(times[name]) * 1e3:.1f}-{max(times[name]) * 1e3:.1f}"
