@@ -1,1 +1,60 @@
-"""descend.inspect."""
+"""What the descent did: curvature, gradient health, the callbacks that record them during ``fit``, and findings.
+
+- :mod:`~descend.inspect.curvature`: Hessian-vector products, top eigenvalues (Lanczos), Hutchinson trace,
+  sharpness against 2/lr and Adam's preconditioned sharpness.
+- :mod:`~descend.inspect.spectral`: the Lanczos and Hutchinson engines for any symmetric operator.
+- :mod:`~descend.inspect.health`: per-layer gradient norms, update ratios, dead units, activation statistics.
+- :mod:`~descend.inspect.monitor`: :class:`HealthMonitor` and :class:`SharpnessMonitor` callbacks for ``fit``.
+- :mod:`~descend.inspect.findings`: rules that turn those records into findings with evidence and a fix.
+"""
+
+from descend.inspect.curvature import (
+    HessianOperator,
+    Sharpness,
+    adam_preconditioner,
+    hessian_trace,
+    hessian_vector_product,
+    preconditioned_sharpness,
+    sharpness,
+    top_eigenvalue,
+    top_eigenvalues,
+)
+from descend.inspect.findings import RULES, Finding, Findings, diagnose
+from descend.inspect.health import (
+    ActivationMonitor,
+    ActivationStats,
+    UpdateRatio,
+    global_grad_norm,
+    grad_norms,
+    param_norms,
+)
+from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
+from descend.inspect.spectral import Spectrum, TraceEstimate, hutchinson_trace, lanczos
+
+__all__ = [
+    "RULES",
+    "ActivationMonitor",
+    "ActivationStats",
+    "Finding",
+    "Findings",
+    "HealthMonitor",
+    "HessianOperator",
+    "Sharpness",
+    "SharpnessMonitor",
+    "Spectrum",
+    "TraceEstimate",
+    "UpdateRatio",
+    "adam_preconditioner",
+    "diagnose",
+    "global_grad_norm",
+    "grad_norms",
+    "hessian_trace",
+    "hessian_vector_product",
+    "hutchinson_trace",
+    "lanczos",
+    "param_norms",
+    "preconditioned_sharpness",
+    "sharpness",
+    "top_eigenvalue",
+    "top_eigenvalues",
+]
