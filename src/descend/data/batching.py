@@ -107,7 +107,7 @@ class Batches:
     def over(self, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         """The remaining batches of the epoch as tuples ``(t[idx] for t in tensors)``."""
         for idx in self:
-            yield tuple(t[idx] for t in tensors)
+            yield tuple(t.index_select(0, idx) for t in tensors)
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch, position and generator state, in types ``torch.load(weights_only=True)`` accepts."""

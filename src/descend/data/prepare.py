@@ -8,6 +8,7 @@ table, the column and the first offending row.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import torch
 
 from descend.data.columns import Kind, column_kind, numeric_values
 from descend.data.datasets import Dataset
+from descend.data.encode import encode_splits
 from descend.data.errors import (
     ColumnError,
     DataOptionError,
@@ -158,13 +160,15 @@ def prepare(
     pre.fit_rows(frame, kinds, rows[tr], origin)
     pre.target_ = encoding
 
-    def part(local: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        at = rows[local]
-        return pre.encode(frame, origin, at, unseen), y[torch.from_numpy(local)], torch.from_numpy(at)
-
-    X_train, y_train, i_train = part(tr)
-    X_val, y_val, i_val = part(va)
-    X_test, y_test, i_test = part(te) if test > 0 else (None, None, None)
+    # A table read from a file here is ours: its columns are released as the tensors are filled.
+    owned = isinstance(source, (str, os.PathLike))
+    parts = [tr, va, te] if test > 0 else [tr, va]
+    X = encode_splits(frame, pre.columns_, origin, [rows[p] for p in parts], unseen, release=owned)
+    ys = [y[torch.from_numpy(p)] for p in parts]
+    index = [torch.from_numpy(rows[p]) for p in parts]
+    X_train, X_val, X_test = X[0], X[1], (X[2] if test > 0 else None)
+    y_train, y_val, y_test = ys[0], ys[1], (ys[2] if test > 0 else None)
+    i_train, i_val, i_test = index[0], index[1], (index[2] if test > 0 else None)
     return PreparedData(
         X_train, y_train, X_val, y_val, X_test, y_test,
         task=encoding.task,

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from descend.data.columns import Kind, column_kind, numeric_values, text_values
+from descend.data.encode import encode_splits
 from descend.data.errors import (
-    CategoryError,
     ColumnMismatchError,
     ConstantColumnError,
     DataOptionError,
@@ -52,7 +52,6 @@ IMPUTE = (None, "mean", "median", "drop")
 UNSEEN = ("error", "ignore")
 CONSTANT = ("drop", "error")
 _FORMAT = "descend.data.Preprocessor"
-_BLOCK_VALUES = 1 << 18  # values per block of rows in encode(): 1 MiB of float32, about an L2 cache
 
 
 @dataclass
@@ -242,82 +241,8 @@ class Preprocessor:
     def encode(
         self, frame: pd.DataFrame, origin: Origin, rows: np.ndarray | None, unseen: str
     ) -> torch.Tensor:
-        """The features of ``frame`` (only ``rows``, if given) as scaled float32; values are checked first.
-
-        The table is columnar and the result row-major, so the result is filled in blocks of rows: each block is
-        gathered column by column into a small column-major buffer, scaled there, and transposed into place. A
-        column at a time straight into the result would write with a stride of one row per value, which is
-        several times slower on a large table.
-        """
-        m = len(frame) if rows is None else len(rows)
-        live = [c for c in self.columns_ if c.kind != "dropped"]
-        width = sum(c.width for c in live)
-        sources: list[np.ndarray] = []
-        for c in live:  # check every column before any work, so a bad value is reported fast
-            if c.kind == "numeric":
-                sources.append(
-                    numeric_values(frame[c.name], c.name, origin, allow_missing=c.fill is not None, rows=rows)
-                )
-            else:
-                sources.append(self._codes(frame[c.name], c, origin, rows, unseen))
-        out = np.empty((m, width), dtype=np.float32)
-        block = max(1, min(m, _BLOCK_VALUES // max(width, 1)))
-        buf = np.empty((width, block), dtype=np.float32)
-        for start in range(0, m, block):
-            stop = min(start + block, m)
-            at = rows[start:stop] if rows is not None else None
-            b = buf[:, : stop - start]
-            j = 0
-            for c, src in zip(live, sources):
-                if c.kind == "numeric":
-                    row = b[j]
-                    if at is None:
-                        row[:] = src[start:stop]
-                    elif src.dtype == np.float32:
-                        np.take(src, at, out=row)
-                    else:
-                        row[:] = src[at]
-                    if c.fill is not None:
-                        np.copyto(row, np.float32(c.fill), where=np.isnan(row))
-                    row -= np.float32(c.shift)
-                    row /= np.float32(c.scale)
-                else:
-                    b[j : j + c.width] = 0.0
-                    codes = src[start:stop]
-                    ok = np.flatnonzero(codes >= 0)
-                    b[j + codes[ok], ok] = 1.0
-                j += c.width
-            out[start:stop] = b.T
-        return torch.from_numpy(out)
-
-    def _codes(
-        self, series: pd.Series, c: Column, origin: Origin, rows: np.ndarray | None, unseen: str
-    ) -> np.ndarray:
-        """Category index of each selected row (-1 for an unseen category when ``unseen="ignore"``)."""
-        import pandas as pd
-
-        t = text_values(series)
-        at = np.arange(len(t)) if rows is None else rows
-        t = t if rows is None else t[rows]
-        missing = t == None  # noqa: E711 (elementwise on an object array)
-        if missing.any():
-            if c.fill is None:
-                i = int(at[np.flatnonzero(missing)[0]])
-                raise MissingValueError(
-                    f"{origin}: column {c.name!r}, {origin.at(i)}: value is missing; fill it in, or prepare with "
-                    "impute='mean' or 'median' (the most frequent category is used)"
-                )
-            t = np.where(missing, c.fill, t)
-        codes = pd.Index(c.categories).get_indexer(t)
-        bad = np.flatnonzero(codes < 0)
-        if len(bad) and unseen == "error":
-            i = int(bad[0])
-            raise CategoryError(
-                f"{origin}: column {c.name!r}, {origin.at(int(at[i]))}: category {t[i]!r} was not seen in "
-                f"training (known: {shown_names(c.categories or [])}); pass unseen='ignore' to encode it as all "
-                "zeros"
-            )
-        return codes
+        """The features of ``frame`` (only ``rows``, if given) as scaled float32; values are checked as they go."""
+        return encode_splits(frame, self.columns_, origin, [rows], unseen)[0]
 
     def decode(self, indices: Any) -> np.ndarray:
         """Original class labels for class indices (see :meth:`TargetEncoding.decode`)."""

@@ -9,6 +9,7 @@ where there is one, the line.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -243,7 +244,13 @@ def _read_text(
         read_opts = pc.ReadOptions(column_names=names)
     convert = pc.ConvertOptions(column_types=types, include_columns=list(columns) if columns else None)
     try:
-        table = pc.read_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=convert)
+        table = pc.read_csv(
+            path,
+            read_options=read_opts,
+            parse_options=parse_opts,
+            convert_options=convert,
+            memory_pool=_pool(),
+        )
     except pa.ArrowInvalid as e:
         raise _parse_error(path, e, delimiter, header, names) from None
     if table.num_rows == 0:
@@ -251,6 +258,23 @@ def _read_text(
             f"{path}: the file has a header ({shown_names(names)}) but no data rows; a table needs at least one row"
         )
     return _to_pandas(table), origin
+
+
+@functools.cache
+def _pool() -> pa.MemoryPool:
+    """jemalloc with immediate purging when pyarrow has it, else the default pool.
+
+    The parsed Arrow buffers live only until they are copied into NumPy columns; pyarrow's default allocator
+    (mimalloc) keeps freed pages mapped, so a large CSV would hold about twice its size in memory at its peak.
+    """
+    import pyarrow as pa
+
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        return pa.default_memory_pool()
+    return pool
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
