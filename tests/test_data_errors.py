@@ -198,6 +198,20 @@ CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
         r"nan\.csv: target 'y' has no values \(all 10 are missing\)",
     ),
     (
+        "typo in a numeric target",
+        text("ty.csv", "a,y\n" + "".join(f"{i},{i * 0.5}\n" for i in range(8)) + "9,4..5\n"),
+        {},
+        NonNumericError,
+        r"ty\.csv: column 'y', line 10: '4\.\.5' is not a number, and 8 of the column's 9 values are numbers",
+    ),
+    (
+        "empty feature column",
+        text("ec.csv", "a,e,y\n1,,0\n2,,1\n3,,0\n"),
+        {},
+        MissingValueError,
+        r"ec\.csv: column 'e' has no values \(all 3 are missing\); remove the column",
+    ),
+    (
         "some target missing",
         text("sm.csv", "a,y\n1,0\n2,\n3,1\n4,0\n"),
         {},

@@ -117,6 +117,7 @@ def prepare(
         stratify: split classification data so each class keeps its share in every split.
 
     Example:
+        >>> from descend.data import load_dataset
         >>> data = prepare(load_dataset("iris"), validation=0.2, seed=0)
         >>> data.X_train.shape, data.y_train.dtype, data.classes
         (torch.Size([120, 4]), torch.int64, ['setosa', 'versicolor', 'virginica'])
@@ -144,7 +145,7 @@ def prepare(
             "categorical='onehot' to encode text columns"
         )
 
-    keep = _rows_to_keep(frame, names, kinds, impute, origin)
+    keep = _rows_to_keep(frame, names, kinds, impute, task, origin)
     rows = np.flatnonzero(keep) if not keep.all() else np.arange(len(frame))
     if len(rows) == 0:
         raise EmptyTableError(f"{origin}: impute='drop' removed every row (each has a missing value)")
@@ -246,7 +247,12 @@ def _from_xy(X: Any, y: Any) -> tuple[pd.DataFrame, Origin, list[str]]:
 
 
 def _rows_to_keep(
-    frame: pd.DataFrame, names: list[str], kinds: dict[str, Kind], impute: str | None, origin: Origin
+    frame: pd.DataFrame,
+    names: list[str],
+    kinds: dict[str, Kind],
+    impute: str | None,
+    task: str,
+    origin: Origin,
 ) -> np.ndarray:
     """Check every value once, in table order, and return the mask of rows to keep (all, unless impute='drop')."""
     import pandas as pd
@@ -256,6 +262,8 @@ def _rows_to_keep(
         present = check_target_present(frame[n], n, origin)
         if pd.api.types.is_numeric_dtype(frame[n].dtype):
             numeric_values(frame[n], n, origin, allow_missing=True, role="target")  # infinite values
+        elif task in ("auto", "regression"):
+            column_kind(frame[n], n, origin)  # numbers with a typo are not class labels
         if not present.all():
             if impute != "drop":
                 i = int(np.flatnonzero(~present)[0])
@@ -271,6 +279,10 @@ def _rows_to_keep(
                 keep &= ~np.isnan(v)
         else:
             present = frame[c].notna().to_numpy()
+            if not present.any():
+                raise MissingValueError(
+                    f"{origin}: column {c!r} has no values (all {len(present)} are missing); remove the column"
+                )
             if not present.all():
                 if impute is None:
                     i = int(np.flatnonzero(~present)[0])
