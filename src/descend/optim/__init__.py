@@ -2,12 +2,15 @@
 
 Named optimizers (drop-in for torch.optim, same argument names, defaults and numbers): :class:`SGD`
 (:class:`GradientDescent`), :class:`Momentum`, :class:`Nesterov`, :class:`Adagrad`, :class:`RMSprop`, :class:`Adam`,
-:class:`AdamW`. Build your own with :func:`chain` and the transformations below.
+:class:`AdamW`; second-order steps for full-batch problems: :class:`Newton` (exact Hessian, damped) and
+:class:`LBFGS`. Build your own with :func:`chain` and the transformations below.
 """
 
 from descend.optim.alias import SGD, Adagrad, Adam, AdamW, GradientDescent, Momentum, Nesterov, RMSprop
 from descend.optim.base import GlobalTransform, Transform
 from descend.optim.chain import ChainOptimizer, chain
+from descend.optim.lbfgs import LBFGS
+from descend.optim.newton import Newton
 from descend.optim.transforms import (
     Accumulate,
     AddDecayedWeights,
@@ -49,10 +52,12 @@ __all__ = [
     "ClipByValue",
     "GlobalTransform",
     "GradientDescent",
+    "LBFGS",
     "Maximize",
     "Momentum",
     "MomentumTransform",
     "Nesterov",
+    "Newton",
     "PerParam",
     "RMSprop",
     "ScaleByAdagrad",

@@ -108,16 +108,13 @@ def check(
     if isinstance(value, bool) or not isinstance(value, kind):
         what = expected or ("an int" if kind is int else "a number")
         raise TypeError(f"{owner}: invalid {name}={value!r} ({type(value).__name__}); expected {what}")
-    value = float(value)  # type: ignore[arg-type]
-    bad = (
-        math.isnan(value)
-        or value < lo
-        or value > hi
-        or (lo_open and value == lo)
-        or (hi_open and value == hi)
-    )
+    x = float(value)  # type: ignore[arg-type]
+    bad = math.isnan(x) or x < lo or x > hi or (lo_open and x == lo) or (hi_open and x == hi)
     if bad:
-        raise ValueError(f"{owner}: invalid {name}={value!r}; expected {expected or _describe(lo, hi, lo_open, hi_open)}")
+        what = expected or _describe(lo, hi, lo_open, hi_open)
+        if kind is int:
+            what = what.replace("a number", "an int")
+        raise ValueError(f"{owner}: invalid {name}={value!r}; expected {what}")
 
 
 def check_bool(owner: str, name: str, value: Any) -> None:

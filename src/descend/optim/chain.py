@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from descend.optim.base import GlobalTransform, Transform
-from descend.optim.transforms import PerParam, is_schedule
+from descend.optim.transforms import PerParam, ScaleByLearningRate, is_schedule
 
 __all__ = ["ChainOptimizer", "chain"]
 
@@ -114,18 +114,24 @@ class ChainOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         # A schedule is code, not data: it is rebuilt from the configuration; its position is ``updates``.
-        for group in sd["param_groups"]:
-            if "lr_schedule" in group:
-                group["lr_schedule"] = "schedule"
+        # A schedule with state of its own (reduce-on-plateau) saves that state beside the group.
+        for packed, group in zip(sd["param_groups"], self.param_groups):
+            if "lr_schedule" in packed:
+                packed["lr_schedule"] = "schedule"
+                if hasattr(group["lr_schedule"], "state_dict"):
+                    packed["lr_schedule_state"] = group["lr_schedule"].state_dict()
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         schedules = [g.get("lr_schedule") for g in self.param_groups]
         super().load_state_dict(state_dict)
         for group, schedule in zip(self.param_groups, schedules):
-            if is_schedule(schedule):
+            if schedule is not None and is_schedule(schedule):
                 group["lr_schedule"] = schedule
-                group["lr"] = float(schedule(self._updates()))  # type: ignore[misc]
+                saved = group.pop("lr_schedule_state", None)
+                if saved is not None and hasattr(schedule, "load_state_dict"):
+                    schedule.load_state_dict(saved)
+                group["lr"] = float(schedule(self._updates()))
             elif "lr_schedule" in group:
                 raise ValueError(
                     f"{self.name}: the saved state used a learning-rate schedule, but this optimizer has a fixed lr; "
@@ -215,17 +221,53 @@ def _reference_step(
     groups: list[dict[str, Any]],
     gstate: dict[str, Any],
 ) -> None:
-    """The readable path: each rule in turn, then ``p ← p + u``."""
+    """The readable path: each rule in turn, then ``p ← p + u``.
+
+    When the chain ends with the learning rate, ``u = −α d``, the last two operations are one: ``p ← p − α d``
+    (``torch.Tensor.add_`` with ``alpha``), saving a pass over memory and an allocation per parameter.
+    """
+    fold = bool(transforms) and type(transforms[-1]) is ScaleByLearningRate
+    if fold:
+        transforms = transforms[:-1]
     updates = list(grads)
-    for tr in transforms:
-        if isinstance(tr, GlobalTransform):
-            out = tr.update_all(updates, params, states, gstate)
+    steps = [int(st["step"]) for st in states]
+    for segment in _segments(transforms):
+        if isinstance(segment, GlobalTransform):
+            out = segment.update_all(updates, params, states, gstate)
             assert out is not None  # checked in _check_order: rules after the first per-parameter one never skip
             updates = out
+            continue
+        for i, (p, st, gr, t) in enumerate(zip(params, states, groups, steps)):
+            u = updates[i]
+            for tr in segment:
+                if not isinstance(tr, PerParam):
+                    u = tr.update(u, p, st, gr)
+                elif tr.active(gr, p):
+                    u = tr.apply(u, p, st, tr.scalars(gr, t))
+            updates[i] = u
+    if not fold:
+        for p, u in zip(params, updates):
+            p.add_(u)
+        return
+    for p, u, group in zip(params, updates, groups):
+        lr = group["lr"]
+        if isinstance(lr, Tensor):
+            p.sub_(u * lr)
         else:
-            updates = [tr.update(u, p, st, gr) for u, p, st, gr in zip(updates, params, states, groups)]
-    for p, u in zip(params, updates):
-        p.add_(u)
+            p.add_(u, alpha=-lr)
+
+
+def _segments(transforms: list[Transform]) -> list[GlobalTransform | list[Transform]]:
+    """Split a chain into global rules and runs of per-parameter rules (each run is applied param by param)."""
+    out: list[GlobalTransform | list[Transform]] = []
+    for tr in transforms:
+        if isinstance(tr, GlobalTransform):
+            out.append(tr)
+        elif out and isinstance(out[-1], list):
+            out[-1].append(tr)
+        else:
+            out.append([tr])
+    return out
 
 
 def _step_dtype(p: Tensor) -> torch.dtype:

@@ -310,8 +310,8 @@ class ScaleByAdam(PerParam):
         v.mul_(s["b2"]).addcmul_(g, g, value=1 - s["b2"])
         if s["amsgrad"]:
             v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-        denom = (v.sqrt() / s["bc2_sqrt"]).add_(s["eps"])
-        return (m / denom).div_(s["bc1"])
+        denom = v.sqrt().div_(s["bc2_sqrt"]).add_(s["eps"])
+        return m.div(denom).div_(s["bc1"])
 
 
 def is_schedule(lr: Any) -> bool:
