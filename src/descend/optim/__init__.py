@@ -41,6 +41,7 @@ from descend.optim.transforms import (
 )
 
 __all__ = [
+    "LBFGS",
     "SGD",
     "Accumulate",
     "Adagrad",
@@ -52,7 +53,6 @@ __all__ = [
     "ClipByValue",
     "GlobalTransform",
     "GradientDescent",
-    "LBFGS",
     "Maximize",
     "Momentum",
     "MomentumTransform",
