@@ -6,8 +6,9 @@ State keys follow torch.optim's names (``momentum_buffer``, ``exp_avg``, ...) so
 with, and loaded from, torch.optim optimizers.
 
 A rule is written in two parts so the same code serves the readable path and the compiled one:
-``scalars(group, t)`` turns hyperparameters and the step count into plain numbers, in double precision; and
-``apply(g, p, state, s)`` does the tensor work with those numbers. ``update`` is the two run one after the other.
+``scalars(group, t)`` turns hyperparameters and the step count into every number the rule needs (``1 − β``,
+bias corrections), in double precision; and ``apply(g, p, state, s)`` does the tensor work with those numbers and
+no arithmetic on them, so the compiled path, which receives them as tensors, rounds them the same way. ``update`` is the two run one after the other.
 """
 
 from __future__ import annotations
@@ -248,14 +249,14 @@ class ScaleByRms(PerParam):
         return state
 
     def scalars(self, group: Group, t: int) -> Scalars:
-        return {"alpha": group["alpha"], "eps": group["eps"], "centered": group["centered"]}
+        return {"alpha": group["alpha"], "w": 1 - group["alpha"], "eps": group["eps"], "centered": group["centered"]}
 
     def apply(self, g: Tensor, p: Tensor, state: dict[str, Any], s: Scalars) -> Tensor:
         v = state["square_avg"]
-        v.mul_(s["alpha"]).addcmul_(g, g, value=1 - s["alpha"])
+        v.mul_(s["alpha"]).addcmul_(g, g, value=s["w"])
         if s["centered"]:
             m = state["grad_avg"]
-            m.lerp_(g, 1 - s["alpha"])
+            m.lerp_(g, s["w"])
             rms = v.addcmul(m, m, value=-1).sqrt_()
         else:
             rms = v.sqrt()
@@ -301,13 +302,13 @@ class ScaleByAdam(PerParam):
 
     def scalars(self, group: Group, t: int) -> Scalars:
         b1, b2 = group["betas"]
-        return {"b1": b1, "b2": b2, "eps": group["eps"], "amsgrad": group["amsgrad"],
+        return {"w1": 1 - b1, "b2": b2, "w2": 1 - b2, "eps": group["eps"], "amsgrad": group["amsgrad"],
                 "bc1": 1 - b1**t, "bc2_sqrt": math.sqrt(1 - b2**t)}
 
     def apply(self, g: Tensor, p: Tensor, state: dict[str, Any], s: Scalars) -> Tensor:
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(g, 1 - s["b1"])
-        v.mul_(s["b2"]).addcmul_(g, g, value=1 - s["b2"])
+        m.lerp_(g, s["w1"])
+        v.mul_(s["b2"]).addcmul_(g, g, value=s["w2"])
         if s["amsgrad"]:
             v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
         denom = v.sqrt().div_(s["bc2_sqrt"]).add_(s["eps"])
@@ -339,10 +340,10 @@ class ScaleByLearningRate(PerParam):
               expected="a number >= 0, a 0-d tensor or a schedule (callable step -> lr)")
 
     def scalars(self, group: Group, t: int) -> Scalars:
-        return {"lr": group["lr"]}
+        return {"neg_lr": -group["lr"]}
 
     def apply(self, g: Tensor, p: Tensor, state: dict[str, Any], s: Scalars) -> Tensor:
-        return g.mul(-s["lr"])
+        return g.mul(s["neg_lr"])
 
 
 class ClipByValue(PerParam):
