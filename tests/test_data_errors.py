@@ -163,6 +163,13 @@ CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
         r"m\.csv: column 'b', line 4: value is missing \(1 missing .* impute='mean', 'median' or 'drop'",
     ),
     (
+        "NA marker in a number column",
+        text("na.csv", GOOD.replace("\n3,1,1\n", "\nNA,1,1\n")),
+        {},
+        MissingValueError,
+        r"na\.csv: column 'a', line 5: value is missing",
+    ),
+    (
         "infinite value",
         text("i.csv", GOOD.replace("\n1,2,1\n", "\n1,inf,1\n")),
         {},
