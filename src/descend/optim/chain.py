@@ -35,8 +35,9 @@ class ChainOptimizer(torch.optim.Optimizer):
             ``accumulate``) must come before any per-parameter rule.
         name: the name used in error messages.
         compile: run the per-parameter rules through ``torch.compile`` (the fast path, see
-            :mod:`descend.optim.fast`). ``"auto"`` compiles when the parameters hold at least
-            ``2**20`` numbers, where the one-off compile time pays for itself; ``False`` never.
+            :mod:`descend.optim.fast`). ``"auto"`` compiles the rule for tensors of at least ``2**20``
+            entries, where it pays for its one-off compile time, and runs smaller ones on the readable path;
+            ``True`` compiles for every tensor; ``False`` never.
         **overrides: hyperparameter values that replace the transforms' defaults.
 
     Example:
@@ -204,12 +205,12 @@ class ChainOptimizer(torch.optim.Optimizer):
         if mode is False:
             return False
         if self._fast is None:
-            from descend.optim.fast import CompiledRules, worth_compiling
+            from descend.optim.fast import MIN_NUMEL, CompiledRules, worth_compiling
 
             if mode == "auto" and not worth_compiling(self.param_groups):
                 self._compile_mode = False
                 return False
-            self._fast = CompiledRules()
+            self._fast = CompiledRules(min_numel=MIN_NUMEL if mode == "auto" else 0)
         return True
 
 

@@ -22,7 +22,9 @@ from descend.optim.transforms import PerParam
 
 __all__ = ["MIN_NUMEL", "CompiledRules", "compiler_available", "worth_compiling"]
 
-#: Below this many parameter entries, the one-off compile (seconds) does not pay for itself.
+#: Tensors smaller than this stay on the readable path under ``compile="auto"``: their passes over memory stay in
+#: cache, so the readable rule is already fast, and a compiled call per tensor costs more than it saves
+#: (measured in benchmarks/optim_step.py: 100 tensors of 100k entries).
 MIN_NUMEL = 2**20
 
 
@@ -33,8 +35,8 @@ def compiler_available() -> bool:
 
 
 def worth_compiling(param_groups: list[dict[str, Any]]) -> bool:
-    numel = sum(p.numel() for g in param_groups for p in g["params"])
-    return numel >= MIN_NUMEL and compiler_available()
+    """True when some parameter is large enough for the compiled rule to pay (see ``MIN_NUMEL``)."""
+    return any(p.numel() >= MIN_NUMEL for g in param_groups for p in g["params"]) and compiler_available()
 
 
 def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[str, Tensor],
@@ -47,8 +49,9 @@ def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[
 class CompiledRules:
     """Runs the per-parameter rules of a chain through one compiled function (flat views, 0-d scalars)."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_numel: int = 0) -> None:
         self._fn = torch.compile(_apply_rules, fullgraph=True, dynamic=None)
+        self.min_numel = min_numel
 
     def step(self, transforms: list[Transform], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], groups: list[dict[str, Any]], gstate: dict[str, Any]) -> None:
@@ -58,7 +61,13 @@ class CompiledRules:
             # A global rule in the middle needs every update at once: keep the readable path.
             _reference_step(transforms, params, grads, states, groups, gstate)
             return
+        small = [i for i, p in enumerate(params) if p.numel() < self.min_numel]
+        if small:
+            _reference_step(transforms, [params[i] for i in small], [grads[i] for i in small],
+                            [states[i] for i in small], [groups[i] for i in small], gstate)
         for p, g, state, group in zip(params, grads, states, groups):
+            if p.numel() < self.min_numel:
+                continue
             rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
             t = int(state["step"])
             scalars = tuple(_as_tensors(tr.scalars(group, t), p.dtype) for tr in rules)
