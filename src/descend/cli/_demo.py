@@ -3,63 +3,32 @@
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import click
+from descend.cli._output import Out
+from descend.cli._train import prepare_table, run_training
 
-from descend.train import Callback, TrainState
-
-__all__ = ["EchoProgress", "run_demo"]
-
-
-class EchoProgress(Callback):
-    """Print one line every ``every`` epochs (and the last), for output that is not a terminal."""
-
-    def __init__(self, every: int = 5) -> None:
-        self.every = every
-
-    def on_epoch_end(self, state: TrainState) -> None:
-        row = state.row
-        epoch = int(row["epoch"])
-        if epoch % self.every and epoch != 1 and state.stop is None:
-            return
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("loss", "accuracy", "r2")))
-        click.echo(f"epoch {epoch:>3}  {shown}")
+__all__ = ["run_demo"]
 
 
-def run_demo(*, dataset: str, model: str, epochs: int, out: Path | None, seed: int) -> Path:
-    import descend
-    from descend.data import DataWarning, load_dataset, prepare
+def run_demo(printer: Out, *, dataset: str, model: str, epochs: int, out: Path | None, seed: int) -> dict[str, Any]:
+    """Train ``model`` (Adam, batch 32, early stopping) on the built-in ``dataset``, with gradient norms every 25
+    steps and sharpness every 250; return the JSON summary."""
+    from descend.data import load_dataset
 
     run_dir = out or Path("runs") / f"demo-{dataset}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        data = prepare(load_dataset(dataset), validation=0.2, seed=seed)
-    click.echo(
+    table = load_dataset(dataset)
+    data = prepare_table(Out(quiet=True), table, target=None, task="auto", validation=0.2, seed=seed, scale="standard")
+    printer.line(
         f"{dataset}: {len(data.X_train)} training rows, {len(data.X_val)} validation rows, {data.n_features} "
         f"features, task {data.task}; model {model}, Adam, batch 32, up to {epochs} epochs"
     )
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = descend.fit(
-            model, data, epochs=epochs, seed=seed, run_dir=run_dir, callbacks=[EchoProgress()], progress=False
-        )
-    seconds = time.perf_counter() - start
-    for w in caught:
-        if not issubclass(w.category, DataWarning):
-            click.echo(f"warning: {w.message}", err=True)
-    final: dict[str, Any] = result.final
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("val_"))
-    click.echo(
-        f"stopped: {result.stop_reason} after {result.epochs} epochs ({result.steps} steps, {seconds:.1f} s); "
-        f"converged: {'yes' if result.converged else 'no'}"
+    command = {"dataset": dataset, "data": f"built-in dataset {dataset}", "target": table.target,
+               "scale": "standard", "validation": 0.2, "argv": ["demo", "--dataset", dataset, "--model", model,
+                                                                "--epochs", str(epochs), "--seed", str(seed)]}
+    return run_training(
+        printer, data=data, command=command, model=(model, {}), loss="auto", optimizer="adam", lr=None,
+        schedule="constant", batch_size=32, epochs=epochs, early_stopping=None, patience=10, seed=seed,
+        run_dir=Path(run_dir), resume=None, health_every=25, sharpness_every=250,
     )
-    if result.best_epoch is not None:
-        click.echo(f"best epoch {result.best_epoch} (weights restored): {metrics}")
-    else:
-        click.echo(f"final: {metrics}")
-    click.echo(f"run folder: {run_dir}")
-    return run_dir

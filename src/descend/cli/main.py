@@ -1,21 +1,73 @@
-"""Entry point of the ``descend`` command. Parses, calls the library, maps errors to exit codes."""
+"""Entry point of the ``descend`` command. Parses, calls the library, maps errors to exit codes.
+
+Exit codes: 0 success; 2 a usage error or bad input (one line on stderr, no traceback): click's usage errors,
+every :class:`descend.errors.DescendError` (bad data, options, folders) and files that cannot be read or
+written; 1 an internal error (a bug: Python's traceback, then one line saying so).
+"""
 
 from __future__ import annotations
 
+import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
+from descend.cli._explore import compare, landscape, report, runs
+from descend.cli._output import Out, output_options
+from descend.cli._train import lr_find, predict, train
 from descend.errors import DescendError
+
+__all__ = ["cli", "main"]
 
 DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 MODELS = ("mlp", "softmax", "logistic", "linear", "svm")
 
 
-@click.group()
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(prefix: str, message: str, code: int) -> None:
+    click.echo(f"{prefix}: error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+class DescendGroup(click.Group):
+    """A group whose ``main`` turns every error into an exit code and at most one line on stderr."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        name = prog_name or "descend"
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else name
+            hint = f" (see '{where} --help')"
+            _fail(where, e.format_message() + hint, 2)
+        except click.ClickException as e:  # BadInput and click's FileError: the user's input
+            _fail(name, e.format_message(), 2)
+        except click.exceptions.Abort:
+            _fail(name, "aborted", 1)
+        except DescendError as e:
+            _fail(name, str(e), 2)
+        except OSError as e:  # a file the user named cannot be read or written
+            _fail(name, f"{e.strerror or e}: {e.filename!r}" if e.filename else str(e), 2)
+        except Exception as e:
+            traceback.print_exc()
+            _fail(name, f"internal error ({type(e).__name__}: {e}); this is a bug in descend, please report it", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=DescendGroup)
 @click.version_option(package_name="descend")
 def cli() -> None:
-    """Train models by gradient descent, and see what the descent did."""
+    """Train models by gradient descent, and see what the descent did.
+
+    Start with `descend demo`; then `descend train DATA --target COL`. Every command has --help.
+    """
 
 
 @cli.command()
@@ -29,26 +81,20 @@ def cli() -> None:
     default=None,
     help="Run folder to write (must not exist). Default: runs/demo-<dataset>-<model>-<time>.",
 )
-def demo(dataset: str, model: str, epochs: int, seed: int, out: Path | None) -> None:
+@output_options
+def demo(dataset: str, model: str, epochs: int, seed: int, out: Path | None, quiet: bool, as_json: bool) -> None:
     """Train a model on a built-in dataset (an MLP on digits by default), print its progress and a summary,
-    and write the run folder."""
+    and write the run folder with its report.html."""
     from descend.cli._demo import run_demo
 
-    try:
-        run_demo(dataset=dataset, model=model, epochs=epochs, out=out, seed=seed)
-    except DescendError as e:
-        raise _bad_input(e) from e
+    o = Out(quiet=quiet, as_json=as_json)
+    o.result(run_demo(o, dataset=dataset, model=model, epochs=epochs, out=out, seed=seed))
 
 
-class BadInput(click.ClickException):
-    """Bad input: exit code 2 and one line on stderr (a bug keeps Python's traceback and exit code 1)."""
-
-    exit_code = 2
-
-
-def _bad_input(error: DescendError) -> click.ClickException:
-    return BadInput(str(error))
+for command in (train, predict, lr_find, compare, landscape, report, runs):
+    cli.add_command(command)
 
 
 def main() -> None:
     cli()
+

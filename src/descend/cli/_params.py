@@ -1,0 +1,155 @@
+"""Option types of the command line: each turns one word into the value the library takes, or refuses it
+with a usage error (exit code 2) that names the option, the value and what is accepted."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+__all__ = ["BATCH", "LR", "MODEL", "NAMES_LIST", "SCHEDULES", "ModelSpec", "NameList", "build_schedule"]
+
+MODELS = ("mlp", "linear", "logistic", "softmax", "svm")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "warmup-cosine", "step", "exponential", "one-cycle", "plateau")
+LOSS_NAMES = ("auto", "mse", "mae", "huber", "bce", "cross_entropy", "hinge")
+
+
+class ModelSpec(click.ParamType):
+    """``mlp``, ``mlp:64,32`` (hidden sizes), ``linear``, ``logistic``, ``softmax``, ``svm``."""
+
+    name = "model"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, dict[str, Any]]:
+        if isinstance(value, tuple):
+            return value
+        kind, _, sizes = str(value).partition(":")
+        kind = kind.strip().lower()
+        if kind not in MODELS:
+            self.fail(f"unknown model {value!r}; expected one of {', '.join(MODELS)} (e.g. mlp:64,32)", param, ctx)
+        if not sizes:
+            return kind, {}
+        if kind != "mlp":
+            self.fail(f"{kind!r} takes no sizes; only mlp does (e.g. mlp:64,32)", param, ctx)
+        try:
+            hidden = tuple(int(s) for s in sizes.split(","))
+        except ValueError:
+            hidden = ()
+        if not hidden or any(h < 1 for h in hidden):
+            self.fail(f"invalid hidden sizes {sizes!r}; expected positive integers separated by commas, e.g. mlp:64,32",
+                      param, ctx)
+        return kind, {"hidden": hidden}
+
+
+class LearningRate(click.ParamType):
+    """A number > 0, or ``auto`` (the learning-rate range test picks it)."""
+
+    name = "lr"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
+        if value == "auto" or isinstance(value, float):
+            return value
+        try:
+            lr = float(value)
+        except ValueError:
+            lr = math.nan
+        if not (math.isfinite(lr) and lr > 0):
+            self.fail(f"{value!r} is not a learning rate; expected a number > 0 (e.g. 1e-3) or auto", param, ctx)
+        return lr
+
+
+class BatchSize(click.ParamType):
+    """``full`` (batch gradient descent), ``1`` (stochastic) or n rows per step."""
+
+    name = "batch"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if value == "full" or isinstance(value, int):
+            return value
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"{value!r} is not a batch size; expected full or an integer >= 1", param, ctx)
+        return n
+
+
+class NameList(click.ParamType):
+    """Comma-separated names, each from ``choices``; no repeats."""
+
+    name = "names"
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        names = [v.strip().lower() for v in str(value).split(",") if v.strip()]
+        if not names:
+            self.fail(f"expected one or more of {', '.join(self.choices)}, separated by commas", param, ctx)
+        for n in names:
+            if n not in self.choices:
+                self.fail(f"unknown name {n!r}; expected some of {', '.join(self.choices)}", param, ctx)
+        if len(set(names)) != len(names):
+            self.fail(f"{value!r} repeats a name; expected each at most once", param, ctx)
+        return names
+
+
+class NumberList(click.ParamType):
+    """Comma-separated positive numbers (learning rates) or batch sizes."""
+
+    name = "list"
+
+    def __init__(self, item: click.ParamType) -> None:
+        self.item = item
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not items:
+            self.fail("expected one or more values separated by commas", param, ctx)
+        return [self.item.convert(v, param, ctx) for v in items]
+
+
+MODEL = ModelSpec()
+LR = LearningRate()
+BATCH = BatchSize()
+NAMES_LIST = NameList
+
+
+def default_lr(optimizer: str) -> float:
+    """The default learning rate of a named optimizer (its class's ``lr`` default)."""
+    import inspect
+
+    from descend import optim
+
+    classes = {"sgd": optim.SGD, "momentum": optim.Momentum, "nesterov": optim.Nesterov, "adagrad": optim.Adagrad,
+               "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW}
+    return float(inspect.signature(classes[optimizer]).parameters["lr"].default)
+
+
+def build_schedule(kind: str, lr: float, *, total_steps: int) -> Any:
+    """The schedule named ``kind`` peaking at ``lr``, spread over ``total_steps`` (decays every third of the run
+    for ``step``; ``exponential`` ends at 1% of ``lr``; ``warmup-cosine`` warms up over 5% of the steps)."""
+    from descend import schedules
+
+    n = max(total_steps, 2)
+    if kind == "constant":
+        return schedules.constant(lr)
+    if kind == "cosine":
+        return schedules.cosine_annealing(lr, n)
+    if kind == "warmup-cosine":
+        return schedules.warmup_cosine(lr, n, warmup_steps=max(1, n // 20))
+    if kind == "step":
+        return schedules.step_decay(lr, max(1, n // 3), gamma=0.1)
+    if kind == "exponential":
+        return schedules.exponential_decay(lr, 0.01 ** (1 / n))
+    if kind == "one-cycle":
+        return schedules.one_cycle(lr, n)
+    if kind == "plateau":
+        return schedules.ReduceOnPlateau(lr, patience=max(1, 3), factor=0.5)
+    raise click.BadParameter(f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")

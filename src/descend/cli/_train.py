@@ -1,0 +1,267 @@
+"""``descend train``, ``descend predict`` and ``descend lr-find``: parse, call the library, print."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from descend.cli._output import EchoProgress, Out, output_options
+from descend.cli._params import (
+    BATCH,
+    LOSS_NAMES,
+    LR,
+    MODEL,
+    OPTIMIZERS,
+    SCHEDULES,
+    build_schedule,
+    default_lr,
+)
+
+__all__ = ["lr_find", "predict", "train"]
+
+DATA = click.Path(dir_okay=False, path_type=Path)
+
+
+class BadInput(click.ClickException):
+    """Bad input found by the command itself: exit code 2 and one line on stderr."""
+
+    exit_code = 2
+
+
+def tuner() -> Any:
+    """The learning-rate finder of descend.tune (issue 6), or a clear refusal while it is not there."""
+    import descend.tune as tune
+
+    finder = getattr(tune, "lr_find", None) or getattr(tune, "range_test", None)
+    if finder is None:
+        raise BadInput(
+            "the learning-rate finder (descend.tune) is not available in this version yet; give --lr a number "
+            "(e.g. --lr 1e-3), or compare a few with: descend compare DATA --target COL --optimizers adam --lrs 1e-3,1e-2"
+        )
+    return finder
+
+
+def prepare_table(out: Out, source: Any, *, target: str | None, task: str, validation: float, seed: int,
+                  scale: str) -> Any:
+    """``descend.data.prepare`` with its warnings shown on stderr (not as Python warnings)."""
+    from descend.data import prepare
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = prepare(source, target=target, task=task, validation=validation, seed=seed, scale=scale)
+    for w in caught:
+        out.warn(str(w.message))
+    return data
+
+
+class RecordCommand:
+    """On fit start, write ``command.json`` and ``schedule.csv`` into the run folder (before summary.json)."""
+
+    def __init__(self, command: dict[str, Any], schedule: Any, total_steps: int) -> None:
+        self.command = command
+        self.schedule = schedule
+        self.total_steps = total_steps
+
+    def callback(self) -> Any:
+        from descend.train import Callback, TrainState
+
+        owner = self
+
+        class _Record(Callback):
+            def on_fit_start(self, state: TrainState) -> None:
+                run = state.run_dir
+                if run is None:
+                    return
+                run.write_json("command.json", owner.command)
+                if owner.schedule is not None and not hasattr(owner.schedule, "step"):
+                    from descend.schedules import sample
+
+                    rates = sample(owner.schedule, owner.total_steps)
+                    lines = ["step,lr"] + [f"{i},{float(v)!r}" for i, v in enumerate(rates)]
+                    (Path(run.path) / "schedule.csv").write_text("\n".join(lines) + "\n")
+
+        return _Record()
+
+
+def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[str, dict[str, Any]], loss: str,
+                 optimizer: str, lr: float | str | None, schedule: str, batch_size: int | str, epochs: int,
+                 early_stopping: bool | None, patience: int, seed: int, run_dir: Path | None, resume: Path | None,
+                 health_every: int, sharpness_every: int) -> dict[str, Any]:
+    """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary."""
+    import torch
+
+    import descend
+    from descend import losses, models
+    from descend.inspect import Findings, HealthMonitor, SharpnessMonitor
+    from descend.report import run_report
+    from descend.train import EarlyStopping, Recorder
+
+    net = models.get(model[0], **model[1])
+    steps_per_epoch = 1 if batch_size == "full" else math.ceil(len(data.X_train) / int(batch_size))
+    total_steps = steps_per_epoch * epochs
+    rate: Any = lr
+    if schedule != "constant":
+        rate = build_schedule(schedule, float(lr) if lr is not None else default_lr(optimizer), total_steps=total_steps)
+    health = HealthMonitor(every=health_every) if health_every else None
+    sharp = None
+    if sharpness_every:
+        loss_obj = losses.get(None if loss == "auto" else loss, data.task)
+        Xb, yb = data.X_train[:256], data.y_train[:256]
+        if data.task == "multiclass":
+            yb = yb.long()
+
+        def batch_loss() -> torch.Tensor:
+            return loss_obj(net(Xb.to(next(net.parameters()).dtype)), yb)
+
+        sharp = SharpnessMonitor(batch_loss, every=sharpness_every)
+    monitors = [m for m in (health, sharp) if m is not None]
+    callbacks: list[Any] = [*monitors, Findings(health=health, sharpness=sharp), Recorder(steps=True),
+                            RecordCommand(command, rate if schedule != "constant" else None, total_steps).callback()]
+    if out.talking:
+        callbacks.insert(0, EchoProgress(out))
+    stopping: Any = early_stopping
+    if early_stopping is not False and len(data.X_val):
+        stopping = EarlyStopping(patience=patience)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = descend.fit(
+            net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=rate, batch_size=batch_size,
+            epochs=epochs, early_stopping=stopping, seed=seed, run_dir=None if resume else run_dir, resume=resume,
+            callbacks=callbacks, progress=False,
+        )
+    seconds = time.perf_counter() - start
+    for w in caught:
+        if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
+            out.warn(str(w.message))
+    findings = next(cb.findings for cb in callbacks if isinstance(cb, Findings))
+    assert result.run_dir is not None
+    report = run_report(result.run_dir)
+    final = result.final
+    out.line(f"stopped: {result.stop_reason} after {result.epochs} epochs ({result.steps} steps, {seconds:.1f} s); "
+             f"converged: {'yes' if result.converged else 'no'}")
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("val_") or k == "loss")
+    out.line(f"{'best epoch ' + str(result.best_epoch) + ' (weights restored)' if result.best_epoch else 'final'}: "
+             f"{shown}")
+    for f in findings:
+        out.line(f"finding: {f}")
+    out.line(f"run folder: {result.run_dir}")
+    out.line(f"report: {report}", bold=True)
+    return {
+        "run_dir": str(result.run_dir), "report": str(report), "stop_reason": result.stop_reason,
+        "converged": result.converged, "epochs": result.epochs, "steps": result.steps, "best_epoch": result.best_epoch,
+        "seconds": round(seconds, 3), "final": final, "findings": [f.rule for f in findings],
+    }
+
+
+@click.command()
+@click.argument("data", type=DATA)
+@click.option("--target", required=True, help="Column to predict.")
+@click.option("--task", type=click.Choice(("auto", "regression", "binary", "multiclass")), default="auto",
+              show_default=True, help="Learning task (auto: inferred from the target).")
+@click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True,
+              help="mlp[:SIZES] (hidden sizes, e.g. mlp:64,32), linear, logistic, softmax or svm.")
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="auto", show_default=True,
+              help="Loss (auto: the model's or the task's default).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True, help="Optimizer.")
+@click.option("--lr", type=LR, default=None, help="Learning rate (> 0), or auto. Default: the optimizer's.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
+              help="Learning-rate schedule over the whole run.")
+@click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True, help="Most epochs to train.")
+@click.option("--early-stopping/--no-early-stopping", default=None,
+              help="Stop when the validation loss stops improving (default: on when there is a validation set).")
+@click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Epochs without improvement before early stopping.")
+@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Fraction of rows held out for validation.")
+@click.option("--scale", type=click.Choice(("standard", "minmax", "none")), default="standard", show_default=True,
+              help="Feature scaling (statistics from the training rows).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
+@click.option("--health-every", type=click.IntRange(min=0), default=25, show_default=True,
+              help="Record per-layer gradient norms every N steps (0: off).")
+@click.option("--sharpness-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps (0: off).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder to write (new or empty). Default: runs/<data>-<model>-<time>.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue the unfinished run in this folder (give the same options as when it started).")
+@output_options
+def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
+          lr: float | str | None, schedule: str, batch_size: int | str, epochs: int, early_stopping: bool | None,
+          patience: int, validation: float, scale: str, seed: int, health_every: int, sharpness_every: int,
+          out: Path | None, resume: Path | None, quiet: bool, as_json: bool) -> None:
+    """Train a model on the table DATA (CSV, Parquet, ...) to predict --target, print progress and a summary,
+    and write a run folder with its report.html.
+
+    Example: descend train houses.csv --target price --model mlp:64,32 --epochs 30
+    """
+    o = Out(quiet=quiet, as_json=as_json)
+    if lr == "auto":
+        tuner()
+    if out is not None and resume is not None:
+        raise click.UsageError("give either --out (a new run) or --resume (an unfinished run), not both")
+    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
+    spec = model[0] + (":" + ",".join(map(str, model[1]["hidden"])) if model[1] else "")
+    run_dir = out or Path("runs") / f"{data.stem}-{model[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    o.line(f"{data}: {len(prepared.X_train)} training rows, {len(prepared.X_val)} validation rows, "
+           f"{prepared.n_features} features, task {prepared.task}; model {spec}, {optimizer}, batch {batch_size}, "
+           f"up to {epochs} epochs")
+    command = {"data": str(data), "target": target, "scale": scale, "validation": validation,
+               "argv": ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else []}
+    summary = run_training(
+        o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
+        batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, patience=patience, seed=seed,
+        run_dir=run_dir, resume=resume, health_every=health_every, sharpness_every=sharpness_every,
+    )
+    o.result(summary)
+
+
+@click.command()
+@click.argument("model_folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", type=DATA)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV file to write (default: print the CSV).")
+@click.option("--proba", is_flag=True, help="Add one probability column per class (classification).")
+@output_options
+def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, quiet: bool, as_json: bool) -> None:
+    """Predict the rows of DATA with the model saved in MODEL_FOLDER (a run folder or its model/ folder),
+    applying the saved preprocessing; write the rows with a prediction column."""
+    import descend
+    from descend.data import read_table
+
+    o = Out(quiet=quiet, as_json=as_json)
+    saved = descend.load(model_folder)
+    predictions = saved.predict(data)  # reads the file: errors name it
+    frame = read_table(data)
+    frame["prediction"] = list(predictions.tolist() if hasattr(predictions, "tolist") else predictions)
+    if proba:
+        p = saved.predict_proba(data)
+        for j, label in enumerate(saved.classes or range(p.shape[1])):
+            frame[f"p_{label}"] = p[:, j].tolist()
+    if out is not None:
+        frame.to_csv(out, index=False)
+        o.line(f"{len(frame)} predictions written to {out}")
+    elif not as_json:
+        click.echo(frame.to_csv(index=False), nl=False)
+    o.result({"rows": len(frame), "out": str(out) if out else None, "task": saved.task})
+
+
+@click.command("lr-find")
+@click.argument("data", type=DATA)
+@click.option("--target", required=True, help="Column to predict.")
+@click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True, help="As for descend train.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True, help="Optimizer.")
+@click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
+@output_options
+def lr_find(data: Path, target: str, model: tuple[str, dict[str, Any]], optimizer: str, batch_size: int | str,
+            seed: int, quiet: bool, as_json: bool) -> None:
+    """Run the learning-rate range test on DATA: the loss while the learning rate grows, and a suggested rate."""
+    tuner()

@@ -1,0 +1,239 @@
+"""The report's plots, drawn with matplotlib (Agg, no pyplot state) and embedded as base64 PNG.
+
+Each ``plot_*`` function takes plain numbers (lists of dicts as read from a run folder) and returns a
+:class:`matplotlib.figure.Figure`, or None when there is nothing to draw; :func:`to_png` turns a figure into a
+``data:`` URI that an ``<img>`` shows without any network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = [
+    "plot_comparison",
+    "plot_grad_norms",
+    "plot_learning_curves",
+    "plot_loss_slices",
+    "plot_lr_range",
+    "plot_lr_schedule",
+    "plot_sharpness",
+    "plot_trajectories",
+    "to_png",
+]
+
+Rows = Sequence[dict[str, Any]]
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+
+
+def _figure(width: float = 7.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def _style(ax: Any, xlabel: str, ylabel: str, title: str = "") -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _column(rows: Rows, key: str) -> np.ndarray:
+    return np.array([float(r.get(key, math.nan)) if isinstance(r.get(key), (int, float)) else math.nan for r in rows])
+
+
+def _positive(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return bool(len(finite)) and bool(np.all(finite > 0))
+
+
+def to_png(fig: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def plot_learning_curves(metrics: Rows, steps: Rows = ()) -> Figure | None:
+    """Training and validation loss per epoch (the per-step loss faint behind them when recorded), and the
+    validation metrics in a second panel."""
+    if not metrics:
+        return None
+    epochs = _column(metrics, "epoch")
+    metric_keys = [k for k in metrics[0] if k.startswith("val_") and k not in ("val_loss", "val_log_loss")]
+    fig, axes = _figure(10 if metric_keys else 7, 3.6, 2 if metric_keys else 1)
+    ax = axes[0] if metric_keys else axes
+    if steps:
+        per_epoch = max(1.0, float(metrics[0].get("step", 1)) or 1.0)
+        s = _column(steps, "step")
+        ax.plot(s / per_epoch, _column(steps, "loss"), color=COLORS[0], alpha=0.25, lw=0.7, label="train (step)")
+    ax.plot(epochs, _column(metrics, "loss"), "o-", color=COLORS[0], ms=3, label="train")
+    if "val_loss" in metrics[0]:
+        ax.plot(epochs, _column(metrics, "val_loss"), "o-", color=COLORS[1], ms=3, label="validation")
+    if _positive(_column(metrics, "loss")):
+        ax.set_yscale("log")
+    _style(ax, "epoch", "loss", "Learning curves")
+    ax.legend(fontsize=8)
+    if metric_keys:
+        for i, key in enumerate(metric_keys):
+            axes[1].plot(epochs, _column(metrics, key), "o-", ms=3, color=COLORS[2 + i], label=key[4:])
+        _style(axes[1], "epoch", "validation metric", "Validation metrics")
+        axes[1].legend(fontsize=8)
+    return fig
+
+
+def plot_lr_schedule(schedule: Rows, metrics: Rows) -> Figure | None:
+    """The learning rate of every step (``schedule.csv``), else of every epoch (metrics' ``lr`` column)."""
+    if schedule:
+        x, lr, xlabel = _column(schedule, "step"), _column(schedule, "lr"), "step"
+    elif metrics and "lr" in metrics[0]:
+        x, lr, xlabel = _column(metrics, "epoch"), _column(metrics, "lr"), "epoch"
+    else:
+        return None
+    fig, ax = _figure(7, 2.8)
+    ax.plot(x, lr, color=COLORS[4], drawstyle="steps-post" if xlabel == "epoch" else "default")
+    finite = lr[np.isfinite(lr)]
+    if len(finite) and finite.max() > 0:
+        ax.set_ylim(0, 1.1 * float(finite.max()))
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3), useOffset=False)
+    _style(ax, xlabel, "learning rate", "Learning-rate schedule")
+    return fig
+
+
+def plot_lr_range(lr_range: dict[str, Any]) -> Figure | None:
+    """The range test: loss against a growing learning rate (log axis), and the suggested rate."""
+    lrs, losses = lr_range.get("lrs"), lr_range.get("losses")
+    if not lrs or not losses:
+        return None
+    fig, ax = _figure(7, 3.2)
+    ax.plot(lrs, losses, color=COLORS[0])
+    ax.set_xscale("log")
+    suggestion = lr_range.get("suggestion")
+    if isinstance(suggestion, (int, float)) and suggestion > 0:
+        ax.axvline(suggestion, color=COLORS[1], ls="--", label=f"suggested lr {suggestion:.3g}")
+        ax.legend(fontsize=8)
+    finite = np.array([v for v in losses if isinstance(v, (int, float)) and math.isfinite(v)])
+    if len(finite):
+        low, first = float(finite.min()), float(finite[0])
+        ax.set_ylim(low - 0.05 * abs(low), first + 0.5 * abs(first - low) + 1e-12)
+    _style(ax, "learning rate", "loss", "Learning-rate range test")
+    return fig
+
+
+def plot_grad_norms(health: Rows) -> Figure | None:
+    """Gradient norm of each layer against the step (log scale)."""
+    if not health or not health[0].get("grad_norm"):
+        return None
+    steps = _column(health, "step")
+    fig, ax = _figure(7, 3.4)
+    layers = list(health[0]["grad_norm"])
+    for i, layer in enumerate(layers):
+        values = np.array([float(r["grad_norm"].get(layer, math.nan)) for r in health])
+        ax.plot(steps, values, color=COLORS[i % len(COLORS)], label=layer, lw=1.2)
+    if _positive(np.array([float(v) for r in health for v in r["grad_norm"].values()])):
+        ax.set_yscale("log")
+    _style(ax, "step", "gradient norm", "Gradient norm per layer")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_sharpness(curvature: Rows) -> Figure | None:
+    """Sharpness (top Hessian eigenvalue) against the stability edge 2/lr."""
+    if not curvature:
+        return None
+    steps = _column(curvature, "step")
+    fig, ax = _figure(7, 3.2)
+    ax.plot(steps, _column(curvature, "sharpness"), "o-", ms=3, color=COLORS[0], label="sharpness")
+    ax.plot(steps, _column(curvature, "threshold"), "--", color=COLORS[1], label="2 / lr")
+    if "preconditioned_sharpness" in curvature[0]:
+        ax.plot(steps, _column(curvature, "preconditioned_sharpness"), "o-", ms=3, color=COLORS[2],
+                label="preconditioned sharpness (Adam)")
+        ax.plot(steps, _column(curvature, "preconditioned_threshold"), "--", color=COLORS[3],
+                label="its stability edge")
+    values = np.concatenate([_column(curvature, k) for k in curvature[0] if "sharpness" in k or "threshold" in k])
+    if _positive(values):
+        ax.set_yscale("log")
+    _style(ax, "step", "eigenvalue", "Sharpness against the stability edge")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_loss_slices(landscape: dict[str, Any]) -> Figure | None:
+    """The 1-D slice L(θ* + αd) and the contours of the 2-D slice L(θ* + αd₁ + βd₂)."""
+    one, two = landscape.get("slice"), landscape.get("surface")
+    if not one or not two:
+        return None
+    fig, (a1, a2) = _figure(10, 4, 2)
+    a1.plot(one["alphas"], one["loss"], color=COLORS[0])
+    a1.axvline(0.0, color="#999999", lw=0.8)
+    _style(a1, "α (filter-normalised direction)", "loss", "1-D slice")
+    Z = np.array(two["loss"], dtype=float)
+    A, B = np.meshgrid(two["alphas"], two["betas"])
+    finite = Z[np.isfinite(Z)]
+    levels = np.quantile(finite, np.linspace(0.0, 1.0, 16)) if len(finite) else 10
+    cs = a2.contourf(A, B, Z, levels=np.unique(levels), cmap="viridis")
+    a2.contour(A, B, Z, levels=np.unique(levels), colors="white", linewidths=0.4)
+    a2.plot([0], [0], "r*", ms=10)
+    fig.colorbar(cs, ax=a2, label="loss")
+    _style(a2, "α", "β", "2-D slice (trained weights at ★)")
+    return fig
+
+
+def plot_comparison(curves: dict[str, list[list[float]]], *, ylabel: str, title: str,
+                    log: bool = True) -> Figure | None:
+    """One line per setting: the mean over seeds of a per-epoch series, with a band from the lowest to the
+    highest seed. ``curves`` maps a label to one list per seed (lists may differ in length: early stops)."""
+    if not curves:
+        return None
+    fig, ax = _figure(7, 3.6)
+    for i, (label, runs) in enumerate(curves.items()):
+        n = max(len(r) for r in runs)
+        grid = np.full((len(runs), n), np.nan)
+        for j, r in enumerate(runs):
+            grid[j, : len(r)] = r
+        x = np.arange(1, n + 1)
+        with np.errstate(all="ignore"):
+            mean, low, high = np.nanmean(grid, 0), np.nanmin(grid, 0), np.nanmax(grid, 0)
+        color = COLORS[i % len(COLORS)]
+        ax.plot(x, mean, color=color, label=f"{label} (n={len(runs)})")
+        ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
+    if log and all(_positive(np.array(r, dtype=float)) for runs in curves.values() for r in runs):
+        ax.set_yscale("log")
+    _style(ax, "epoch", ylabel, title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_trajectories(function: Any, trajectories: Sequence[Any]) -> Figure:
+    """Optimizer paths (``Trajectory``) over the contours of a 2-D test function, and f − f* against the step."""
+    fig, (a1, a2) = _figure(11, 4.6, 2)
+    X, Y, Z = function.grid(200)
+    floor = function.minimum
+    shown = np.log1p(np.maximum(Z - floor, 0.0)) if function.log_contours else Z
+    a1.contourf(X, Y, shown, levels=30, cmap="Greys", alpha=0.55)
+    a1.contour(X, Y, shown, levels=30, colors="#555555", linewidths=0.3)
+    for x, y in function.minima:
+        a1.plot([x], [y], "k*", ms=11)
+    for i, t in enumerate(trajectories):
+        color = COLORS[i % len(COLORS)]
+        a1.plot(t.points[:, 0], t.points[:, 1], ".-", color=color, ms=2.5, lw=1.0, label=f"{t.optimizer} (lr {t.lr:g})")
+        gap = np.maximum(np.asarray(t.values, dtype=float) - floor, 1e-300)
+        a2.plot(np.arange(len(gap)), gap, color=color, label=t.optimizer)
+    a1.plot([function.start[0]], [function.start[1]], "o", color="black", ms=6, mfc="white")
+    a1.set_xlim(*function.xlim)
+    a1.set_ylim(*function.ylim)
+    _style(a1, "x", "y", f"{function.name}: trajectories over the contours")
+    a1.legend(fontsize=8, loc="best")
+    a2.set_yscale("log")
+    _style(a2, "step", "f − f*", "Distance to the minimum value")
+    return fig

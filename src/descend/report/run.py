@@ -1,0 +1,147 @@
+"""The report of one run: ``report.html`` in the run folder, built from the folder's files alone.
+
+Sections, each shown when its record exists: summary (task, data, model, final metrics, how training stopped),
+configuration, learning curves, learning-rate schedule, range test, gradient norms per layer, sharpness
+against 2/lr, loss-surface slices, findings, events, environment.
+
+Example:
+    >>> from descend.report import run_report   # doctest: +SKIP
+    >>> run_report("runs/digits")               # doctest: +SKIP
+    PosixPath('runs/digits/report.html')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from descend.report.html import Page
+from descend.report.plots import (
+    plot_grad_norms,
+    plot_learning_curves,
+    plot_loss_slices,
+    plot_lr_range,
+    plot_lr_schedule,
+    plot_sharpness,
+)
+from descend.report.record import RunRecord
+
+__all__ = ["run_report"]
+
+STOPS = {
+    "max_epochs": "reached the maximum number of epochs",
+    "max_steps": "reached the maximum number of steps",
+    "early_stopping": "early stopping: the validation loss stopped improving",
+    "loss_threshold": "the training loss reached the threshold",
+    "tolerance": "the training loss stopped changing (tolerance)",
+    "diverged": "the loss became non-finite: the descent diverged",
+}
+
+
+def _summary(page: Page, run: RunRecord) -> None:
+    data = run.config.get("data", {})
+    resolved = run.config.get("resolved", {})
+    args = run.config.get("arguments", {})
+    s = run.summary
+    stop = s.get("stop_reason")
+    total = sum(float(r.get("time", 0.0)) for r in run.metrics if isinstance(r.get("time"), (int, float)))
+    items: list[tuple[str, Any]] = [
+        ("status", "complete" if run.complete else "unfinished (no summary.json)"),
+        ("task", run.task),
+        ("data", run.data_source),
+        ("target", run.command.get("target") or run.model.get("target_name") or "-"),
+        ("rows (train / validation)", f"{data.get('n_train', '?')} / {data.get('n_val', '?')}"),
+        ("features", data.get("n_features", "?")),
+        ("model", run.model_description),
+        ("loss", resolved.get("loss", "?")),
+        ("optimizer", f"{args.get('optimizer', '?')}, lr {args.get('lr') if args.get('lr') is not None else 'default'}"),
+        ("batch size", resolved.get("batch_size", args.get("batch_size", "?"))),
+        ("how training stopped", STOPS.get(str(stop), str(stop)) if stop else "-"),
+        ("converged", s.get("converged")),
+        ("epochs / steps", f"{s.get('epochs', len(run.metrics))} / {s.get('steps', '?')}"),
+        ("training time (s)", round(total, 2)),
+    ]
+    if s.get("best_epoch") is not None:
+        items.append(("best epoch (weights restored)", s["best_epoch"]))
+    page.heading("Summary", "summary")
+    page.pairs(items)
+    final = run.final
+    shown = [(k, v) for k, v in final.items() if k not in ("epoch", "step", "time", "lr")]
+    if shown:
+        page.paragraph("Final metrics (the epoch whose weights were kept):")
+        page.table([k for k, _ in shown], [[v for _, v in shown]])
+    names = run.model.get("feature_names")
+    if names:
+        page.tags(f"{len(names)} features:", names[:200])
+
+
+def _configuration(page: Page, run: RunRecord) -> None:
+    page.heading("Configuration", "configuration")
+    if run.command.get("argv"):
+        page.paragraph("Command: descend " + " ".join(str(a) for a in run.command["argv"]))
+    args = run.config.get("arguments", {})
+    skip = ("callbacks", "progress")
+    page.pairs((k, v if not isinstance(v, (dict, list)) else str(v)) for k, v in args.items() if k not in skip)
+    page.pairs([("seed", run.config.get("seed")), ("started", run.config.get("started", "-"))])
+
+
+def _findings(page: Page, run: RunRecord) -> None:
+    page.heading("Findings", "findings")
+    if not run.findings:
+        checked = "the gradient records and " if run.health else ""
+        page.paragraph(f"No findings: no rule fired on {checked}the learning curves.", "ok")
+        return
+    for f in run.findings:
+        where = ", ".join(f"{k} {f[k]}" for k in ("epoch", "step", "layer") if f.get(k) is not None)
+        page.finding(str(f.get("rule", "?")), str(f.get("message", "")), str(f.get("suggestion", "")), where)
+
+
+def _events(page: Page, run: RunRecord) -> None:
+    page.heading("Events", "events")
+    if not run.events:
+        page.paragraph("No events recorded.")
+        return
+    t0 = float(run.events[0].get("time", 0.0))
+    rows = []
+    for e in run.events[:500]:
+        details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "event", "evidence"))
+        rows.append([round(float(e.get("time", t0)) - t0, 2), e.get("event", "?"), details])
+    page.table(["t (s)", "event", "details"], rows)
+
+
+def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+    """Write the report of the run in ``run_dir`` to ``out`` (default ``<run_dir>/report.html``); return its path."""
+    run = RunRecord.read(run_dir)
+    page = Page(f"descend report: {run.name}", f"{run.model_description} on {run.data_source}, task {run.task}")
+    _summary(page, run)
+    page.heading("Learning curves", "curves")
+    page.figure(plot_learning_curves(run.metrics, run.steps),
+                "Loss per epoch on the training rows (mean over the epoch's steps) and the validation rows.",
+                "learning curves")
+    page.heading("Learning rate", "lr")
+    page.figure(plot_lr_schedule(run.schedule, run.metrics), "The learning rate used by each update.",
+                "learning-rate schedule")
+    if run.lr_range:
+        page.figure(plot_lr_range(run.lr_range), "Range test: the loss while the learning rate grows each step; "
+                    "the dashed line is the suggested rate.", "learning-rate range test")
+    if run.health:
+        page.heading("Gradients", "gradients")
+        page.figure(plot_grad_norms(run.health), "Norm of each layer's gradient, measured every few steps.",
+                    "gradient norms per layer")
+    if run.curvature:
+        page.heading("Curvature", "curvature")
+        page.figure(plot_sharpness(run.curvature), "Largest Hessian eigenvalue of the training loss; gradient "
+                    "descent is stable while it stays below 2/lr.", "sharpness against 2/lr")
+    if run.landscape:
+        page.heading("Loss surface", "surface")
+        page.figure(plot_loss_slices(run.landscape), "Loss along random filter-normalised directions around the "
+                    "trained weights (Li et al., 2018).", "loss surface slices")
+    _findings(page, run)
+    _events(page, run)
+    _configuration(page, run)
+    env = run.config.get("environment", {})
+    if env:
+        page.heading("Environment", "environment")
+        page.pairs(env.items())
+    return page.write(Path(out) if out is not None else run.path / "report.html")
