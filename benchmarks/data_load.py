@@ -151,15 +151,18 @@ def main() -> None:
     for which, rs in runs.items():
         secs = [r["seconds"] for r in rs]
         med, best = statistics.median(secs), min(secs)
+        cpu = statistics.median(r["cpu_seconds"] for r in rs)
         peak = max(r["peak_added_mb"] for r in rs)
         tens = rs[0]["tensor_mb"]
-        summary[which] = {"median": med, "best": best}
+        summary[which] = {"median": med, "best": best, "cpu": cpu}
         print(
-            f"{which:10} {med:9.2f} {best:7.2f} {mb / med:6.0f} {peak:15.0f} {tens:12.0f} {peak / tens:15.2f}"
+            f"{which:10} {med:9.2f} {best:7.2f} {mb / med:6.0f} {cpu:6.2f} {peak:15.0f} {tens:12.0f} "
+            f"{peak / tens:15.2f}"
         )
     print(
         f"descend speed-up over pandas: {summary['pandas']['median'] / summary['descend']['median']:.2f}x by "
-        f"median, {summary['pandas']['best'] / summary['descend']['best']:.2f}x by best (target >= 1)"
+        f"median, {summary['pandas']['best'] / summary['descend']['best']:.2f}x by best (target >= 1); "
+        f"CPU time descend / pandas: {summary['descend']['cpu'] / summary['pandas']['cpu']:.2f}"
     )
     print("all times: " + json.dumps({w: [round(r["seconds"], 2) for r in rs] for w, rs in runs.items()}))
 

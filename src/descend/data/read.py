@@ -283,8 +283,8 @@ def _pool() -> pa.MemoryPool:
     import pyarrow as pa
 
     try:
-        pool = pa.jemalloc_memory_pool()
         pa.jemalloc_set_decay_ms(0)
+        pool = pa.jemalloc_memory_pool()
     except NotImplementedError:
         return pa.default_memory_pool()
     return pool
