@@ -29,7 +29,7 @@ from typing import Any
 from descend.errors import ConfigError
 from descend.report.html import Page
 from descend.report.plots import plot_comparison
-from descend.train.run import RunFolder, atomic_write, jsonable
+from descend.train.run import atomic_write, jsonable
 
 __all__ = ["Comparison", "Setting", "compare", "comparison_report", "reach", "read_comparison"]
 
@@ -64,6 +64,7 @@ class Comparison:
     path: Path
     settings: list[dict[str, Any]] = field(default_factory=list)
     data: str = ""
+    features: list[str] = field(default_factory=list)
 
     def table(self) -> list[dict[str, Any]]:
         """Per setting: seeds that reached the target, median epochs and seconds to reach it, median final
@@ -88,7 +89,7 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         return {"target_loss": self.target_loss, "epochs": self.epochs, "seeds": self.seeds, "data": self.data,
-                "settings": self.settings, "runs": self.runs, "table": self.table()}
+                "features": self.features, "settings": self.settings, "runs": self.runs, "table": self.table()}
 
 
 def reach(losses: Sequence[float], times: Sequence[float], target: float) -> tuple[int, float] | None:
@@ -133,7 +134,10 @@ def compare(
         raise ConfigError(f"seeds: invalid seeds={seeds!r}; expected an int >= 1")
     if target_loss is not None and not (isinstance(target_loss, (int, float)) and math.isfinite(target_loss)):
         raise ConfigError(f"target_loss: invalid target_loss={target_loss!r}; expected a finite number")
-    root = RunFolder.create(out).path
+    root = Path(out)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ConfigError(f"out: {str(root)!r} already exists and is not an empty folder; choose a new folder")
+    root.mkdir(parents=True, exist_ok=True)
     fit_options.setdefault("early_stopping", False)
     runs: list[dict[str, Any]] = []
     for setting in settings:
@@ -158,7 +162,9 @@ def compare(
     if target_loss is None:
         lows = [min(r["loss"]) for r in runs if r["loss"] and math.isfinite(min(r["loss"]))]
         target_loss = statistics.median(lows) if lows else math.nan
-    result_ = Comparison(runs, float(target_loss), epochs, seeds, root, [asdict(s) for s in settings], data_name)
+    features = [str(f) for f in getattr(data, "feature_names", [])]
+    result_ = Comparison(runs, float(target_loss), epochs, seeds, root, [asdict(s) for s in settings], data_name,
+                         features)
     atomic_write(root / "comparison.json", (json.dumps(jsonable(result_.to_json()), indent=2) + "\n").encode())
     comparison_report(result_)
     return result_
@@ -176,6 +182,8 @@ def comparison_report(comparison: Comparison, out: str | os.PathLike[str] | None
     table = c.table()
     header = ["setting", "reached", "epochs_to_target", "seconds_to_target", "final_loss", "final_val_loss"]
     page.table([h.replace("_", " ") for h in header], [[row.get(h) for h in header] for row in table])
+    if c.features:
+        page.tags(f"{len(c.features)} features:", c.features[:200])
     curves: dict[str, list[list[float]]] = {}
     val_curves: dict[str, list[list[float]]] = {}
     for r in c.runs:
@@ -204,4 +212,4 @@ def read_comparison(path: str | os.PathLike[str]) -> Comparison:
         raise ModelFolderError(f"report: {str(p)!r} holds no comparison.json")
     d = json.loads(f.read_text())
     return Comparison(d["runs"], float(d["target_loss"]), int(d["epochs"]), int(d["seeds"]), p,
-                      d.get("settings", []), d.get("data", ""))
+                      d.get("settings", []), d.get("data", ""), d.get("features", []))
