@@ -69,9 +69,15 @@ class Out:
 class EchoProgress(Callback):
     """Print one line every ``every`` epochs (and the first and last), for output that is not a terminal."""
 
-    def __init__(self, out: Out, every: int = 5) -> None:
+    def __init__(self, out: Out, every: int = 5, header: str = "") -> None:
         self.out = out
         self.every = every
+        self.header = header
+
+    def on_fit_start(self, state: TrainState) -> None:
+        # Printed once fit has accepted every argument, so a refused run prints only its error.
+        if self.header:
+            self.out.line(self.header)
 
     def on_epoch_end(self, state: TrainState) -> None:
         row = state.row

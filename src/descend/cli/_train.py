@@ -92,8 +92,12 @@ class RecordCommand:
 def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[str, dict[str, Any]], loss: str,
                  optimizer: str, lr: float | str | None, schedule: str, batch_size: int | str, epochs: int,
                  early_stopping: bool | None, patience: int, seed: int, run_dir: Path | None, resume: Path | None,
-                 health_every: int, sharpness_every: int) -> dict[str, Any]:
-    """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary."""
+                 health_every: int, sharpness_every: int, header: str = "") -> dict[str, Any]:
+    """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary.
+
+    A run refused before it started (bad options found by fit) leaves no folder behind."""
+    import shutil
+
     import torch
 
     import descend
@@ -124,18 +128,28 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     callbacks: list[Any] = [*monitors, Findings(health=health, sharpness=sharp), Recorder(steps=True),
                             RecordCommand(command, rate if schedule != "constant" else None, total_steps).callback()]
     if out.talking:
-        callbacks.insert(0, EchoProgress(out))
+        callbacks.insert(0, EchoProgress(out, header=header))
     stopping: Any = early_stopping
     if early_stopping is not False and len(data.X_val):
         stopping = EarlyStopping(patience=patience)
     start = time.perf_counter()
+    # Folders fit will create (the run folder and missing parents): removed again if fit refuses to start.
+    fresh = [p for p in (run_dir, *run_dir.parents) if not p.exists()] if resume is None and run_dir else []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = descend.fit(
-            net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=rate, batch_size=batch_size,
-            epochs=epochs, early_stopping=stopping, seed=seed, run_dir=None if resume else run_dir, resume=resume,
-            callbacks=callbacks, progress=False,
-        )
+        try:
+            result = descend.fit(
+                net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=rate,
+                batch_size=batch_size, epochs=epochs, early_stopping=stopping, seed=seed,
+                run_dir=None if resume else run_dir, resume=resume, callbacks=callbacks, progress=False,
+            )
+        except descend.DescendError:
+            if fresh and fresh[0].is_dir() and not (fresh[0] / "config.json").exists():
+                shutil.rmtree(fresh[0])
+                for parent in fresh[1:]:
+                    if parent.is_dir() and not any(parent.iterdir()):
+                        parent.rmdir()
+            raise
     seconds = time.perf_counter() - start
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
@@ -210,15 +224,15 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
     prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
     spec = model[0] + (":" + ",".join(map(str, model[1]["hidden"])) if model[1] else "")
     run_dir = out or Path("runs") / f"{data.stem}-{model[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    o.line(f"{data}: {len(prepared.X_train)} training rows, {len(prepared.X_val)} validation rows, "
-           f"{prepared.n_features} features, task {prepared.task}; model {spec}, {optimizer}, batch {batch_size}, "
-           f"up to {epochs} epochs")
+    header = (f"{data}: {len(prepared.X_train)} training rows, {len(prepared.X_val)} validation rows, "
+              f"{prepared.n_features} features, task {prepared.task}; model {spec}, {optimizer}, batch {batch_size}, "
+              f"up to {epochs} epochs")
     command = {"data": str(data), "target": target, "scale": scale, "validation": validation,
                "argv": ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else []}
     summary = run_training(
         o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
         batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, patience=patience, seed=seed,
-        run_dir=run_dir, resume=resume, health_every=health_every, sharpness_every=sharpness_every,
+        run_dir=run_dir, resume=resume, health_every=health_every, sharpness_every=sharpness_every, header=header,
     )
     o.result(summary)
 

@@ -40,7 +40,9 @@ class DescendGroup(click.Group):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
-        name = prog_name or "descend"
+        words = list(sys.argv[1:] if args is None else args)
+        sub = next((w for w in words if w in self.commands), None)
+        name = f"{prog_name or 'descend'}{' ' + sub if sub else ''}"
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
@@ -61,7 +63,7 @@ class DescendGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(cls=DescendGroup)
+@click.group(name="descend", cls=DescendGroup)
 @click.version_option(package_name="descend")
 def cli() -> None:
     """Train models by gradient descent, and see what the descent did.

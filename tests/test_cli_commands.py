@@ -1,0 +1,298 @@
+"""Every ``descend`` subcommand through click's CliRunner: exit codes, output, and the files written, checked
+against the library (the saved model, the run folder's own numbers, closed forms)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+import descend
+from descend import losses
+from descend.cli._output import Out
+from descend.cli.main import cli
+from descend.data import load_dataset, prepare
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    frame = load_dataset("iris").frame.copy()
+    frame = frame.rename(columns={frame.columns[0]: HOSTILE})
+    frame.to_csv(folder / "iris.csv", index=False)
+    frame.drop(columns=["species"]).head(7).to_csv(folder / "new.csv", index=False)
+    frame.drop(columns=["species", HOSTILE]).head(3).to_csv(folder / "short.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(work: Path) -> Path:
+    """One run trained by ``descend train --json`` with a cosine schedule and sharpness tracking."""
+    out = work / "run"
+    r = invoke("train", work / "iris.csv", "--target", "species", "--model", "mlp:16,8", "--optimizer", "momentum",
+               "--lr", "0.05", "--schedule", "cosine", "--epochs", "5", "--batch-size", "40", "--health-every", "2",
+               "--sharpness-every", "4", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)  # --json: stdout is exactly one JSON object
+    assert summary["run_dir"] == str(out) and summary["epochs"] == 5 and summary["steps"] == 15
+    assert summary["report"] == str(out / "report.html")
+    return out
+
+
+def test_train_writes_the_run_folder(run: Path) -> None:
+    for name in ("config.json", "metrics.csv", "events.jsonl", "summary.json", "command.json", "schedule.csv",
+                 "steps.csv", "health.jsonl", "curvature.jsonl", "report.html", "model/model.safetensors"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    args = config["arguments"]
+    assert args["optimizer"] == "momentum" and args["batch_size"] == 40 and args["epochs"] == 5
+    assert args["model"]["hidden"] == [16, 8] and config["data"]["n_train"] == 120
+    # The schedule as recorded is the cosine over the 15 steps: lr_t = 0.05 (1 + cos(pi t / 15)) / 2.
+    rows = pd.read_csv(run / "schedule.csv")
+    assert list(rows["step"]) == list(range(15))
+    expected = [0.05 * (1 + math.cos(math.pi * t / 15)) / 2 for t in range(15)]
+    assert rows["lr"].tolist() == pytest.approx(expected, rel=1e-12)
+    # ...and it is what the optimizer used: metrics.csv's lr is the rate after each epoch's last step.
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["lr"].tolist() == pytest.approx([0.05 * (1 + math.cos(math.pi * s / 15)) / 2
+                                                    for s in metrics["step"]], rel=1e-9, abs=1e-15)
+    curvature = [json.loads(line) for line in (run / "curvature.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curvature] == [4, 8, 12]
+    command = json.loads((run / "command.json").read_text())
+    assert command["target"] == "species" and command["data"].endswith("iris.csv")
+    page = (run / "report.html").read_text()
+    assert page.count('<img class="plot"') == 4 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None:
+    r = invoke("train", work / "iris.csv", "--target", "species", "--epochs", "3", "--out", tmp_path / "r",
+               "--health-every", "0")
+    assert r.exit_code == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith("120 training rows, 30 validation rows, 4 features, task multiclass; model mlp:64, "
+                             "adam, batch 32, up to 3 epochs")
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "3"]
+    assert "stopped: max_epochs after 3 epochs (12 steps" in r.stdout
+    assert lines[-1] == f"report: {tmp_path / 'r' / 'report.html'}"
+    assert not (tmp_path / "r" / "health.jsonl").exists()  # --health-every 0
+
+
+def test_quiet_prints_nothing_and_no_color(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = invoke("train", work / "iris.csv", "--target", "species", "--epochs", "2", "--out", tmp_path / "q",
+               "--quiet", "--health-every", "0")
+    assert r.exit_code == 0 and r.output == "" and (tmp_path / "q" / "summary.json").is_file()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert Out().color
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not Out().color
+
+
+def test_predict_uses_the_saved_preprocessing(run: Path, work: Path, tmp_path: Path) -> None:
+    r = invoke("predict", run, work / "new.csv")
+    assert r.exit_code == 0, r.output
+    printed = pd.read_csv(pd.io.common.StringIO(r.stdout))
+    assert list(printed.columns) == [HOSTILE, "sepal width (cm)", "petal length (cm)", "petal width (cm)",
+                                     "prediction"]
+    expected = list(descend.load(run).predict(pd.read_csv(work / "new.csv")))
+    assert printed["prediction"].tolist() == expected
+    r = invoke("predict", run / "model", work / "new.csv", "--out", tmp_path / "p.csv", "--proba", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"rows": 7, "out": str(tmp_path / "p.csv"),
+                                                         "task": "multiclass"}
+    written = pd.read_csv(tmp_path / "p.csv")
+    probs = written[["p_setosa", "p_versicolor", "p_virginica"]].to_numpy()
+    assert probs.sum(axis=1) == pytest.approx([1.0] * 7, abs=1e-6)
+    assert written["prediction"].tolist() == expected
+
+
+def test_resume_continues_exactly(work: Path, tmp_path: Path) -> None:
+    common = ["train", work / "iris.csv", "--target", "species", "--epochs", "4", "--no-early-stopping",
+              "--health-every", "0", "--quiet"]
+    assert invoke(*common, "--out", tmp_path / "a").exit_code == 0
+    full = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    # Make it an interrupted run: no summary, and only the checkpoint of epoch 3.
+    (tmp_path / "a" / "summary.json").unlink()
+    checkpoints = sorted((tmp_path / "a" / "checkpoints").glob("step-*.pt"))
+    checkpoints[-1].unlink()
+    r = invoke(*common, "--resume", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    resumed = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    for column in ("epoch", "step", "loss", "val_loss", "val_accuracy"):
+        assert resumed[column].tolist() == full[column].tolist(), column
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["epochs"] == 4
+
+
+def test_compare_reports_time_and_epochs_to_target(work: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    r = invoke("compare", work / "iris.csv", "--target", "species", "--optimizers", "sgd,adam", "--lrs", "0.05",
+               "--seeds", "2", "--epochs", "3", "--model", "mlp:8", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    saved = json.loads((out / "comparison.json").read_text())
+    assert result["target_loss"] == pytest.approx(saved["target_loss"])
+    assert [row["setting"] for row in result["table"]] == ["sgd-lr0.05", "adam-lr0.05"]
+    for row in result["table"]:
+        runs = [r for r in saved["runs"] if r["label"] == row["setting"]]
+        # Recount from the run folders: the epoch each seed first reached the target.
+        firsts = []
+        for run_ in runs:
+            losses_ = pd.read_csv(out / run_["folder"] / "metrics.csv")["loss"].tolist()
+            firsts.append(next((i + 1 for i, v in enumerate(losses_) if v <= saved["target_loss"]), None))
+        hits = [f for f in firsts if f is not None]
+        assert row["reached"] == f"{len(hits)}/2"
+        assert row["epochs_to_target"] == (statistics.median(hits) if hits else None)
+    assert (out / "report.html").is_file()
+    listing = invoke("runs", out, "--json")
+    assert listing.exit_code == 0
+    assert sorted(r["run"] for r in json.loads(listing.stdout)["runs"]) == [
+        "adam-lr0.05-seed0", "adam-lr0.05-seed1", "sgd-lr0.05-seed0", "sgd-lr0.05-seed1"]
+    rebuilt = invoke("report", out)
+    assert rebuilt.exit_code == 0 and rebuilt.stdout.strip() == f"report: {out / 'report.html'}"
+
+
+def test_landscape_function(tmp_path: Path) -> None:
+    r = invoke("landscape", "quadratic", "--optimizers", "sgd,momentum,adam", "--out", tmp_path / "q.html", "--json")
+    assert r.exit_code == 0, r.output
+    rows = {t["optimizer"]: t for t in json.loads(r.stdout)["trajectories"]}
+    assert rows["sgd"]["y_sign_changes"] == rows["sgd"]["steps"] == 100  # the zig-zag
+    assert rows["momentum"]["distance_to_minimum"] < rows["sgd"]["distance_to_minimum"] / 4
+    assert rows["adam"]["distance_to_minimum"] < rows["sgd"]["distance_to_minimum"] / 4
+    assert (tmp_path / "q.html").read_text().count('<img class="plot"') == 1
+    r = invoke("landscape", "himmelblau", "--optimizers", "adam", "--steps", "50", "--lr", "0.1",
+               "--out", tmp_path / "h.html")
+    assert r.exit_code == 0 and r.stdout.startswith("adam      lr 0.1 ")
+
+
+def test_landscape_of_a_run(run: Path, work: Path) -> None:
+    r = invoke("landscape", run, "--points", "5", "--rows", "50", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    record = json.loads((run / "landscape.json").read_text())
+    assert len(record["slice"]["alphas"]) == 9 and len(record["surface"]["loss"]) == 5
+    assert record["slice"]["loss"][4] == pytest.approx(result["center"], rel=1e-6)  # alpha = 0
+    # The centre is the training loss of the saved model on the run's first 50 training rows.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = prepare(work / "iris.csv", target="species", validation=0.2, seed=0)
+    model = descend.load(run).model
+    with torch.no_grad():
+        expected = float(losses.get(None, "multiclass")(model(data.X_train[:50]), data.y_train[:50].long()))
+    assert result["center"] == pytest.approx(expected, rel=1e-5)
+    assert "Loss surface</h2>" in (run / "report.html").read_text()
+
+
+def test_report_and_runs(run: Path, work: Path, tmp_path: Path) -> None:
+    r = invoke("report", run, "--out", tmp_path / "again.html")
+    assert r.exit_code == 0 and (tmp_path / "again.html").read_text().startswith("<!DOCTYPE html>")
+    r = invoke("runs", work)
+    assert r.exit_code == 0
+    header, *rows = r.stdout.splitlines()
+    assert header.split()[:4] == ["run", "status", "task", "model"]
+    assert any(line.startswith("run ") and "complete" in line and "momentum" in line for line in rows)
+    assert invoke("runs", tmp_path).stdout == f"no runs in {tmp_path}\n"
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "lr-find", "compare", "landscape", "report", "runs", "demo"])
+def test_every_command_has_help(command: str) -> None:
+    r = invoke(command, "--help")
+    assert r.exit_code == 0 and r.stdout.startswith(f"Usage: descend {command}") and "--json" in r.stdout
+
+
+def _tune_missing() -> bool:
+    import descend.tune
+
+    return not (hasattr(descend.tune, "lr_find") or hasattr(descend.tune, "range_test"))
+
+
+def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
+    data, t = w / "iris.csv", ["--target", "species"]
+    rows: list[tuple[list[str | Path], str]] = [
+        (["train", w / "missing.csv", *t], "missing.csv"),
+        (["train", data], "Missing option '--target'"),
+        (["train", data, "--target", "specie"], "no target column 'specie' (did you mean 'species'?)"),
+        (["train", data, *t, "--optimizer", "adamax"], "Invalid value for '--optimizer'"),
+        (["train", data, *t, "--model", "cnn"], "unknown model 'cnn'"),
+        (["train", data, *t, "--model", "mlp:64,x"], "invalid hidden sizes '64,x'"),
+        (["train", data, *t, "--model", "linear:3"], "'linear' takes no sizes"),
+        (["train", data, *t, "--lr", "-1"], "'-1' is not a learning rate"),
+        (["train", data, *t, "--batch-size", "0"], "'0' is not a batch size"),
+        (["train", data, *t, "--validation", "1.5"], "Invalid value for '--validation'"),
+        (["train", data, *t, "--epochs", "0"], "Invalid value for '--epochs'"),
+        (["train", data, *t, "--schedule", "wavy"], "Invalid value for '--schedule'"),
+        (["train", data, *t, "--loss", "mse"], "'mse' does not fit a multiclass task"),
+        (["train", data, *t, "--early-stopping", "--validation", "0"], "early_stopping: needs a validation set"),
+        (["train", data, *t, "--out", w], "already exists and is not an empty folder"),
+        (["train", data, *t, "--resume", w], "is not a run folder"),
+        (["train", data, *t, "--resume", run], "is complete; there is nothing to resume"),
+        (["train", data, *t, "--out", w / "x", "--resume", run], "either --out"),
+        (["train", data, *t, "--unknown"], "No such option '--unknown'"),
+        (["predict", w, data], "holds no saved model"),
+        (["predict", run, w / "short.csv"], "short.csv"),
+        (["compare", data, *t, "--optimizers", "sgd,foo"], "unknown name 'foo'"),
+        (["compare", data, *t, "--seeds", "0"], "Invalid value for '--seeds'"),
+        (["compare", data, *t, "--lrs", "0.1,x"], "'x' is not a learning rate"),
+        (["landscape", "banana"], "'banana' is neither a test function"),
+        (["landscape", "rosenbrock", "--optimizers", "sgd,sgd"], "repeats a name"),
+        (["landscape", "rosenbrock", "--lr", "auto"], "--lr auto has no meaning"),
+        (["report", w], "is not a run folder"),
+        (["runs", w / "nowhere"], "is not a folder"),
+        (["fly"], "No such command 'fly'"),
+        (["demo", "--dataset", "mnist"], "Invalid value for '--dataset'"),
+    ]
+    if _tune_missing():
+        rows += [(["train", data, *t, "--lr", "auto"], "learning-rate finder (descend.tune) is not available"),
+                 (["lr-find", data, *t], "learning-rate finder (descend.tune) is not available")]
+    return rows
+
+
+def test_bad_invocations_exit_2_with_one_line(work: Path, run: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # default run folders would go to ./runs
+    table = bad_invocations(work, run)
+    assert len(table) >= 15
+    for args, fragment in table:
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        assert r.exit_code == 2, (args, r.output)
+        assert r.stdout == "", (args, r.stdout)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1, (args, r.stderr)
+        assert lines[0].startswith(f"descend {args[0]}: error: ") or lines[0].startswith("descend: error: "), lines
+        assert fragment in lines[0], (args, lines[0])
+    assert not (work / "x").exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_internal_error_exits_1_with_traceback(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import descend.report
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(descend.report, "run_report", broken)
+    r = CliRunner().invoke(cli, ["report", str(run)])
+    assert r.exit_code == 1
+    assert "Traceback" in r.stderr and r.stderr.splitlines()[-1].startswith("descend report: error: internal error")
+
+
+def test_the_installed_command(work: Path) -> None:
+    exe = shutil.which("descend", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    r = subprocess.run([exe, "train", str(work / "nope.csv"), "--target", "y"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("descend train: error: ") and "nope.csv" in r.stderr
