@@ -15,9 +15,10 @@ exploding_gradients     a non-finite gradient norm; or first layer's > 1e4 x the
                         grew to > 1e3 x its first measured value
 dead_relus              a ReLU layer has >= 50% units that are never positive on the batch, every recent record
 lr_too_high             the loss became non-finite or the run diverged; or the last epoch's training loss is
-                        > 1.1 x the first's; or sharpness > 2 x its threshold on every recent record; or the
-                        median update ratio > 0.1 on every recent record while the loss rose by > 5% in at
-                        least 3 of the last 10 epochs (oscillation)
+                        > 1.1 x the first's; or sharpness > 2 x its threshold on every recent record (for Adam
+                        the preconditioned sharpness and its threshold); or the median update ratio > 0.1 on
+                        every recent record while the loss rose by > 5% in at least 3 of the last 10 epochs
+                        (oscillation)
 lr_too_low              the largest layer update ratio < 1e-5 on every recent record; or, over >= 10 epochs,
                         the training loss fell in >= 90% of epochs yet by < 10% in total
 over_fitting            >= 5 epochs after the best validation loss, the last is >= 1.2 x the best while the
@@ -149,6 +150,15 @@ def dead_relus(rows: Rows, health: Records, curvature: Records, stop: str | None
     return None
 
 
+def _stability(record: dict[str, Any]) -> tuple[float, float, float]:
+    """(sharpness, threshold, ratio) of a curvature record: the preconditioned ones when the optimizer is Adam-like
+    (its edge is not 2/lr), else the plain ones."""
+    if "preconditioned_ratio" in record:
+        return (float(record["preconditioned_sharpness"]), float(record["preconditioned_threshold"]),
+                float(record["preconditioned_ratio"]))
+    return float(record["sharpness"]), float(record["threshold"]), float(record["ratio"])
+
+
 def lr_too_high(rows: Rows, health: Records, curvature: Records, stop: str | None) -> Finding | None:
     fix = "divide the learning rate by 10 (or run the learning-rate range test), or add gradient clipping."
     bad = next((r for r in rows if not math.isfinite(float(r["loss"]))), None)
@@ -160,12 +170,15 @@ def lr_too_high(rows: Rows, health: Records, curvature: Records, stop: str | Non
                        f"The training loss rose from {rows[0]['loss']:.4g} (epoch 1) to {rows[-1]['loss']:.4g}.",
                        fix, {"first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"]}, epoch=int(rows[-1]["epoch"]))
     recent = _recent(curvature)
-    if recent and all(r["ratio"] > 2 for r in recent):
+    if recent and all(_stability(r)[2] > 2 for r in recent):
         r = recent[-1]
+        value, threshold, ratio = _stability(r)
+        what = "preconditioned sharpness" if "preconditioned_ratio" in r else "sharpness"
+        edge = "(2 + 2 beta1)/((1 - beta1) lr), Adam's" if "preconditioned_ratio" in r else "2/lr"
         return Finding("lr_too_high",
-                       f"The sharpness {r['sharpness']:.4g} is {r['ratio']:.2g}x the stability edge {r['threshold']:.4g}"
-                       " (2/lr): steps overshoot along the sharpest direction.", fix,
-                       {"sharpness": r["sharpness"], "threshold": r["threshold"]}, step=r["step"])
+                       f"The {what} {value:.4g} is {ratio:.2g}x the stability edge {threshold:.4g} ({edge}): "
+                       "steps overshoot along the sharpest direction.", fix,
+                       {what.replace(" ", "_"): value, "threshold": threshold}, step=r["step"])
     recent = _recent(health)
     medians = [statistics.median(r["update_ratio"].values()) for r in recent if r["update_ratio"]]
     losses = [float(r["loss"]) for r in rows[-10:]]

@@ -139,7 +139,8 @@ class SharpnessMonitor(_Records):
 
     A record: ``step``, ``epoch``, ``lr``, ``sharpness``, ``threshold``, ``ratio`` (sharpness/threshold),
     ``converged``, ``matvecs`` and, for optimizers with Adam state, ``preconditioned_sharpness``,
-    ``preconditioned_threshold``.
+    ``preconditioned_threshold`` and ``preconditioned_ratio`` (the one that matters for Adam: its steps are not
+    bounded by ``2/lr``).
     """
 
     filename = "curvature.jsonl"
@@ -174,4 +175,5 @@ class SharpnessMonitor(_Records):
             pre = preconditioned_sharpness(state.optimizer, self.loss_fn, tol=self.tol, max_iter=self.max_iter)
             record["preconditioned_sharpness"] = pre.value
             record["preconditioned_threshold"] = pre.threshold
+            record["preconditioned_ratio"] = pre.ratio
         return record

@@ -26,7 +26,7 @@ Arguments, defaults and stopping rules are those of ``torch.optim.LBFGS``, so it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -134,6 +134,10 @@ class LBFGS(torch.optim.Optimizer):
         >>> [round(x, 6) for x in w.tolist()]
         [1.0, 1.0]
     """
+
+    #: How ``step``'s closure must behave, read by ``descend.fit``: "backward" = zero the gradients, compute the
+    #: loss, call ``backward()`` and return the loss (torch.optim.LBFGS's convention).
+    closure_convention: ClassVar[str] = "backward"
 
     def __init__(
         self,

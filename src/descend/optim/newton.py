@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -56,6 +56,9 @@ class Newton(torch.optim.Optimizer):
         >>> [round(x, 9) for x in w.tolist()]
         [1.538461538, -1.076923077]
     """
+
+    #: How ``step``'s closure must behave, read by ``descend.fit``: "loss" = return the loss, no ``backward()``.
+    closure_convention: ClassVar[str] = "loss"
 
     def __init__(
         self,

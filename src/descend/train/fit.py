@@ -42,7 +42,7 @@ from descend import losses as _losses
 from descend import metrics as _metrics
 from descend.errors import ConfigError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
-from descend.train.loop import Loop
+from descend.train.loop import Loop, closure_convention
 from descend.train.run import RunFolder, environment, jsonable
 from descend.train.saved import save_model
 from descend.train.setup import (
@@ -81,6 +81,9 @@ class FitResult:
     best_epoch: int | None = None
     run_dir: Path | None = None
     data: Any = field(default=None, repr=False)
+    findings: list[Any] = field(default_factory=list)
+    """What the diagnostics found (:class:`descend.inspect.Finding`: ``rule``, ``message``, ``evidence``,
+    ``suggestion``, ``step``/``epoch``/``layer``); empty when ``diagnostics=False`` or all was well."""
 
     @property
     def final(self) -> dict[str, float]:
@@ -139,6 +142,8 @@ def _check_arguments(args: dict[str, Any]) -> None:
     check_int("accumulate", args["accumulate"])
     check_int("checkpoint_every", args["checkpoint_every"], none=True)
     check_int("seed", args["seed"], low=0, none=True)
+    if not isinstance(args["diagnostics"], bool):
+        raise ConfigError(f"diagnostics: invalid diagnostics={args['diagnostics']!r}; expected True or False")
     if args["threads"] != "auto":
         check_int("threads", args["threads"], none=True)
     v = args["validation"]
@@ -220,6 +225,7 @@ def fit(
     clip_value: float | None = None,
     accumulate: int = 1,
     callbacks: Sequence[Callback] = (),
+    diagnostics: bool = True,
     progress: bool | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int | None = None,
@@ -252,6 +258,10 @@ def fit(
         clip_norm, clip_value, accumulate: rules of descend's optimizer engine, applied before the optimizer's.
         callbacks: extra :class:`~descend.train.Callback` instances. ``progress``: None (a bar when stderr is a
             terminal), True, False.
+        diagnostics: watch the descent (see :mod:`descend.inspect.diagnostics`): gradient health every 25
+            steps, sharpness against the stability edge every 500 (on a fixed batch of 256 training rows), and
+            the findings rules at the end, logged as ``finding`` events and returned in ``FitResult.findings``.
+            Monitors of the same kinds in ``callbacks`` are used instead of the defaults. False: none.
         run_dir: write the run folder there (see :mod:`descend.train.run`); ``checkpoint_every`` adds a
             checkpoint every that many steps to the one at each epoch's end.
         resume: a run folder to continue from its last checkpoint; the other arguments must be the same.
@@ -335,6 +345,12 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         clip_value=args["clip_value"],
         accumulate=args["accumulate"],
     )
+    closure = closure_convention(optimizer)
+    if closure is not None and args["batch_size"] != "full" and args["batch_size"] < len(data.X):
+        raise ConfigError(
+            f"batch_size: {type(optimizer).__name__} steps on the whole training set (its step re-evaluates the "
+            f"loss through a closure); got batch_size={args['batch_size']!r}, expected batch_size='full'"
+        )
     set_lr = None
     if callable(lr) and not any("lr_schedule" in g for g in optimizer.param_groups):
         schedule = lr
@@ -349,6 +365,12 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     bs = args["batch_size"]
     batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
     callbacks = _callbacks(args, len(data.X_val) > 0, run)
+    if args["diagnostics"]:
+        from descend.inspect.diagnostics import default_callbacks, training_loss
+
+        sharp = None if closure is not None else training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed)
+        callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=sharp)],
+                           key=lambda cb: isinstance(cb, Checkpoint))  # checkpoints still last
     loop = Loop(
         model=model, optimizer=optimizer, data=data, loss_fn=loss_fn, y=y, y_val=y_val, metrics=metric_names,
         penalty=penalty, set_lr=set_lr, plateau=plateau, batch_size=batch_size, epochs=args["epochs"],
@@ -433,10 +455,12 @@ def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> Fit
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
         if run is not None:
             run.log_event("warning", category="not_converged", message=message)
+    from descend.inspect.diagnostics import collect_findings
+
     result = FitResult(
         model=loop.model, history=state.history, converged=converged, stop_reason=reason, epochs=len(state.history),
         steps=state.step, task=data.task, loss=loss_name, best_epoch=best,
-        run_dir=run.path if run is not None else None, data=data.prepared,
+        run_dir=run.path if run is not None else None, data=data.prepared, findings=collect_findings(loop.callbacks),
     )  # fmt: skip
     if run is not None:
         save_model(loop.model, run.path / "model", task=data.task, data=data.prepared, loss=loss_name)

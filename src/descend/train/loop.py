@@ -24,7 +24,18 @@ from descend.metrics import evaluate
 from descend.train.setup import TrainData
 from descend.train.state import Callback, TrainState, defines
 
-__all__ = ["Loop"]
+__all__ = ["Loop", "closure_convention"]
+
+
+def closure_convention(optimizer: torch.optim.Optimizer) -> str | None:
+    """How ``optimizer.step`` wants its closure: None (no closure: the loop calls ``backward`` itself),
+    ``"loss"`` (return the loss without ``backward``: descend's Newton differentiates it itself) or
+    ``"backward"`` (zero the gradients, compute the loss, call ``backward``, return the loss: L-BFGS, torch's
+    convention). Read from the optimizer's ``closure_convention`` attribute; torch.optim.LBFGS is "backward"."""
+    kind = getattr(optimizer, "closure_convention", None)
+    if kind is None and isinstance(optimizer, torch.optim.LBFGS):
+        kind = "backward"
+    return kind if kind in ("loss", "backward") else None
 
 
 class Loop:
@@ -69,6 +80,7 @@ class Loop:
         self.elapsed = 0.0
         self.ending_epoch = False
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.closure = self._closure(closure_convention(optimizer))
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
@@ -152,21 +164,28 @@ class Loop:
             model.train()
             start = time.perf_counter()
             for b, idx in enumerate(batches, start=s.batch):
-                if idx is None:
-                    out = model(X)
-                    loss = loss_fn(out, y)
+                if self.closure is not None:  # full batch: the optimizer evaluates the loss where it needs to
+                    if set_lr is not None:
+                        set_lr(s.step)
+                    loss: Tensor = optimizer.step(self.closure)  # type: ignore[arg-type,assignment]  # loss at the start
+                    if b == last:
+                        self.grad_norm = self._grad_norm()
                 else:
-                    out = model(X.index_select(0, idx))
-                    loss = loss_fn(out, y.index_select(0, idx))
-                if penalty is not None:
-                    loss = loss + penalty()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if b == last:
-                    self.grad_norm = self._grad_norm()
-                if set_lr is not None:
-                    set_lr(s.step)
-                optimizer.step()
+                    if idx is None:
+                        out = model(X)
+                        loss = loss_fn(out, y)
+                    else:
+                        out = model(X.index_select(0, idx))
+                        loss = loss_fn(out, y.index_select(0, idx))
+                    if penalty is not None:
+                        loss = loss + penalty()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if b == last:
+                        self.grad_norm = self._grad_norm()
+                    if set_lr is not None:
+                        set_lr(s.step)
+                    optimizer.step()
                 self.loss_sum += loss.detach()
                 s.step += 1
                 s.batch = b + 1
@@ -184,6 +203,28 @@ class Loop:
             self._end_epoch()
         if s.stop is None:
             s.stop = "max_epochs"
+
+    def _closure(self, kind: str | None) -> Callable[[], Tensor] | None:
+        """The full-batch objective as ``step``'s closure, in the optimizer's convention (None: no closure)."""
+        if kind is None:
+            return None
+        model, loss_fn, penalty, optimizer = self.model, self.loss_fn, self.penalty, self.optimizer
+        X, y = self.data.X, self.y
+
+        def objective() -> Tensor:
+            loss = loss_fn(model(X), y)
+            return loss + penalty() if penalty is not None else loss
+
+        if kind == "loss":
+            return objective
+
+        def closure() -> Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective()
+            loss.backward()
+            return loss
+
+        return closure
 
     def _grad_norm(self) -> float:
         grads = [p.grad for p in self.params if p.grad is not None]

@@ -6,6 +6,7 @@ what would be accepted. Inside the loop nothing is checked again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from descend.errors import ConfigError, DataError
 
 __all__ = ["OPTIMIZERS", "TrainData", "make_optimizer", "make_penalty", "resolve_data"]
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "newton", "lbfgs")
 PenaltySpec = str | Sequence[str] | Callable[[str, Tensor], bool]
 
 
@@ -89,7 +90,7 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: float, seed: 
     return TrainData(X, y, X_val, y_val, prepared.task, n_classes, prepared)
 
 
-def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+def _optimizer_class(name: str) -> Callable[..., torch.optim.Optimizer]:
     from descend import optim
 
     classes: dict[str, Any] = {
@@ -100,6 +101,9 @@ def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
         "rmsprop": optim.RMSprop,
         "adam": optim.Adam,
         "adamw": optim.AdamW,
+        # full-batch only (fit checks); by name, L-BFGS searches for its step (strong Wolfe) rather than taking lr
+        "newton": optim.Newton,
+        "lbfgs": functools.partial(optim.LBFGS, line_search_fn="strong_wolfe"),
     }
     key = name.lower()
     if key not in classes:
@@ -107,8 +111,8 @@ def _optimizer_class(name: str) -> type[torch.optim.Optimizer]:
             f"optimizer: unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}, "
             "a torch.optim.Optimizer, or a factory params -> optimizer"
         )
-    cls: type[torch.optim.Optimizer] = classes[key]
-    return cls
+    factory: Callable[..., torch.optim.Optimizer] = classes[key]
+    return factory
 
 
 def make_optimizer(
