@@ -82,7 +82,7 @@ def test_train_writes_the_run_folder(run: Path) -> None:
 
 def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None:
     r = invoke("train", work / "iris.csv", "--target", "species", "--epochs", "3", "--out", tmp_path / "r",
-               "--health-every", "0")
+               "--no-diagnostics")
     assert r.exit_code == 0 and r.stderr == ""
     lines = r.stdout.splitlines()
     assert lines[0].endswith("120 training rows, 30 validation rows, 4 features, task multiclass; model mlp:64, "
@@ -90,12 +90,13 @@ def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "3"]
     assert "stopped: max_epochs after 3 epochs (12 steps" in r.stdout
     assert lines[-1] == f"report: {tmp_path / 'r' / 'report.html'}"
-    assert not (tmp_path / "r" / "health.jsonl").exists()  # --health-every 0
+    assert not (tmp_path / "r" / "health.jsonl").exists()  # --no-diagnostics
+    assert not (tmp_path / "r" / "curvature.jsonl").exists()
 
 
 def test_quiet_prints_nothing_and_no_color(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = invoke("train", work / "iris.csv", "--target", "species", "--epochs", "2", "--out", tmp_path / "q",
-               "--quiet", "--health-every", "0")
+               "--quiet", "--no-diagnostics")
     assert r.exit_code == 0 and r.output == "" and (tmp_path / "q" / "summary.json").is_file()
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     monkeypatch.delenv("NO_COLOR", raising=False)
@@ -123,7 +124,7 @@ def test_predict_uses_the_saved_preprocessing(run: Path, work: Path, tmp_path: P
 
 def test_resume_continues_exactly(work: Path, tmp_path: Path) -> None:
     common = ["train", work / "iris.csv", "--target", "species", "--epochs", "4", "--no-early-stopping",
-              "--health-every", "0", "--quiet"]
+              "--no-diagnostics", "--quiet"]
     assert invoke(*common, "--out", tmp_path / "a").exit_code == 0
     full = pd.read_csv(tmp_path / "a" / "metrics.csv")
     # Make it an interrupted run: no summary, and only the checkpoint of epoch 3.

@@ -28,5 +28,5 @@ def run_demo(printer: Out, *, dataset: str, model: str, epochs: int, out: Path |
     return run_training(
         printer, data=data, command=command, model=(model, {}), loss="auto", optimizer="adam", lr=None,
         schedule="constant", batch_size=32, epochs=epochs, early_stopping=None, patience=10, seed=seed,
-        run_dir=Path(run_dir), resume=None, health_every=25, sharpness_every=250, header=header,
+        run_dir=Path(run_dir), resume=None, diagnostics=True, health_every=25, sharpness_every=250, header=header,
     )

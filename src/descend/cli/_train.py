@@ -92,17 +92,16 @@ class RecordCommand:
 def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[str, dict[str, Any]], loss: str,
                  optimizer: str, lr: float | str | None, schedule: str, batch_size: int | str, epochs: int,
                  early_stopping: bool | None, patience: int, seed: int, run_dir: Path | None, resume: Path | None,
-                 health_every: int, sharpness_every: int, header: str = "") -> dict[str, Any]:
+                 diagnostics: bool, health_every: int, sharpness_every: int, header: str = "") -> dict[str, Any]:
     """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary.
 
     A run refused before it started (bad options found by fit) leaves no folder behind."""
     import shutil
 
-    import torch
-
     import descend
     from descend import losses, models
-    from descend.inspect import Findings, HealthMonitor, SharpnessMonitor
+    from descend.inspect import HealthMonitor, SharpnessMonitor
+    from descend.inspect.diagnostics import training_loss
     from descend.report import run_report
     from descend.train import EarlyStopping, Recorder
 
@@ -112,20 +111,18 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     rate: Any = lr
     if schedule != "constant":
         rate = build_schedule(schedule, float(lr) if lr is not None else default_lr(optimizer), total_steps=total_steps)
-    health = HealthMonitor(every=health_every) if health_every else None
-    sharp = None
-    if sharpness_every:
-        loss_obj = losses.get(None if loss == "auto" else loss, data.task)
-        Xb, yb = data.X_train[:256], data.y_train[:256]
-        if data.task == "multiclass":
-            yb = yb.long()
-
-        def batch_loss() -> torch.Tensor:
-            return loss_obj(net(Xb.to(next(net.parameters()).dtype)), yb)
-
-        sharp = SharpnessMonitor(batch_loss, every=sharpness_every)
-    monitors = [m for m in (health, sharp) if m is not None]
-    callbacks: list[Any] = [*monitors, Findings(health=health, sharpness=sharp), Recorder(steps=True),
+    # fit watches the descent by default (health every 25 steps, sharpness every 500, findings); monitors given
+    # here replace its defaults when the cadence differs.
+    monitors: list[Any] = []
+    if diagnostics and health_every != 25:
+        monitors.append(HealthMonitor(every=health_every))
+    if diagnostics and sharpness_every != 500:
+        spec = getattr(net, "default_loss", None) if loss == "auto" else loss
+        loss_obj = losses.get(spec if spec in losses.LOSSES and data.task in losses.LOSSES[spec] else None, data.task)
+        y = data.y_train.long() if data.task == "multiclass" else data.y_train
+        batch_loss = training_loss(net, loss_obj, data.X_train, y, seed=seed)
+        monitors.append(SharpnessMonitor(batch_loss, every=sharpness_every))
+    callbacks: list[Any] = [*monitors, Recorder(steps=True),
                             RecordCommand(command, rate if schedule != "constant" else None, total_steps).callback()]
     if out.talking:
         callbacks.insert(0, EchoProgress(out, header=header))
@@ -141,7 +138,8 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
             result = descend.fit(
                 net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=rate,
                 batch_size=batch_size, epochs=epochs, early_stopping=stopping, seed=seed,
-                run_dir=None if resume else run_dir, resume=resume, callbacks=callbacks, progress=False,
+                run_dir=None if resume else run_dir, resume=resume, callbacks=callbacks, diagnostics=diagnostics,
+                progress=False,
             )
         except descend.DescendError:
             if fresh and fresh[0].is_dir() and not (fresh[0] / "config.json").exists():
@@ -154,7 +152,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
             out.warn(str(w.message))
-    findings = next(cb.findings for cb in callbacks if isinstance(cb, Findings))
+    findings = result.findings
     assert result.run_dir is not None
     report = run_report(result.run_dir)
     final = result.final
@@ -198,10 +196,12 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 @click.option("--scale", type=click.Choice(("standard", "minmax", "none")), default="standard", show_default=True,
               help="Feature scaling (statistics from the training rows).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
-@click.option("--health-every", type=click.IntRange(min=0), default=25, show_default=True,
-              help="Record per-layer gradient norms every N steps (0: off).")
-@click.option("--sharpness-every", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps (0: off).")
+@click.option("--diagnostics/--no-diagnostics", default=True, show_default=True,
+              help="Watch the descent: gradient norms per layer, sharpness against 2/lr, findings.")
+@click.option("--health-every", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Record per-layer gradient norms every N steps.")
+@click.option("--sharpness-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder to write (new or empty). Default: runs/<data>-<model>-<time>.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -209,8 +209,8 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 @output_options
 def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
           lr: float | str | None, schedule: str, batch_size: int | str, epochs: int, early_stopping: bool | None,
-          patience: int, validation: float, scale: str, seed: int, health_every: int, sharpness_every: int,
-          out: Path | None, resume: Path | None, quiet: bool, as_json: bool) -> None:
+          patience: int, validation: float, scale: str, seed: int, diagnostics: bool, health_every: int,
+          sharpness_every: int, out: Path | None, resume: Path | None, quiet: bool, as_json: bool) -> None:
     """Train a model on the table DATA (CSV, Parquet, ...) to predict --target, print progress and a summary,
     and write a run folder with its report.html.
 
@@ -232,7 +232,8 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
     summary = run_training(
         o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
         batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, patience=patience, seed=seed,
-        run_dir=run_dir, resume=resume, health_every=health_every, sharpness_every=sharpness_every, header=header,
+        run_dir=run_dir, resume=resume, diagnostics=diagnostics, health_every=health_every,
+        sharpness_every=sharpness_every, header=header,
     )
     o.result(summary)
 

@@ -229,7 +229,8 @@ def plot_trajectories(function: Any, trajectories: Sequence[Any]) -> Figure:
         a1.plot([x], [y], "k*", ms=11)
     for i, t in enumerate(trajectories):
         color = COLORS[i % len(COLORS)]
-        a1.plot(t.points[:, 0], t.points[:, 1], ".-", color=color, ms=2.5, lw=1.0, label=f"{t.optimizer} (lr {t.lr:g})")
+        a1.plot(t.points[:, 0], t.points[:, 1], ".-", color=color, ms=2.5, lw=1.0, label=f"{t.optimizer} (lr {t.lr:g})",
+                zorder=3 + len(trajectories) - i)  # the first named on top
         gap = np.maximum(np.asarray(t.values, dtype=float) - floor, 1e-300)
         a2.plot(np.arange(len(gap)), gap, color=color, label=t.optimizer)
     a1.plot([function.start[0]], [function.start[1]], "o", color="black", ms=6, mfc="white")

@@ -1,0 +1,133 @@
+"""The reports in a real browser: headless Chromium (Debian's ``chromium`` package, installed by ``.ci/run``).
+
+For the report of a demo run and of a comparison: a screenshot that is not blank and shows the plots' colours;
+no console messages (errors, uncaught exceptions, refused loads); every plot decoded by the browser (a test-only
+harness page reads ``naturalWidth`` of each ``<img>`` through an iframe); no script element; and a column named
+``<script>alert(1)</script>`` shown as text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from descend.cli.main import cli
+from descend.data import load_dataset
+
+HOSTILE = "<script>alert(1)</script>"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium; .ci/run installs it)"
+)
+
+HARNESS = """<!DOCTYPE html><html><body><iframe id="f" src="{url}" width="1200" height="900"></iframe>
+<pre id="out">pending</pre><script>
+window.addEventListener("load", function () {{
+  var d = document.getElementById("f").contentDocument;
+  var imgs = Array.prototype.slice.call(d.querySelectorAll("img"));
+  document.getElementById("out").textContent = JSON.stringify({{
+    images: imgs.map(function (i) {{ return [i.complete, i.naturalWidth, i.naturalHeight]; }}),
+    scripts: d.querySelectorAll("script").length,
+    headings: Array.prototype.map.call(d.querySelectorAll("h2"), function (h) {{ return h.textContent; }}),
+    tags: Array.prototype.map.call(d.querySelectorAll(".tags span"), function (s) {{ return s.textContent; }})
+  }});
+}});
+</script></body></html>
+"""
+
+
+def chromium(tmp: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--enable-logging=stderr", "--v=0", *extra, url]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def inspect_page(tmp: Path, report: Path) -> dict[str, object]:
+    """What the browser made of the report: images (complete, width, height), scripts, headings, tags."""
+    harness = tmp / f"harness-{report.parent.name}.html"
+    harness.write_text(HARNESS.format(url=report.resolve().as_uri()))
+    done = chromium(tmp, harness.as_uri(), "--allow-file-access-from-files", "--dump-dom")
+    found = re.search(r'<pre id="out">(.*?)</pre>', done.stdout, re.S)
+    assert found is not None and found.group(1) != "pending", done.stdout[-2000:]
+    import html
+
+    return dict(json.loads(html.unescape(found.group(1))))
+
+
+def screenshot(tmp: Path, report: Path) -> tuple[np.ndarray, str]:
+    png = tmp / f"{report.parent.name}.png"
+    done = chromium(tmp, report.resolve().as_uri(), "--window-size=1200,3000", f"--screenshot={png}")
+    assert png.is_file(), done.stderr[-2000:]
+    return matplotlib.image.imread(png)[..., :3], done.stderr
+
+
+def console_messages(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+
+
+def check_screenshot(pixels: np.ndarray) -> None:
+    assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1000
+    not_white = np.any(pixels < 0.95, axis=2).mean()
+    assert not_white > 0.05, f"only {not_white:.1%} of the screenshot is not white"
+    # The plots' blue lines (#1f77b4) are drawn: a blank or image-less page has none of that colour.
+    blue = np.all(np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255) < 0.08, axis=2).sum()
+    assert blue > 200, f"{blue} pixels of the plots' blue"
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("browser")
+    runner = CliRunner()
+    demo = runner.invoke(cli, ["demo", "--epochs", "6", "--out", str(tmp / "demo"), "--quiet"])
+    assert demo.exit_code == 0, demo.output
+    surface = runner.invoke(cli, ["landscape", str(tmp / "demo"), "--points", "5", "--rows", "200", "--quiet"])
+    assert surface.exit_code == 0, surface.output
+    frame = load_dataset("iris").frame.rename(columns={"sepal length (cm)": HOSTILE})
+    frame.to_csv(tmp / "iris.csv", index=False)
+    cmp = runner.invoke(cli, ["compare", str(tmp / "iris.csv"), "--target", "species", "--optimizers",
+                              "sgd,momentum,adam", "--lrs", "0.05", "--seeds", "2", "--epochs", "3", "--model", "mlp:8",
+                              "--out", str(tmp / "cmp"), "--quiet"])
+    assert cmp.exit_code == 0, cmp.output
+    return {"demo": tmp / "demo" / "report.html", "compare": tmp / "cmp" / "report.html", "tmp": tmp}
+
+
+def test_demo_report_in_chromium(reports: dict[str, Path]) -> None:
+    tmp, report = reports["tmp"], reports["demo"]
+    run = report.parent
+    # Curves, learning rate, gradients (health.jsonl), curvature (sharpness at step 250), loss surface.
+    assert (run / "health.jsonl").is_file() and (run / "curvature.jsonl").is_file()
+    seen = inspect_page(tmp, report)
+    assert seen["scripts"] == 0
+    images = seen["images"]
+    assert isinstance(images, list) and len(images) == 5
+    assert all(complete and width >= 600 and height >= 250 for complete, width, height in images), images
+    assert seen["headings"] == ["Summary", "Learning curves", "Learning rate", "Gradients", "Curvature",
+                                "Loss surface", "Findings", "Events", "Configuration", "Environment"]
+    pixels, stderr = screenshot(tmp, report)
+    check_screenshot(pixels)
+    assert console_messages(stderr) == []
+
+
+def test_comparison_report_in_chromium(reports: dict[str, Path]) -> None:
+    tmp, report = reports["tmp"], reports["compare"]
+    seen = inspect_page(tmp, report)
+    assert seen["scripts"] == 0
+    images = seen["images"]
+    assert isinstance(images, list) and len(images) == 2
+    assert all(complete and width >= 600 for complete, width, _ in images), images
+    tags = seen["tags"]
+    assert isinstance(tags, list) and tags[0] == HOSTILE  # the column name shown as text, not run
+    pixels, stderr = screenshot(tmp, report)
+    check_screenshot(pixels)
+    assert console_messages(stderr) == []
