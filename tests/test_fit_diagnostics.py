@@ -1,0 +1,117 @@
+"""Diagnostics as part of a normal descend.fit run (``diagnostics=True``, the default).
+
+Oracles: the Hessian of a linear model's mean squared error is constant and known in closed form,
+:math:`H = \\tfrac{2}{n} A^T A + \\lambda_2 \\,\\mathrm{diag}(1_w, 0_b)` with :math:`A = [X, 1]`, so the sharpness
+fit records at step 500 must be its top eigenvalue (``numpy.linalg.eigvalsh``), and the threshold 2/lr; watching
+must not change the descent (same weights, bit for bit, with diagnostics on and off); findings reach the
+FitResult and events.jsonl with the same fields.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import descend.inspect.diagnostics
+from descend.errors import ConfigError
+from descend.inspect import Findings, HealthMonitor, SharpnessMonitor
+from descend.train import fit
+
+pytestmark = pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
+
+
+def regression(n: int = 200, d: int = 3, seed: int = 0) -> SimpleNamespace:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g) * torch.tensor([1.0, 2.0, 0.5])
+    y = X @ torch.tensor([1.0, -1.0, 2.0]) + 0.1 * torch.randn(n, generator=g)
+    return SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None, task="regression")
+
+
+def read(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("optimizer", "options", "edge"), [("sgd", {}, 2.0), ("momentum", {"momentum": 0.5}, 3.0)])
+def test_default_sharpness_is_the_top_eigenvalue_of_the_training_loss(tmp_path, optimizer, options, edge) -> None:
+    data, l2, lr = regression(), 0.1, 0.01
+    result = fit("linear", data, loss="mse", optimizer=optimizer, optimizer_options=options, lr=lr, l2=l2,
+                 batch_size=8, epochs=40, tol=None, progress=False, run_dir=tmp_path / "run")
+    assert result.steps == 1000
+    records = read(tmp_path / "run" / "curvature.jsonl")
+    assert [r["step"] for r in records] == [500, 1000]
+    A = np.hstack([data.X_train.double().numpy(), np.ones((200, 1))])
+    H = 2 / 200 * A.T @ A + l2 * np.diag([1.0, 1.0, 1.0, 0.0])  # the penalty is part of the objective
+    top = np.linalg.eigvalsh(H)[-1]
+    for r in records:
+        assert r["sharpness"] == pytest.approx(top, rel=1e-4)
+        assert r["threshold"] == pytest.approx(edge / lr)  # (2 + 2 momentum) / lr
+        assert r["ratio"] == pytest.approx(top * lr / edge, rel=1e-4)
+        assert "preconditioned_ratio" not in r
+    health = read(tmp_path / "run" / "health.jsonl")
+    assert [r["step"] for r in health] == [1, *range(25, 1001, 25)]
+
+
+def test_adam_gets_the_preconditioned_edge(tmp_path) -> None:
+    fit("linear", regression(), loss="mse", lr=0.01, batch_size=8, epochs=20, tol=None, progress=False,
+        run_dir=tmp_path / "run")
+    (r,) = read(tmp_path / "run" / "curvature.jsonl")
+    assert r["preconditioned_threshold"] == pytest.approx((2 + 2 * 0.9) / ((1 - 0.9) * 0.01))
+    assert r["preconditioned_ratio"] == pytest.approx(r["preconditioned_sharpness"] / r["preconditioned_threshold"])
+
+
+def test_watching_does_not_change_the_descent() -> None:
+    data = regression()
+    runs = [fit("mlp", data, lr=0.01, batch_size=8, epochs=21, tol=None, progress=False, seed=3, diagnostics=d)
+            for d in (True, False)]
+    assert runs[0].steps == 525  # one sharpness measurement and 22 health records happened in the first run
+    for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert runs[0].history == [dict(r, time=r0["time"]) for r, r0 in zip(runs[1].history, runs[0].history)]
+
+
+def test_findings_are_on_the_result_and_in_the_events(tmp_path) -> None:
+    # lr far too small for plain gradient descent: the update ratios stay below 1e-5 (lr_too_low)
+    result = fit("mlp", regression(), optimizer="sgd", lr=1e-7, batch_size=8, epochs=3, progress=False,
+                 run_dir=tmp_path / "run")
+    assert [f.rule for f in result.findings] == ["lr_too_low"]
+    (f,) = result.findings
+    assert f.message and f.suggestion and f.evidence["max_update_ratio"] < 1e-5
+    events = [e for e in read(tmp_path / "run" / "events.jsonl") if e["event"] == "finding"]
+    assert [(e["rule"], e["message"], e["suggestion"], e["evidence"], e["step"]) for e in events] == [
+        (f.rule, f.message, f.suggestion, f.evidence, f.step)]
+
+
+def test_diagnostics_off(tmp_path) -> None:
+    result = fit("mlp", regression(), optimizer="sgd", lr=1e-7, batch_size=8, epochs=3, progress=False,
+                 run_dir=tmp_path / "run", diagnostics=False)
+    assert result.findings == []
+    assert not (tmp_path / "run" / "health.jsonl").exists()
+    assert not any(e["event"] == "finding" for e in read(tmp_path / "run" / "events.jsonl"))
+
+
+def test_the_callers_monitors_replace_the_defaults(tmp_path) -> None:
+    health = HealthMonitor(every=10)
+    fit("mlp", regression(), lr=0.01, batch_size=8, epochs=2, progress=False, callbacks=[health],
+        run_dir=tmp_path / "run")
+    assert [r["step"] for r in read(tmp_path / "run" / "health.jsonl")] == [1, 10, 20, 30, 40, 50]
+    added = descend.inspect.diagnostics.default_callbacks([health], loss=lambda: torch.zeros(()))
+    assert [type(cb) for cb in added] == [SharpnessMonitor, Findings]
+    assert added[1].health is health  # type: ignore[attr-defined]
+
+
+def test_diagnostics_argument_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"^diagnostics: invalid diagnostics='yes'; expected True or False"):
+        fit("linear", regression(), diagnostics="yes", progress=False)  # type: ignore[arg-type]
+
+
+def test_docstring_examples() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = doctest.testmod(descend.inspect.diagnostics)
+    assert result.attempted > 0 and result.failed == 0
