@@ -2,6 +2,7 @@
 
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.fit import ConvergenceWarning, FitResult, fit
+from descend.train.guard import DivergenceGuard
 from descend.train.run import RunFolder
 from descend.train.saved import SavedModel, load, save_model
 from descend.train.state import Callback, TrainState
@@ -10,6 +11,7 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "ConvergenceWarning",
+    "DivergenceGuard",
     "EarlyStopping",
     "FitResult",
     "ProgressBar",

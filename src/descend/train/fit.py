@@ -42,6 +42,7 @@ from descend import losses as _losses
 from descend import metrics as _metrics
 from descend.errors import ConfigError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
+from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
 from descend.train.run import RunFolder, environment, jsonable
 from descend.train.saved import save_model
@@ -186,6 +187,13 @@ def _callbacks(args: dict[str, Any], has_val: bool, run: RunFolder | None) -> li
         user.append(EarlyStopping())
     elif stopping not in (None, False):
         raise ConfigError(f"early_stopping: invalid early_stopping={stopping!r}; expected True, False, None or EarlyStopping")
+    guard = args["guard"]
+    if isinstance(guard, DivergenceGuard):
+        user.insert(0, guard)
+    elif guard is True and DivergenceGuard not in kinds:
+        user.insert(0, DivergenceGuard())  # first: it repairs the epoch's row before others read it
+    elif guard not in (True, False):
+        raise ConfigError(f"guard: invalid guard={guard!r}; expected True, False or a DivergenceGuard")
     progress = args["progress"]
     if progress is not False and ProgressBar not in kinds:
         user.insert(0, ProgressBar(force=progress is True))
@@ -218,6 +226,7 @@ def fit(
     tol: float | None = 1e-4,
     n_iter_no_change: int = 5,
     early_stopping: bool | EarlyStopping | None = None,
+    guard: bool | DivergenceGuard = True,
     l1: float = 0.0,
     l2: float = 0.0,
     penalize: PenaltySpec = "weights",
@@ -253,6 +262,8 @@ def fit(
             ``tol``: stop when the training loss changes by less than ``tol`` (relative) ``n_iter_no_change``
             epochs in a row (None: never).
         early_stopping: None (on when there is a validation set), True, False, or an :class:`EarlyStopping`.
+        guard: the divergence guard (see :mod:`descend.train.guard`): True (default), False, or a
+            :class:`~descend.train.DivergenceGuard` with its own settings.
         l1, l2, penalize: the penalty above; ``penalize`` is "weights" (parameters with 2+ dimensions), "all",
             a list of parameter names, or a callable ``(name, parameter) -> bool``.
         clip_norm, clip_value, accumulate: rules of descend's optimizer engine, applied before the optimizer's.
@@ -358,7 +369,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         def set_lr(step: int) -> None:
             value = float(schedule(step))
             for group in optimizer.param_groups:
-                group["lr"] = value
+                group["lr"] = value * group.get("lr_scale", 1.0)  # the divergence guard's reductions
 
         set_lr(0)
     penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
@@ -450,7 +461,8 @@ def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> Fit
         message = {
             "max_epochs": f"stopped after the maximum of {state.epochs} epochs without converging",
             "max_steps": f"stopped after the maximum of {state.step} steps without converging",
-            "diverged": "the training loss is not finite: the descent diverged (try a smaller lr)",
+            "diverged": "the descent diverged: the training loss is not finite, or the divergence guard ran out of "
+            "rollbacks (see the guard_* events; try a smaller lr)",
         }.get(reason, f"stopped ({reason}) without converging")
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
         if run is not None:

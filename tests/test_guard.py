@@ -1,0 +1,243 @@
+"""The divergence guard: a 1000x learning-rate jump recovers to the clean run's loss, a NaN batch is skipped
+exactly as a hand loop that leaves that batch out, the same runs fail as in plain PyTorch without the guard, and a
+healthy run is bit-identical with and without it."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+import descend
+from descend.data import Batches
+from descend.errors import ConfigError
+from descend.models import MLP, LinearRegression, LogisticRegression
+from descend.train import Callback, DivergenceGuard, TrainState
+
+pytestmark = pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
+
+COMMON: dict[str, Any] = {"batch_size": 32, "early_stopping": False, "tol": None, "seed": 1, "progress": False}
+
+
+def problems() -> dict[str, tuple[SimpleNamespace, Any, float]]:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(640, 10, generator=g)
+    w = torch.randn(10, generator=g)
+    y = X @ w + 0.5 * torch.randn(640, generator=g)
+    yb = ((X @ w + 0.5 * torch.randn(640, generator=g)) > 0).float()
+    reg = SimpleNamespace(X_train=X[:512], y_train=y[:512], X_val=X[512:], y_val=y[512:], task="regression")
+    binary = SimpleNamespace(X_train=X[:512], y_train=yb[:512], X_val=X[512:], y_val=yb[512:], task="binary")
+    # (data, model factory, base lr for SGD with momentum 0.9)
+    return {"linear": (reg, LinearRegression, 0.05), "logistic": (binary, LogisticRegression, 0.5)}
+
+
+def jump(base: float) -> Any:
+    """The learning rate multiplied by 1000 from step 50 on (a schedule: it stays high until the guard acts)."""
+    return lambda t: base if t < 50 else 1000 * base
+
+
+class Jump(Callback):
+    """Multiplies the learning rate by 1000 once, at step 50."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == 50:
+            for group in state.optimizer.param_groups:
+                group["lr"] *= 1000
+
+
+def run(data: Any, model: torch.nn.Module, lr: Any, guard: Any, **extra: Any) -> descend.FitResult:
+    return descend.fit(model, data, optimizer="momentum", lr=lr, epochs=30, guard=guard, **COMMON, **extra)
+
+
+@pytest.mark.parametrize("name", ["linear", "logistic"])
+def test_lr_times_1000_at_step_50_recovers_to_the_clean_loss(name: str) -> None:
+    # Oracle: the clean run (same init, data order and base lr). Tolerance: final training and validation loss
+    # within 5%. With factor 0.1 the guard needs three rollbacks (1000 -> 100 -> 10 -> 1) to get back to the base rate;
+    # each is an event with the step it went back to.
+    data, make, base = problems()[name]
+    clean = run(data, make(), base, True)
+    guard = DivergenceGuard()
+    jumped = run(data, make(), jump(base), guard)
+    assert jumped.stop_reason == "max_epochs"
+    assert 1 <= guard.rollbacks <= 5
+    assert all(e["event"] == "guard_rollback" and e["rolled_back_to"] < e["step"] for e in guard.events)
+    for key in ("loss", "val_loss"):
+        assert jumped.final[key] == pytest.approx(clean.final[key], rel=0.05), key
+    assert all(math.isfinite(p.detach().sum().item()) for p in jumped.model.parameters())
+
+
+def test_one_off_jump_by_callback_recovers() -> None:
+    # The jump made by a callback is undone by the rollback itself (the lr is part of the optimizer state); the
+    # run then continues at base/10. On least squares that ends at or below the clean run's loss (+5%).
+    data, make, base = problems()["linear"]
+    clean = run(data, make(), base, True)
+    guard = DivergenceGuard()
+    jumped = run(data, make(), base, guard, callbacks=[Jump()])
+    assert guard.rollbacks == 1 and guard.scale == pytest.approx(0.1)
+    assert jumped.final["lr"] == pytest.approx(base / 10)
+    assert jumped.final["val_loss"] <= 1.05 * clean.final["val_loss"]
+
+
+def plain_pytorch_jump(data: Any, make: Any, base: float, epochs: int = 30) -> float:
+    """The same run in plain PyTorch: torch.optim.SGD, the same jump, the same batches; the last epoch's mean loss."""
+    model = make()
+    model.build(data.X_train.shape[1], 1)
+    opt = torch.optim.SGD(model.parameters(), lr=base, momentum=0.9)
+    loss_fn = torch.nn.functional.mse_loss if data.task == "regression" else torch.nn.functional.binary_cross_entropy_with_logits
+    batches, step, losses = Batches(len(data.X_train), 32, seed=1), 0, []
+    for _ in range(epochs):
+        losses = []
+        for idx in batches:
+            for g in opt.param_groups:
+                g["lr"] = base if step < 50 else 1000 * base
+            loss = loss_fn(model(data.X_train[idx]), data.y_train[idx].unsqueeze(1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            step += 1
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("name", ["linear", "logistic"])
+def test_without_the_guard_the_jump_diverges_as_in_plain_pytorch(name: str) -> None:
+    # Least squares overflows to inf/NaN (fit stops as "diverged"); the logistic loss stays finite but ends far
+    # above the clean run (>10x), and so does the same run in plain PyTorch.
+    data, make, base = problems()[name]
+    clean = run(data, make(), base, True).history[-1]["loss"]
+    result = run(data, make(), jump(base), False)
+    plain = plain_pytorch_jump(data, make, base)
+    if name == "linear":
+        assert result.stop_reason == "diverged" and not math.isfinite(result.history[-1]["loss"])
+        assert not math.isfinite(plain)
+    else:
+        assert result.history[-1]["loss"] > 10 * clean and plain > 10 * clean
+
+
+def nan_data() -> tuple[SimpleNamespace, int]:
+    data, _, _ = problems()["linear"]
+    X = data.X_train.clone()
+    X[37, 2] = float("nan")
+    return SimpleNamespace(X_train=X, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val, task="regression"), 37
+
+
+def test_nan_batch_is_skipped_exactly_and_recorded(tmp_path: Path) -> None:
+    # Oracle: a hand loop over the same batches that leaves out every batch holding the NaN row; same model
+    # init, same optimizer (descend.optim.Momentum). The guard prevents the update, so the two agree to float32
+    # rounding (1e-6), and each epoch records one guard_skip event naming the batch.
+    data, bad = nan_data()
+    torch.manual_seed(5)
+    model = LinearRegression(10, 1)
+    reference = LinearRegression(10, 1)
+    reference.load_state_dict(model.state_dict())
+    guard = DivergenceGuard()
+    epochs = 5
+    result = descend.fit(model, data, optimizer="momentum", lr=0.05, epochs=epochs, guard=guard, run_dir=tmp_path / "r",
+                         **COMMON)  # fmt: skip
+    assert result.stop_reason == "max_epochs" and guard.rollbacks == 0 and guard.skips == epochs
+    opt = descend.optim.Momentum(reference.parameters(), lr=0.05)
+    batches, skipped = Batches(len(data.X_train), 32, seed=1), []
+    for epoch in range(epochs):
+        for b, idx in enumerate(batches):
+            if bad in idx.tolist():
+                skipped.append((epoch, b + 1))
+                continue
+            loss = torch.nn.functional.mse_loss(reference(data.X_train[idx]), data.y_train[idx].unsqueeze(1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    events = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
+    skips = [e for e in events if e["event"] == "guard_skip"]
+    assert [(e["epoch"], e["batch"]) for e in skips] == skipped
+    assert all(e["reason"] == "non_finite_loss" and e["step"] > 0 for e in skips)
+    assert all(math.isfinite(row["loss"]) for row in result.history)  # the epoch's loss over its normal steps
+
+
+def test_nan_batch_without_the_guard_fails_as_in_plain_pytorch() -> None:
+    data, _ = nan_data()
+    result = descend.fit(LinearRegression(), data, optimizer="momentum", lr=0.05, epochs=2, guard=False, **COMMON)
+    assert result.stop_reason == "diverged"
+    assert all(torch.isnan(p).all() for p in result.model.parameters())
+    model = LinearRegression(10, 1)  # plain PyTorch: one step on the batch with the NaN row poisons every weight
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss = torch.nn.functional.mse_loss(model(data.X_train[:64]), data.y_train[:64].unsqueeze(1))
+    loss.backward()
+    opt.step()
+    assert all(torch.isnan(p).all() for p in model.parameters())
+
+
+def test_retries_run_out_stop_with_the_last_good_state() -> None:
+    data, make, _ = problems()["linear"]
+    guard = DivergenceGuard(max_retries=2)
+    torch.manual_seed(0)
+    model = make(10, 1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(data, model, 1e4, guard)  # diverges at 1e4, 1e3 and 1e2
+    assert result.stop_reason == "diverged" and guard.rollbacks == 2
+    assert guard.events[-1]["event"] == "guard_stop" and "2 rollbacks" in guard.events[-1]["message"]
+    assert any("divergence guard ran out of rollbacks" in str(w.message) for w in caught)
+    for k, v in result.model.state_dict().items():  # no good state after the start: the model is back at its init
+        assert torch.equal(v, start[k])
+
+
+@pytest.mark.parametrize("case", ["mlp-adam", "linear-sgd-full", "logistic-momentum"])
+def test_healthy_run_is_untouched(case: str) -> None:
+    # Oracle: the same run with guard=False. No event, and every parameter and history row bit-identical.
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(300, 6, generator=g)
+    y = (X[:, 0] - X[:, 1] > 0).long() + (X[:, 2] > 0.5).long()
+    options: dict[str, Any] = {"epochs": 15, "seed": 2, "progress": False}
+    if case == "mlp-adam":
+        data: Any = SimpleNamespace(X_train=X[:240], y_train=y[:240], X_val=X[240:], y_val=y[240:], task="multiclass")
+        make: Any = lambda: MLP(hidden=(16,), dropout=0.1)  # noqa: E731
+        options.update(lr=3e-3)
+    elif case == "linear-sgd-full":
+        data = SimpleNamespace(X_train=X, y_train=X @ torch.arange(6.0), X_val=None, y_val=None, task="regression")
+        make = LinearRegression
+        options.update(optimizer="sgd", lr=0.3, batch_size="full", epochs=200)
+    else:
+        data = SimpleNamespace(X_train=X, y_train=(y > 0).float(), X_val=None, y_val=None, task="binary")
+        make = LogisticRegression
+        options.update(optimizer="momentum", lr=0.5, batch_size=16)
+    guard = DivergenceGuard()
+    on = descend.fit(make(), data, guard=guard, **options)
+    off = descend.fit(make(), data, guard=False, **options)
+    assert guard.events == [] and guard.rollbacks == 0 and guard.skips == 0
+    assert [{k: v for k, v in row.items() if k != "time"} for row in on.history] == [
+        {k: v for k, v in row.items() if k != "time"} for row in off.history
+    ]
+    for p, q in zip(on.model.parameters(), off.model.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"factor": 1.0}, "factor=1.0; expected a number in (0, 1)"),
+        ({"spike": 0.5}, "spike=0.5; expected a number > 1"),
+        ({"rise": True}, "rise=True; expected a number > 1"),
+        ({"patience": 0}, "patience=0; expected an int >= 1"),
+        ({"every": 2.5}, "every=2.5; expected an int >= 1"),
+        ({"max_retries": -1}, "max_retries=-1; expected an int >= 0"),
+        ({"check_grads": "some"}, "check_grads='some'; expected 'last', 'all' or False"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"DivergenceGuard: invalid {message}".replace("(", r"\(").replace(")", r"\)")):
+        DivergenceGuard(**kwargs)
+
+
+def test_fit_rejects_a_bad_guard() -> None:
+    data, _, _ = problems()["linear"]
+    with pytest.raises(ConfigError, match="guard: invalid guard='yes'; expected True, False or a DivergenceGuard"):
+        descend.fit("linear", data, guard="yes", epochs=1)
