@@ -99,8 +99,15 @@ def test_saddle_escape_and_trajectory_arguments() -> None:
         trajectory("quadratic", "sgd", lr=-1)
     with pytest.raises(ConfigError, match="steps: invalid steps=0"):
         trajectory("quadratic", "sgd", steps=0)
-    with pytest.raises(ConfigError, match="unknown optimizer 'lbfgs'"):
-        trajectory("quadratic", "lbfgs")
+    with pytest.raises(ConfigError, match="unknown optimizer 'adamax'"):
+        trajectory("quadratic", "adamax")
+
+
+def test_newton_takes_one_step_to_the_quadratic_minimum_and_lbfgs_solves_rosenbrock() -> None:
+    newton = trajectory("quadratic", "newton", steps=3)
+    assert newton.final_distance < 1e-6 and np.abs(newton.points[1]).max() < 1e-3  # (H + damping) d = -g
+    lbfgs = trajectory("rosenbrock", "lbfgs", steps=20)
+    assert lbfgs.final_distance < 1e-4 and lbfgs.values[-1] < 1e-8  # stops at its gradient tolerance
 
 
 def test_filter_normalized_direction_matches_each_filter_norm() -> None:

@@ -11,7 +11,7 @@ import click
 __all__ = ["BATCH", "LR", "MODEL", "NAMES_LIST", "SCHEDULES", "ModelSpec", "NameList", "build_schedule"]
 
 MODELS = ("mlp", "linear", "logistic", "softmax", "svm")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "newton", "lbfgs")
 SCHEDULES = ("constant", "cosine", "warmup-cosine", "step", "exponential", "one-cycle", "plateau")
 LOSS_NAMES = ("auto", "mse", "mae", "huber", "bce", "cross_entropy", "hinge")
 
@@ -128,7 +128,8 @@ def default_lr(optimizer: str) -> float:
     from descend import optim
 
     classes = {"sgd": optim.SGD, "momentum": optim.Momentum, "nesterov": optim.Nesterov, "adagrad": optim.Adagrad,
-               "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW}
+               "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW, "newton": optim.Newton,
+               "lbfgs": optim.LBFGS}
     return float(inspect.signature(classes[optimizer]).parameters["lr"].default)
 
 

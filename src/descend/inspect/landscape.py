@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ from descend.errors import ConfigError
 __all__ = [
     "ADAPTIVE",
     "FUNCTIONS",
+    "SECOND_ORDER",
     "LossSlice",
     "LossSurface",
     "TestFunction",
@@ -58,6 +60,8 @@ __all__ = [
 
 # Optimizers that scale each coordinate by its own gradient history: they take a different default step size.
 ADAPTIVE = ("adagrad", "rmsprop", "adam", "adamw")
+# Second-order optimizers step with a closure and take the full step (lr 1) by default.
+SECOND_ORDER = ("newton", "lbfgs")
 
 
 def _rosenbrock(x: Tensor, y: Tensor) -> Tensor:
@@ -177,14 +181,17 @@ def trajectory(
     steps: int | None = None,
     start: Sequence[float] | None = None,
 ) -> Trajectory:
-    """Run ``optimizer`` (a name: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw) with its default
-    options on ``function`` for ``steps`` steps (default: the function's) from ``start`` (default: its start),
-    in float64. ``lr`` defaults to the function's ``lr`` (``adaptive_lr`` for adaptive optimizers)."""
+    """Run ``optimizer`` (a name: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, newton, lbfgs) with its
+    default options on ``function`` for ``steps`` steps (default: the function's) from ``start`` (default: its
+    start), in float64. ``lr`` defaults to the function's ``lr`` (``adaptive_lr`` for adaptive optimizers, 1 for
+    Newton and L-BFGS, whose steps come from curvature; one L-BFGS step may evaluate f several times)."""
+    from descend.train.loop import closure_convention
     from descend.train.setup import make_optimizer
 
     fn = _function(function)
     name = optimizer.lower()
-    lr = (fn.adaptive_lr if name in ADAPTIVE else fn.lr) if lr is None else lr
+    default = 1.0 if name in SECOND_ORDER else fn.adaptive_lr if name in ADAPTIVE else fn.lr
+    lr = default if lr is None else lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ConfigError(f"lr: invalid lr={lr!r}; expected a number > 0")
     steps = fn.steps if steps is None else steps
@@ -193,14 +200,20 @@ def trajectory(
     p = nn.Parameter(torch.tensor(fn.start if start is None else tuple(start), dtype=torch.float64))
     opt = make_optimizer(name, [p], lr=float(lr), weight_decay=0.0, options={}, clip_norm=None, clip_value=None,
                          accumulate=1)
+    convention = closure_convention(opt)
+
+    def closure() -> Tensor:
+        value = fn.f(p[0], p[1])
+        if convention != "loss":  # Newton differentiates the loss itself; the others want the gradient
+            opt.zero_grad()
+            value.backward()
+        return value
+
     points = [p.detach().clone()]
     values: list[float] = []
     for _ in range(steps):
-        opt.zero_grad()
-        value = fn.f(p[0], p[1])
-        value.backward()
-        values.append(float(value.detach()))
-        opt.step()
+        loss: Any = opt.step(closure)  # type: ignore[arg-type]  # torch types closures as returning float
+        values.append(float(loss.detach()))
         points.append(p.detach().clone())
     with torch.no_grad():
         values.append(float(fn.f(p[0], p[1])))
