@@ -82,6 +82,7 @@ class FitResult:
     best_epoch: int | None = None
     run_dir: Path | None = None
     data: Any = field(default=None, repr=False)
+    lr_find: Any = field(default=None, repr=False)  # with lr="auto": the range test (descend.tune.LRFindResult)
     findings: list[Any] = field(default_factory=list)
     """What the diagnostics found (:class:`descend.inspect.Finding`: ``rule``, ``message``, ``evidence``,
     ``suggestion``, ``step``/``epoch``/``layer``); empty when ``diagnostics=False`` or all was well."""
@@ -125,12 +126,7 @@ def _check_arguments(args: dict[str, Any]) -> None:
     if bs != "full" and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
         raise ConfigError(f"batch_size: invalid batch_size={bs!r}; expected 'full' or an int >= 1")
     lr = args["lr"]
-    if lr == "auto":
-        raise ConfigError(
-            "lr: lr='auto' needs the learning-rate finder, which is not available yet; expected a number > 0 "
-            "(e.g. 1e-3) or a schedule (callable step -> lr)"
-        )
-    if lr is not None and not callable(lr):
+    if lr is not None and not callable(lr) and not (isinstance(lr, str) and lr == "auto"):
         check_number("lr", lr, open_low=True)
     check_int("epochs", args["epochs"])
     check_int("max_steps", args["max_steps"], none=True)
@@ -256,7 +252,9 @@ def fit(
         optimizer: a name (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw), an optimizer instance, or a
             factory ``(params, **options) -> optimizer`` such as a class; ``optimizer_options`` go to it.
         lr: a number > 0, a schedule (callable step -> lr; a ``ReduceOnPlateau`` is stepped each epoch with the
-            validation loss), or None for the optimizer's default. ``"auto"`` is not available yet.
+            validation loss), or None for the optimizer's default. ``"auto"`` runs the learning-rate range test
+            (:mod:`descend.tune.auto`) and trains at the rate it suggests; the sweep goes to ``lr_find.csv`` in the
+            run folder, the choice and its reason to an ``lr_find`` event and ``FitResult.lr_find``.
         batch_size: ``"full"``, or the number of rows per step.
         epochs, max_steps: limits. ``loss_threshold``: stop when the epoch's training loss is at or below it.
             ``tol``: stop when the training loss changes by less than ``tol`` (relative) ``n_iter_no_change``
@@ -344,6 +342,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     metric_names = _metrics.check(args["metrics"], data.task)
 
     lr = args["lr"]
+    auto = isinstance(lr, str) and lr == "auto"
+    if auto:
+        lr = None
     plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(
@@ -375,6 +376,16 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
     bs = args["batch_size"]
     batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
+    found = None
+    if auto and not (args["resume"] is not None and run is not None and run.list_checkpoints()):
+        from descend.tune.auto import auto_lr
+
+        if closure is not None:
+            raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
+        n_batches = math.ceil(len(data.X) / batch_size)
+        planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
+        found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
+                        penalty=penalty)  # fmt: skip
     callbacks = _callbacks(args, len(data.X_val) > 0, run)
     if args["diagnostics"]:
         from descend.inspect.diagnostics import default_callbacks, training_loss
@@ -390,11 +401,16 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     )  # fmt: skip
     state = loop.state
     config = _config(args, data, model, loss_name, batch_size)
+    if found is not None:
+        config["resolved"]["lr"] = found.lr
     if run is not None:
         state.run_dir = run
         state.log_event = run.log_event
         state.save_checkpoint = lambda keep=2: run.save_checkpoint(loop.checkpoint(), keep)
         _start_run(run, args, config, loop)
+        if found is not None:
+            found.to_csv(run.path / "lr_find.csv")
+            run.log_event("lr_find", **found.summary())
     for cb in callbacks:
         cb.on_fit_start(state)
     try:
@@ -408,7 +424,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         raise
     for cb in callbacks:
         cb.on_fit_end(state)
-    return _finish(run, loop, data, loss_name)
+    result = _finish(run, loop, data, loss_name)
+    result.lr_find = found
+    return result
 
 
 def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, batch_size: int) -> dict[str, Any]:

@@ -1,1 +1,6 @@
-"""descend.tune."""
+"""Tuning: the learning-rate range test and ``lr="auto"``."""
+
+from descend.tune.auto import auto_lr, sweep_steps
+from descend.tune.lr_find import LRFindResult, Sweep, lr_find, suggest
+
+__all__ = ["LRFindResult", "Sweep", "auto_lr", "lr_find", "suggest", "sweep_steps"]

@@ -1,0 +1,279 @@
+"""The learning-rate range test (Smith, 2017) and a suggestion rule that says how sure it is.
+
+One *sweep* takes ``steps`` optimizer steps from the current state, the learning rate growing geometrically,
+
+.. math:: \\alpha_i = \\alpha_{\\min} \\left(\\alpha_{\\max} / \\alpha_{\\min}\\right)^{i / (n - 1)},\\quad i = 0..n-1,
+
+on mini-batches drawn from its own seeded generator, and records the loss of each step. It stops early when the
+loss is not finite or its running average (an exponential moving average, factor 0.7) exceeds ``diverge`` times
+its lowest value. Several sweeps (``sweeps``, each on other batches, all from the same starting state) are run;
+afterwards the model, the optimizer, the torch RNG and the gradients are exactly as before (bit for bit).
+
+The rule, per sweep, on :math:`u = \\log_{10}\\alpha`:
+
+1. smooth the loss by local linear regression in :math:`u` (a window of ±``0.3`` decades), which also gives the
+   slope :math:`dL/du`, so the slope is taken against the log learning rate (not the learning rate, which would
+   make the last noisy points dominate);
+2. find the lowest smoothed loss :math:`L^*` at :math:`u^*`; the curve has a *usable descent* when the smoothed loss
+   fell from its start :math:`L_0` by at least 5% of :math:`|L_0|` and by 3 noise standard deviations;
+3. suggest :math:`u^* - 1`, a tenth of the learning rate at the lowest loss, but no lower than the point of steepest
+   descent (the most negative slope before :math:`u^*`): near the lowest loss the descent is already at the edge
+   of stability, a decade below it is safely inside, and the steepest point is where progress per step was still
+   growing.
+
+The suggestion is the median of the sweeps' suggestions, and ``spread`` the ratio of the largest to the
+smallest. When no sweep has a usable descent, ``fallback`` is True, the learning rate is ``fallback_lr`` (the
+optimizer's own), and ``reason`` says so.
+
+Example:
+    >>> import torch
+    >>> from descend.tune import lr_find
+    >>> X = torch.randn(512, 4); y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(512)
+    >>> model = torch.nn.Linear(4, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    >>> found = lr_find(model, opt, torch.nn.functional.mse_loss, X, y.unsqueeze(1), seed=0)
+    >>> 1e-3 < found.lr < 1.0, found.fallback
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from descend.errors import ConfigError
+
+__all__ = ["LRFindResult", "Sweep", "lr_find", "suggest"]
+
+_EMA = 0.7
+_WINDOW_DECADES = 0.3
+_MIN_DROP = 0.05
+
+
+@dataclass
+class Sweep:
+    """One sweep: the learning rates tried, the losses seen, and this sweep's suggestion (None: no descent)."""
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float] = field(default_factory=list)
+    slope: list[float] = field(default_factory=list)
+    suggestion: float | None = None
+    lowest: float | None = None
+    steepest: float | None = None
+
+
+@dataclass
+class LRFindResult:
+    """What :func:`lr_find` returns. ``lr`` is the learning rate to use; ``reason`` says how it was chosen."""
+
+    lr: float
+    low: float
+    high: float
+    fallback: bool
+    reason: str
+    sweeps: list[Sweep]
+    steps: int
+    seconds: float
+
+    @property
+    def spread(self) -> float:
+        """``high / low``: how far apart the sweeps' suggestions are (1 when they agree)."""
+        return self.high / self.low
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per step of every sweep: sweep, step, lr, loss, smoothed loss, slope."""
+        out = []
+        for k, s in enumerate(self.sweeps):
+            for i, (lr, loss) in enumerate(zip(s.lrs, s.losses)):
+                sm = s.smoothed[i] if i < len(s.smoothed) else math.nan
+                sl = s.slope[i] if i < len(s.slope) else math.nan
+                out.append({"sweep": k, "step": i, "lr": lr, "loss": loss, "smoothed": sm, "slope": sl})
+        return out
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`rows` to a CSV file (``lr_find.csv`` in a run folder)."""
+        with open(Path(path), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["sweep", "step", "lr", "loss", "smoothed", "slope"])
+            writer.writeheader()
+            writer.writerows(self.rows())
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers of the choice, for an event or a log line."""
+        return {"lr": self.lr, "low": self.low, "high": self.high, "spread": self.spread, "fallback": self.fallback,
+                "reason": self.reason, "sweeps": len(self.sweeps), "steps": self.steps, "seconds": self.seconds}  # fmt: skip
+
+
+def _local_linear(u: np.ndarray, y: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Value and slope of a least-squares line through the points within ``half`` of each ``u``."""
+    value, slope = np.empty_like(y), np.empty_like(y)
+    for i, c in enumerate(u):
+        m = np.abs(u - c) <= half
+        du = u[m] - c
+        A = np.stack([np.ones_like(du), du], axis=1)
+        coef = np.linalg.lstsq(A, y[m], rcond=None)[0] if m.sum() >= 2 else np.array([y[i], 0.0])
+        value[i], slope[i] = coef[0], coef[1]
+    return value, slope
+
+
+def suggest(lrs: list[float], losses: list[float]) -> Sweep:
+    """Apply the rule (see the module docstring) to one sweep; ``suggestion`` is None without a usable descent."""
+    sweep = Sweep(list(lrs), list(losses))
+    n = len(losses)
+    if n < 5:
+        return sweep
+    u, y = np.log10(np.asarray(lrs, dtype=float)), np.asarray(losses, dtype=float)
+    value, slope = _local_linear(u, y, _WINDOW_DECADES)
+    sweep.smoothed, sweep.slope = value.tolist(), slope.tolist()
+    best = int(np.argmin(value))
+    start = float(value[0])
+    head = max(3, n // 10)
+    noise = float(np.std(y[:head] - value[:head])) / math.sqrt(head)
+    drop = start - float(value[best])
+    if best == 0 or drop < max(_MIN_DROP * abs(start), 3 * noise):
+        return sweep
+    steep = int(np.argmin(slope[: best + 1]))
+    sweep.lowest, sweep.steepest = float(lrs[best]), float(lrs[steep])
+    sweep.suggestion = max(sweep.lowest / 10, min(sweep.steepest, sweep.lowest))
+    return sweep
+
+
+def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+        raise ConfigError(f"lr_find: invalid {name}={value!r}; expected {accepted}")
+
+
+def lr_find(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    X: Tensor,
+    y: Tensor,
+    *,
+    batch_size: int = 32,
+    lr_min: float = 1e-6,
+    lr_max: float = 10.0,
+    steps: int = 80,
+    sweeps: int = 3,
+    diverge: float = 4.0,
+    seed: int = 0,
+    penalty: Callable[[], Tensor] | None = None,
+    fallback_lr: float | None = None,
+) -> LRFindResult:
+    """Run the range test on ``model`` with ``optimizer`` and suggest a learning rate (see the module docstring).
+
+    Args:
+        model, optimizer: any ``nn.Module`` and ``torch.optim.Optimizer``; both are left exactly as they were.
+        loss_fn: ``(output, target) -> scalar``; ``penalty``: an extra term ``() -> scalar`` added to it.
+        X, y: training rows and targets (targets shaped as ``loss_fn`` expects).
+        batch_size: rows per step (int >= 1, or larger than the row count for full batches).
+        lr_min, lr_max: the sweep's range, 0 < lr_min < lr_max. Default 1e-6 to 10.
+        steps: steps per sweep, int >= 5. ``sweeps``: how many sweeps, int >= 1, each on other batches.
+        diverge: stop a sweep when its running loss exceeds this many times its lowest, > 1.
+        seed: seeds the sweeps' batches (sweep k uses ``seed + k``).
+        fallback_lr: the learning rate when no sweep shows a usable descent (default: the optimizer's).
+    """
+    _check("lr_min", lr_min, lr_min > 0, "a number > 0")
+    _check("lr_max", lr_max, lr_max > lr_min, f"a number > lr_min={lr_min!r}")
+    _check("diverge", diverge, diverge > 1, "a number > 1")
+    for name, value, low in (("steps", steps, 5), ("sweeps", sweeps, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"lr_find: invalid {name}={value!r}; expected an int >= {low}")
+    if fallback_lr is None:
+        fallback_lr = float(optimizer.param_groups[0]["lr"])
+    started = time.perf_counter()
+    saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved_opt = copy.deepcopy(optimizer.state_dict())
+    saved_groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    saved_grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    was_training = model.training
+    done: list[Sweep] = []
+    taken = 0
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for k in range(sweeps):
+                lrs, losses = _sweep(model, optimizer, loss_fn, X, y, penalty, batch_size, lr_min, lr_max, steps,
+                                     diverge, seed + k)  # fmt: skip
+                taken += len(losses)
+                done.append(suggest(lrs, losses))
+                _restore(model, optimizer, saved_model, saved_opt, saved_groups)
+    finally:
+        _restore(model, optimizer, saved_model, saved_opt, saved_groups)
+        for p, g in zip(model.parameters(), saved_grads):
+            p.grad = g
+        model.train(was_training)
+    picks = sorted(s.suggestion for s in done if s.suggestion is not None)
+    seconds = time.perf_counter() - started
+    if not picks:
+        reason = (f"no usable descent in {sweeps} sweep(s) from {lr_min:g} to {lr_max:g} (the smoothed loss never fell "
+                  f"by {_MIN_DROP:.0%} and 3 noise deviations); kept the fallback lr {fallback_lr:g}")  # fmt: skip
+        return LRFindResult(fallback_lr, fallback_lr, fallback_lr, True, reason, done, taken, seconds)
+    lr = float(np.exp(np.median(np.log(picks))))
+    lowest = [s.lowest for s in done if s.lowest is not None]
+    reason = (f"{lr:.3g}: median of {len(picks)}/{sweeps} sweeps (range {picks[0]:.3g} to {picks[-1]:.3g}); a tenth "
+              f"of the lr at the lowest smoothed loss (median {float(np.median(lowest)):.3g}), not below the point of "
+              "steepest descent")  # fmt: skip
+    return LRFindResult(lr, picks[0], picks[-1], False, reason, done, taken, seconds)
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, saved_model: dict[str, Tensor],
+             saved_opt: dict[str, Any], saved_groups: list[dict[str, Any]]) -> None:  # fmt: skip
+    model.load_state_dict(saved_model)
+    for group, saved in zip(optimizer.param_groups, saved_groups):
+        group.update(saved)  # a schedule must be in place before loading a state saved with one
+    optimizer.load_state_dict(copy.deepcopy(saved_opt))
+    for group, saved in zip(optimizer.param_groups, saved_groups):
+        group.update(saved)  # the exact objects: a schedule, a tensor lr
+
+
+def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
+           X: Tensor, y: Tensor, penalty: Callable[[], Tensor] | None, batch_size: int, lr_min: float,
+           lr_max: float, steps: int, diverge: float, seed: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    torch.manual_seed(seed)  # dropout, inside fork_rng
+    for group in optimizer.param_groups:
+        group.pop("lr_schedule", None)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(X)
+    size = min(batch_size, n)
+    order, at = torch.randperm(n, generator=gen), 0
+    ratio = lr_max / lr_min
+    lrs: list[float] = []
+    losses: list[float] = []
+    ema, low = 0.0, math.inf
+    model.train()
+    for i in range(steps):
+        if at + size > n:
+            order, at = torch.randperm(n, generator=gen), 0
+        idx = order[at : at + size]
+        at += size
+        lr = lr_min * ratio ** (i / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_fn(model(X.index_select(0, idx)), y.index_select(0, idx))
+        if penalty is not None:
+            loss = loss + penalty()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            break
+        lrs.append(lr)
+        losses.append(value)
+        ema = _EMA * ema + (1 - _EMA) * value
+        smooth = ema / (1 - _EMA ** (i + 1))
+        low = min(low, smooth)
+        if i >= 5 and smooth > diverge * low:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return lrs, losses
