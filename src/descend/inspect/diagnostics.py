@@ -3,7 +3,7 @@
 :func:`default_callbacks` adds what the caller's callbacks lack:
 
 - a :class:`~descend.inspect.monitor.HealthMonitor` (every 25 steps);
-- a :class:`~descend.inspect.monitor.SharpnessMonitor` (every 500 steps, Lanczos to a relative residual of
+- a :class:`~descend.inspect.monitor.SharpnessMonitor` (every 1000 steps, Lanczos to a relative residual of
   1e-3 in at most 20 Hessian-vector products) on :func:`training_loss`, the training loss on a fixed batch
   of the training rows. It compares the top eigenvalue with ``2/lr`` (``(2 + 2 momentum)/lr`` with heavy-ball
   momentum) and, for Adam-like optimizers, the preconditioned sharpness with ``(2 + 2 beta1)/((1 - beta1) lr)``.

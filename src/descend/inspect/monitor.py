@@ -132,8 +132,9 @@ class SharpnessMonitor(_Records):
     Args:
         loss_fn: a closure returning the loss whose curvature to track, usually on a fixed batch (for
             full-batch training, the training loss). It is evaluated in the model's current mode.
-        every: cadence in steps, >= 1 (default 500: one measurement, two Lanczos runs of up to 20 products
-            with Adam, costs about 25 mini-batch steps of a small MLP; see ``benchmarks/inspect_overhead.py``).
+        every: cadence in steps, >= 1 (default 1000: one measurement, two Lanczos runs of up to 20 products
+            with Adam, costs 30-45 mini-batch steps of a small MLP, so about 4% of the training time at this
+            cadence; see ``benchmarks/inspect_overhead.py``).
         tol: Lanczos relative residual tolerance, > 0 (default 1e-3; a sharpness to three digits).
         max_iter: Hessian-vector products per measurement at most, >= 1 (default 20).
 
@@ -145,7 +146,7 @@ class SharpnessMonitor(_Records):
 
     filename = "curvature.jsonl"
 
-    def __init__(self, loss_fn: Callable[[], Tensor], *, every: int = 500, tol: float = 1e-3,
+    def __init__(self, loss_fn: Callable[[], Tensor], *, every: int = 1000, tol: float = 1e-3,
                  max_iter: int = 20) -> None:
         super().__init__()
         if not callable(loss_fn):
