@@ -259,7 +259,43 @@ def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
     if _tune_missing():
         rows += [(["train", data, *t, "--lr", "auto"], "learning-rate finder (descend.tune) is not available"),
                  (["lr-find", data, *t], "learning-rate finder (descend.tune) is not available")]
+    else:
+        rows += [(["train", data, *t, "--lr", "auto", "--schedule", "cosine"], "--lr auto picks one constant rate"),
+                 (["lr-find", data, *t, "--steps", "3"], "Invalid value for '--steps'")]
     return rows
+
+
+@pytest.mark.skipif(_tune_missing(), reason="the learning-rate finder (descend.tune) is not there yet")
+def test_lr_find_and_lr_auto(work: Path, tmp_path: Path) -> None:
+    from descend import models
+    from descend.tune import lr_find
+
+    r = invoke("lr-find", work / "iris.csv", "--target", "species", "--optimizer", "sgd", "--steps", "30",
+               "--sweeps", "2", "--out", tmp_path / "lf.html", "--json")
+    assert r.exit_code == 0, r.output
+    found = json.loads(r.stdout)
+    assert found["low"] <= found["lr"] <= found["high"] and found["sweeps"] == 2
+    assert (tmp_path / "lf.html").read_text().count('<img class="plot"') == 1
+    # The command is the library's range test on the same model, optimizer, loss and rows.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = prepare(work / "iris.csv", target="species", validation=0.2, seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = models.get("mlp", hidden=(64,)).build(4, 3)
+    direct = lr_find(net, descend.optim.SGD(net.parameters()), losses.get(None, "multiclass"), data.X_train,
+                     data.y_train.long(), batch_size=32, steps=30, sweeps=2, seed=0)
+    assert found["lr"] == pytest.approx(direct.lr, rel=1e-9)
+    # train --lr auto: the test's sweeps in lr_find.csv, its choice in the report and the summary.
+    r = invoke("train", work / "iris.csv", "--target", "species", "--lr", "auto", "--epochs", "2",
+               "--out", tmp_path / "auto", "--no-diagnostics", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    config = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert summary["lr"] == pytest.approx(config["resolved"]["lr"])
+    assert (tmp_path / "auto" / "lr_find.csv").is_file()
+    page = (tmp_path / "auto" / "report.html").read_text()
+    assert page.count('<img class="plot"') == 3 and "Range test" in page  # curves, schedule, range test
 
 
 def test_bad_invocations_exit_2_with_one_line(work: Path, run: Path, tmp_path: Path,

@@ -161,6 +161,9 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("val_") or k == "loss")
     out.line(f"{'best epoch ' + str(result.best_epoch) + ' (weights restored)' if result.best_epoch else 'final'}: "
              f"{shown}")
+    found = getattr(result, "lr_find", None)
+    if found is not None:
+        out.line(f"lr auto: {found.reason}")
     for f in findings:
         out.line(f"finding: {f}")
     out.line(f"run folder: {result.run_dir}")
@@ -169,6 +172,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
         "run_dir": str(result.run_dir), "report": str(report), "stop_reason": result.stop_reason,
         "converged": result.converged, "epochs": result.epochs, "steps": result.steps, "best_epoch": result.best_epoch,
         "seconds": round(seconds, 3), "final": final, "findings": [f.rule for f in findings],
+        "lr": found.lr if found is not None else lr,
     }
 
 
@@ -219,6 +223,8 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
     o = Out(quiet=quiet, as_json=as_json)
     if lr == "auto":
         tuner()
+        if schedule != "constant":
+            raise click.UsageError("--lr auto picks one constant rate; with --schedule give --lr a number (the peak)")
     if out is not None and resume is not None:
         raise click.UsageError("give either --out (a new run) or --resume (an unfinished run), not both")
     prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
@@ -272,11 +278,55 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, quiet
 @click.argument("data", type=DATA)
 @click.option("--target", required=True, help="Column to predict.")
 @click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True, help="As for descend train.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True, help="Optimizer.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS[:7]), default="adam", show_default=True, help="Optimizer.")
 @click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
+@click.option("--lr-min", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="First learning rate of each sweep.")
+@click.option("--lr-max", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Last learning rate of each sweep.")
+@click.option("--steps", type=click.IntRange(min=5), default=80, show_default=True, help="Steps per sweep.")
+@click.option("--sweeps", type=click.IntRange(min=1), default=3, show_default=True, help="Sweeps, each on other batches.")
+@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Fraction of rows held out (the test uses the training rows, as train would).")
+@click.option("--scale", type=click.Choice(("standard", "minmax", "none")), default="standard", show_default=True,
+              help="Feature scaling.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, batches.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML page of the test (default: lr-find-<data>.html).")
 @output_options
 def lr_find(data: Path, target: str, model: tuple[str, dict[str, Any]], optimizer: str, batch_size: int | str,
-            seed: int, quiet: bool, as_json: bool) -> None:
-    """Run the learning-rate range test on DATA: the loss while the learning rate grows, and a suggested rate."""
-    tuner()
+            lr_min: float, lr_max: float, steps: int, sweeps: int, validation: float, scale: str, seed: int,
+            out: Path | None, quiet: bool, as_json: bool) -> None:
+    """Run the learning-rate range test on DATA: the loss while the learning rate grows, and a suggested rate
+    (the model and optimizer are left untouched; use the rate with descend train --lr).
+
+    Example: descend lr-find houses.csv --target price --optimizer sgd
+    """
+    import torch
+
+    from descend import losses, models
+    from descend.report import range_test_report
+    from descend.report.record import range_test_record
+    from descend.train.setup import make_optimizer
+
+    finder = tuner()
+    o = Out(quiet=quiet, as_json=as_json)
+    prepared = prepare_table(o, data, target=target, task="auto", validation=validation, seed=seed, scale=scale)
+    n_out = prepared.n_classes if prepared.task == "multiclass" else 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = models.get(model[0], **model[1]).build(prepared.n_features, n_out)
+    opt = make_optimizer(optimizer, list(net.parameters()), lr=None, weight_decay=0.0, options={}, clip_norm=None,
+                         clip_value=None, accumulate=1)
+    spec = getattr(net, "default_loss", None)
+    loss = losses.get(spec if spec in losses.LOSSES and prepared.task in losses.LOSSES[spec] else None, prepared.task)
+    y = prepared.y_train.long() if prepared.task == "multiclass" else prepared.y_train
+    rows = len(prepared.X_train) if batch_size == "full" else int(batch_size)
+    found = finder(net, opt, loss, prepared.X_train, y, batch_size=rows, lr_min=lr_min, lr_max=lr_max, steps=steps,
+                   sweeps=sweeps, seed=seed)
+    record = range_test_record(found.rows(), found.summary())
+    page = range_test_report(record, out or Path(f"lr-find-{data.stem}.html"),
+                             subtitle=f"{model[0]}, {optimizer}, batch {batch_size} on {data}")
+    o.line(f"suggested lr {found.lr:.3g} (sweeps from {found.low:.3g} to {found.high:.3g}); {found.reason}")
+    o.line(f"report: {page}", bold=True)
+    o.result({**found.summary(), "report": str(page)})

@@ -9,7 +9,7 @@
 from descend.report.comparison import Comparison, Setting, compare, comparison_report, read_comparison
 from descend.report.landscape import function_landscape, run_landscape
 from descend.report.record import RunRecord, find_runs
-from descend.report.run import run_report
+from descend.report.run import range_test_report, run_report
 
 __all__ = [
     "Comparison",
@@ -19,6 +19,7 @@ __all__ = [
     "comparison_report",
     "find_runs",
     "function_landscape",
+    "range_test_report",
     "read_comparison",
     "run_landscape",
     "run_report",

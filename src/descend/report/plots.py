@@ -114,21 +114,32 @@ def plot_lr_schedule(schedule: Rows, metrics: Rows) -> Figure | None:
 
 
 def plot_lr_range(lr_range: dict[str, Any]) -> Figure | None:
-    """The range test: loss against a growing learning rate (log axis), and the suggested rate."""
-    lrs, losses = lr_range.get("lrs"), lr_range.get("losses")
-    if not lrs or not losses:
+    """The range test: loss against a growing learning rate (log axis), raw and smoothed per sweep, the
+    suggested rate and the range of the sweeps' suggestions. Also takes a single sweep (``lrs``, ``losses``)."""
+    sweeps = lr_range.get("sweeps") or ([{"lrs": lr_range["lrs"], "losses": lr_range["losses"]}]
+                                        if lr_range.get("lrs") and lr_range.get("losses") else [])
+    if not sweeps:
         return None
     fig, ax = _figure(7, 3.2)
-    ax.plot(lrs, losses, color=COLORS[0])
+    for i, sw in enumerate(sweeps):
+        color = COLORS[i % len(COLORS)]
+        ax.plot(sw["lrs"], sw["losses"], color=color, alpha=0.35, lw=0.8)
+        smoothed = np.asarray(sw.get("smoothed") or [], dtype=float)
+        if len(smoothed) and np.isfinite(smoothed).any():
+            ax.plot(sw["lrs"], smoothed, color=color, lw=1.6, label=f"sweep {i + 1} (smoothed)")
     ax.set_xscale("log")
+    low, high = lr_range.get("low"), lr_range.get("high")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low < high:
+        ax.axvspan(low, high, color=COLORS[1], alpha=0.12, label="sweeps' suggestions")
     suggestion = lr_range.get("suggestion")
     if isinstance(suggestion, (int, float)) and suggestion > 0:
-        ax.axvline(suggestion, color=COLORS[1], ls="--", label=f"suggested lr {suggestion:.3g}")
-        ax.legend(fontsize=8)
-    finite = np.array([v for v in losses if isinstance(v, (int, float)) and math.isfinite(v)])
+        ax.axvline(suggestion, color=COLORS[1], ls="--", label=f"chosen lr {suggestion:.3g}")
+    finite = np.array([v for sw in sweeps for v in sw["losses"] if isinstance(v, (int, float)) and math.isfinite(v)])
     if len(finite):
-        low, first = float(finite.min()), float(finite[0])
-        ax.set_ylim(low - 0.05 * abs(low), first + 0.5 * abs(first - low) + 1e-12)
+        first = float(np.median([sw["losses"][0] for sw in sweeps if sw["losses"]]))
+        lowest = float(finite.min())
+        ax.set_ylim(lowest - 0.05 * abs(lowest), first + 0.5 * abs(first - lowest) + 1e-12)
+    ax.legend(fontsize=8)
     _style(ax, "learning rate", "loss", "Learning-rate range test")
     return fig
 

@@ -9,7 +9,9 @@ file                   what it holds
 ``curvature.jsonl``    sharpness against 2/lr on a cadence (:class:`descend.inspect.SharpnessMonitor`)
 ``steps.csv``          the loss of every step (``Recorder(steps=True)``)
 ``schedule.csv``       the learning rate of every step, sampled from the schedule (written by the command line)
-``lr_range.json``      a learning-rate range test: ``lrs``, ``losses``, ``suggestion``
+``lr_find.csv``        the learning-rate range test of ``lr="auto"`` (sweep, step, lr, loss, smoothed); the
+                       choice is the ``lr_find`` event (``lr``, ``low``, ``high``, ``reason``)
+``lr_range.json``      a range test in one JSON object: ``lrs``, ``losses``, ``suggestion``
 ``command.json``       how the command line was asked to train: data file, target column, scaling, argv
 ``landscape.json``     1-D and 2-D filter-normalised loss slices around the trained weights
 ====================== =====================================================================================
@@ -29,7 +31,7 @@ from typing import Any
 
 from descend.errors import ModelFolderError
 
-__all__ = ["RunRecord", "find_runs", "read_csv", "read_jsonl"]
+__all__ = ["RunRecord", "find_runs", "range_test_record", "read_csv", "read_jsonl"]
 
 
 def _number(text: str) -> float | str:
@@ -111,6 +113,11 @@ class RunRecord:
             model=_json(p / "model" / "model.json"),
         )
 
+    def __post_init__(self) -> None:
+        if not self.lr_range and (self.path / "lr_find.csv").is_file():
+            self.lr_range = range_test_record(read_csv(self.path / "lr_find.csv"),
+                                              next((e for e in self.events if e.get("event") == "lr_find"), {}))
+
     @property
     def name(self) -> str:
         return self.path.name
@@ -167,6 +174,19 @@ class RunRecord:
             if isinstance(value, (int, float)) and math.isfinite(value):
                 row[key] = float(value)
         return row
+
+
+def range_test_record(rows: list[dict[str, Any]], choice: dict[str, Any]) -> dict[str, Any]:
+    """A range test in the report's form: ``sweeps`` (one dict of lrs, losses, smoothed per sweep),
+    ``suggestion``, ``low``, ``high``, ``reason``; from the rows of ``lr_find.csv`` and the choice."""
+    sweeps: dict[Any, dict[str, list[float]]] = {}
+    for r in rows:
+        s = sweeps.setdefault(r.get("sweep", 0), {"lrs": [], "losses": [], "smoothed": []})
+        s["lrs"].append(float(r["lr"]))
+        s["losses"].append(float(r["loss"]))
+        s["smoothed"].append(float(r.get("smoothed", math.nan)))
+    return {"sweeps": list(sweeps.values()), "suggestion": choice.get("lr"), "low": choice.get("low"),
+            "high": choice.get("high"), "reason": choice.get("reason", ""), "fallback": choice.get("fallback")}
 
 
 def find_runs(root: str | os.PathLike[str]) -> list[RunRecord]:

@@ -27,7 +27,7 @@ from descend.report.plots import (
 )
 from descend.report.record import RunRecord
 
-__all__ = ["run_report"]
+__all__ = ["range_test_report", "run_report"]
 
 STOPS = {
     "max_epochs": "reached the maximum number of epochs",
@@ -123,8 +123,9 @@ def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     page.figure(plot_lr_schedule(run.schedule, run.metrics), "The learning rate used by each update.",
                 "learning-rate schedule")
     if run.lr_range:
+        reason = str(run.lr_range.get("reason") or "")
         page.figure(plot_lr_range(run.lr_range), "Range test: the loss while the learning rate grows each step; "
-                    "the dashed line is the suggested rate.", "learning-rate range test")
+                    "the dashed line is the rate chosen. " + reason, "learning-rate range test")
     if run.health:
         page.heading("Gradients", "gradients")
         page.figure(plot_grad_norms(run.health), "Norm of each layer's gradient, measured every few steps.",
@@ -145,3 +146,14 @@ def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         page.heading("Environment", "environment")
         page.pairs(env.items())
     return page.write(Path(out) if out is not None else run.path / "report.html")
+
+
+def range_test_report(record: dict[str, Any], out: str | os.PathLike[str], *, subtitle: str = "") -> Path:
+    """A page with one range test (``record`` as :func:`descend.report.record.range_test_record` makes it)."""
+    page = Page("descend learning-rate range test", subtitle)
+    page.figure(plot_lr_range(record), "The loss while the learning rate grows each step, per sweep (faint: raw, "
+                "solid: smoothed); the dashed line is the suggested rate.", "learning-rate range test")
+    page.pairs([("suggested lr", record.get("suggestion")), ("sweeps' suggestions from", record.get("low")),
+                ("to", record.get("high")), ("fallback (no usable descent)", record.get("fallback")),
+                ("how it was chosen", record.get("reason", ""))])
+    return page.write(out)
