@@ -45,9 +45,9 @@ HOOKS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_epoch_end", "on_fi
 
 
 @contextlib.contextmanager
-def timed_hooks(spent: list[float]) -> Iterator[None]:
-    """While open, every hook the diagnostic classes define adds its wall time to ``spent[0]``; this reaches the
-    instances fit creates itself."""
+def timed_hooks(spent: dict[str, float]) -> Iterator[None]:
+    """While open, every hook the diagnostic classes define adds its wall time to ``spent[class name]``; this
+    reaches the instances fit creates itself."""
     saved: list[tuple[type[Callback], str, Callable[..., None]]] = []
     classes: tuple[type[Callback], ...] = (HealthMonitor, SharpnessMonitor, Findings)
     for cls in classes:
@@ -56,10 +56,11 @@ def timed_hooks(spent: list[float]) -> Iterator[None]:
             if inner is None:
                 continue
 
-            def wrapper(self: Callback, state: TrainState, inner: Callable[..., None] = inner) -> None:
+            def wrapper(self: Callback, state: TrainState, inner: Callable[..., None] = inner,
+                        name: str = cls.__name__) -> None:
                 start = time.perf_counter()
                 inner(self, state)
-                spent[0] += time.perf_counter() - start
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
 
             saved.append((cls, hook, inner))
             setattr(cls, hook, wrapper)
@@ -70,21 +71,22 @@ def timed_hooks(spent: list[float]) -> Iterator[None]:
             setattr(cls, hook, inner)
 
 
-SPENT: dict[str, list[float]] = {}
+SPENT: dict[str, list[dict[str, float]]] = {}  # variant -> per round: class -> hook time / rest of the run
 
 
 def run(data: descend.data.PreparedData, epochs: int, which: str) -> float:
     torch.manual_seed(0)
     model = MLP(data.n_features, data.n_classes, hidden=(64,))
     callbacks: list[Callback] = [HealthMonitor()] if which == "health" else []
-    spent = [0.0]
+    spent: dict[str, float] = {}
     with timed_hooks(spent):
         start = time.perf_counter()
         result = descend.fit(model, data, optimizer=optim.Adam, lr=1e-3, batch_size=32, epochs=epochs, tol=None,
                              early_stopping=False, callbacks=callbacks, progress=False,
                              diagnostics=which == "default")
         total = time.perf_counter() - start
-    SPENT.setdefault(which, []).append(spent[0] / max(total - spent[0], 1e-12))
+    rest = max(total - sum(spent.values()), 1e-12)
+    SPENT.setdefault(which, []).append({"all": sum(spent.values()) / rest, **{k: v / rest for k, v in spent.items()}})
     return total / result.epochs
 
 
@@ -116,9 +118,12 @@ def main() -> None:
           f"({args.epochs * 45} steps) x {args.rounds} rounds")
     for k in kinds:
         spread = f"{min(times[k]) * 1e3:.1f}-{max(times[k]) * 1e3:.1f}"
-        inside = statistics.median(SPENT.get(k, [0.0]))
+        rounds = SPENT.get(k, [])
+        inside = {name: statistics.median(r.get(name, 0.0) for r in rounds) for name in (rounds[0] if rounds else {})}
+        split = ", ".join(f"{name} {v:.1%}" for name, v in inside.items() if name != "all")
         print(f"{k:>8}: {med[k] * 1e3:7.2f} ms/epoch (rounds {spread})  ratio of medians {med[k] / med['off'] - 1:+.1%}"
-              f"; median of per-round ratios {paired[k] - 1:+.1%}; time in its hooks / rest of the run {inside:.1%}")
+              f"; median of per-round ratios {paired[k] - 1:+.1%}; time in its hooks / rest of the run "
+              f"{inside.get('all', 0.0):.1%}{f' ({split})' if split else ''}")
     print("target: overhead <= +10% for 'default'")
 
 
