@@ -90,7 +90,7 @@ def plain_pytorch_jump(data: Any, make: Any, base: float, epochs: int = 30) -> f
     model.build(data.X_train.shape[1], 1)
     opt = torch.optim.SGD(model.parameters(), lr=base, momentum=0.9)
     loss_fn = torch.nn.functional.mse_loss if data.task == "regression" else torch.nn.functional.binary_cross_entropy_with_logits
-    batches, step, losses = Batches(len(data.X_train), 32, seed=1), 0, []
+    batches, step, losses = Batches(len(data.X_train), 32, seed=1), 0, list[float]()
     for _ in range(epochs):
         losses = []
         for idx in batches:
@@ -240,4 +240,4 @@ def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
 def test_fit_rejects_a_bad_guard() -> None:
     data, _, _ = problems()["linear"]
     with pytest.raises(ConfigError, match="guard: invalid guard='yes'; expected True, False or a DivergenceGuard"):
-        descend.fit("linear", data, guard="yes", epochs=1)
+        descend.fit("linear", data, guard="yes", epochs=1)  # type: ignore[arg-type]

@@ -219,7 +219,8 @@ def lr_find(
         reason = (f"no usable descent in {sweeps} sweep(s) from {lr_min:g} to {lr_max:g} (the smoothed loss never fell "
                   f"by {_MIN_DROP:.0%} and 3 noise deviations); kept the fallback lr {fallback_lr:g}")  # fmt: skip
         return LRFindResult(fallback_lr, fallback_lr, fallback_lr, True, reason, done, taken, seconds)
-    lr = float(np.exp(np.median(np.log(picks))))
+    m = len(picks) // 2
+    lr = picks[m] if len(picks) % 2 else math.sqrt(picks[m - 1] * picks[m])  # the median, geometric when even
     lowest = [s.lowest for s in done if s.lowest is not None]
     reason = (f"{lr:.3g}: median of {len(picks)}/{sweeps} sweeps (range {picks[0]:.3g} to {picks[-1]:.3g}); a tenth "
               f"of the lr at the lowest smoothed loss (median {float(np.median(lowest)):.3g}), not below the point of "
