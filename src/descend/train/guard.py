@@ -35,8 +35,10 @@ guard holds at most two copies of the model and optimizer state. A rollback rest
 so its step count (and a schedule driven by it) go back with it; the data order moves on, so the batches since
 the good state are not replayed. With a schedule the factor multiplies the schedule's values.
 
-An epoch in which the guard stepped in reports as its ``loss`` the mean over its normal steps, and the run does
-not stop as "diverged" for a non-finite loss the guard handled. The guard's counters, learning-rate scale and
+An epoch in which the guard only skipped batches reports as its ``loss`` the mean over its other steps; an epoch
+with a rollback keeps the loss the loop saw (the mean over every step, non-finite if one was), so the history
+shows that the descent blew up there. Either way the run does not stop as "diverged" for a loss the guard
+handled. The guard's counters, learning-rate scale and
 saved states are part of checkpoints, so a resumed run behaves as the uninterrupted one.
 
 ``descend.fit`` adds a guard by default (``guard=True``); pass ``guard=False`` to train without one, or a
@@ -157,6 +159,7 @@ class DivergenceGuard(Callback):
         self._nonfinite_grad = False
         self._handle: Any = None
         self._epoch_sum, self._epoch_count, self._intervened = 0.0, 0, False
+        self._rolled_back = False
         self._gave_up = False
 
     # -- hooks ---------------------------------------------------------------------------------------------
@@ -172,7 +175,7 @@ class DivergenceGuard(Callback):
             self._good = self._snapshot(state)
 
     def on_epoch_start(self, state: TrainState) -> None:
-        self._epoch_sum, self._epoch_count, self._intervened = 0.0, 0, False
+        self._epoch_sum, self._epoch_count, self._intervened, self._rolled_back = 0.0, 0, False, False
 
     def on_step_end(self, state: TrainState) -> None:
         if state.loss is None:
@@ -208,8 +211,9 @@ class DivergenceGuard(Callback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self._intervened and state.row:
-            state.row["loss"] = self._epoch_sum / self._epoch_count if self._epoch_count else math.nan
-            if state.stop == "diverged" and not self._gave_up and math.isfinite(state.row["loss"]):
+            if not self._rolled_back:
+                state.row["loss"] = self._epoch_sum / self._epoch_count if self._epoch_count else math.nan
+            if state.stop == "diverged" and not self._gave_up:
                 state.stop = None  # the loop saw the non-finite losses the guard already handled
         if self._gave_up:
             state.stop = "diverged"
@@ -264,6 +268,7 @@ class DivergenceGuard(Callback):
             state.stop = "diverged"
             return
         good_step = self._good_step()
+        self._rolled_back = True
         self._restore(state, reduce=True)
         self.rollbacks += 1
         self._log(state, "guard_rollback", reason=reason, loss=value, rolled_back_to=good_step, lr_scale=self.scale,
