@@ -58,7 +58,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import deque
 from typing import Any
@@ -86,6 +85,18 @@ class _ScaledSchedule:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["schedule"], name)
+
+
+def _clone(value: Any) -> Any:
+    """A copy of a state dict: tensors cloned, containers rebuilt, other values shared (``copy.deepcopy`` is ~30x
+    slower on tensors)."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone(v) for v in value)
+    return value
 
 
 def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
@@ -180,7 +191,7 @@ class DivergenceGuard(Callback):
     def on_step_end(self, state: TrainState) -> None:
         if state.loss is None:
             return
-        value = float(state.loss.detach())
+        value = state.loss.item()
         prevented, self._prevented = self._prevented, False
         nonfinite_grad, self._nonfinite_grad = self._nonfinite_grad, False
         finite = math.isfinite(value) and not nonfinite_grad
@@ -245,7 +256,7 @@ class DivergenceGuard(Callback):
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.check_grads == "last":
             last = optimizer.param_groups[-1]["params"][-1].grad
-            if last is None or bool(torch.isfinite(last.sum())):
+            if last is None or math.isfinite(last.sum().item()):
                 return
         else:
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -278,7 +289,7 @@ class DivergenceGuard(Callback):
         good = self._good
         assert good is not None
         state.model.load_state_dict(good["model"])
-        state.optimizer.load_state_dict(copy.deepcopy(good["optimizer"]))
+        state.optimizer.load_state_dict(_clone(good["optimizer"]))
         if reduce:
             self.scale *= self.factor
         # The optimizer's learning rates are now those of the good state, taken at scale good["scale"].
@@ -310,7 +321,7 @@ class DivergenceGuard(Callback):
             "step": state.step,
             "scale": self.scale,
             "model": {k: v.detach().clone() for k, v in state.model.state_dict().items()},
-            "optimizer": copy.deepcopy(state.optimizer.state_dict()),
+            "optimizer": _clone(state.optimizer.state_dict()),
             "recent": list(self._recent),
             "level": self._level,
             "best": self._best,
@@ -320,8 +331,8 @@ class DivergenceGuard(Callback):
         if self._candidate is not None and self._level <= 1.5 * max(self._best, self._floor):
             self._good = self._candidate
         self._candidate = None
-        params = [p.detach() for p in state.model.parameters()]
-        if params and bool(torch.isfinite(torch.nn.utils.get_total_norm(params, foreach=True))):
+        sums = [p.detach().sum() for p in state.model.parameters()]
+        if sums and math.isfinite(torch.stack(sums).sum().item()):
             self._candidate = self._snapshot(state)
 
     def _good_step(self) -> int | None:
