@@ -8,7 +8,6 @@ descend.inspect.findings.
 
 from __future__ import annotations
 
-import inspect
 import json
 import warnings
 
@@ -47,9 +46,6 @@ def run(model, data, **options) -> list[Finding]:
     return findings.findings
 
 
-NO_GUARD = {"guard": False} if "guard" in inspect.signature(fit).parameters else {}
-
-
 def dead_relu_net() -> nn.Module:
     model = mlp(30, 32, 2, nn.ReLU)
     with torch.no_grad():
@@ -67,7 +63,7 @@ def provoked(rule: str):
                                            lr=1e-12, loss="bce"),
         "dead_relus": lambda: run(dead_relu_net(), bc, epochs=3, loss="bce"),
         # without the divergence guard, which would roll back and shrink the lr (the guard_* events say so)
-        "lr_too_high": lambda: run("mlp", bc, epochs=5, optimizer="sgd", lr=50.0, **NO_GUARD),
+        "lr_too_high": lambda: run("mlp", bc, epochs=5, optimizer="sgd", lr=50.0, guard=False),
         "lr_too_low": lambda: run("mlp", bc, epochs=3, optimizer="sgd", lr=1e-7),
         "over_fitting": lambda: run(mlp(30, 256, 2, nn.ReLU), (x[:80], y[:80]), epochs=150, lr=1e-3, validation=0.5,
                                     early_stopping=False, batch_size="full", loss="bce"),

@@ -6,6 +6,8 @@
 - :mod:`~descend.inspect.health`: per-layer gradient norms, update ratios, dead units, activation statistics.
 - :mod:`~descend.inspect.monitor`: :class:`HealthMonitor` and :class:`SharpnessMonitor` callbacks for ``fit``.
 - :mod:`~descend.inspect.findings`: rules that turn those records into findings with evidence and a fix.
+- :mod:`~descend.inspect.diagnostics`: what ``descend.fit`` adds by default (``diagnostics=True``): the two
+  monitors, with sharpness on a fixed batch of the training loss (:func:`training_loss`), and the findings.
 """
 
 from descend.inspect.curvature import (
@@ -19,6 +21,7 @@ from descend.inspect.curvature import (
     top_eigenvalue,
     top_eigenvalues,
 )
+from descend.inspect.diagnostics import training_loss
 from descend.inspect.findings import RULES, Finding, Findings, diagnose
 from descend.inspect.health import (
     ActivationMonitor,
@@ -57,4 +60,5 @@ __all__ = [
     "sharpness",
     "top_eigenvalue",
     "top_eigenvalues",
+    "training_loss",
 ]
