@@ -21,7 +21,7 @@ import descend
 from descend.data import Batches
 from descend.errors import ConfigError
 from descend.models import MLP
-from descend.tune import lr_find, suggest
+from descend.tune import adaptive, lr_find, suggest
 
 pytestmark = pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
 
@@ -136,15 +136,16 @@ def test_no_descent_falls_back_and_says_so() -> None:
 
 def test_rule_on_a_constructed_curve() -> None:
     # A curve with a known shape on u = log10 lr: flat at 1 until u = -3, linear descent to 0.1 at u = -1,
-    # blow-up after. Oracle by hand: lowest smoothed loss near u = -1, steepest slope inside (-3, -1), so the
-    # suggestion is max(lowest / 10, steepest) ∈ [10^-2.3, 10^-1].
+    # blow-up after. Oracle by hand: lowest smoothed loss near u = -1 (±0.2 decades of smoothing), steepest slope
+    # inside [-3, -1], and the suggestion is the lowest over the divisor.
     u = np.linspace(-6, 0.5, 120)
     loss = np.where(u < -3, 1.0, np.where(u < -1, 1.0 - 0.45 * (u + 3), 0.1 + 4 * (u + 1) ** 2))
     sweep = suggest(list(10**u), list(loss))
     assert sweep.lowest is not None and sweep.steepest is not None and sweep.suggestion is not None
     assert -1.2 < math.log10(sweep.lowest) < -0.8
     assert -3.0 <= math.log10(sweep.steepest) <= -1.0
-    assert 10**-2.3 <= sweep.suggestion <= 10**-0.8
+    assert sweep.suggestion == pytest.approx(sweep.lowest / 5)
+    assert suggest(list(10**u), list(loss), divisor=20).suggestion == pytest.approx(sweep.lowest / 20)
 
 
 def test_run_folder_records_the_sweep(tmp_path: Path) -> None:
@@ -167,11 +168,12 @@ def test_run_folder_records_the_sweep(tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"lr_min": 0}, "lr_min=0; expected a number > 0"),
-        ({"lr_max": 1e-7}, "lr_max=1e-07; expected a number > lr_min=1e-06"),
+        ({"lr_max": 1e-7}, "lr_max=1e-07; expected a number > lr_min=1e-05"),
         ({"steps": 3}, "steps=3; expected an int >= 5"),
         ({"sweeps": 0}, "sweeps=0; expected an int >= 1"),
         ({"diverge": 1}, "diverge=1; expected a number > 1"),
         ({"batch_size": "full"}, "batch_size='full'; expected an int >= 1"),
+        ({"divisor": 0.5}, "divisor=0.5; expected a number > 1 or None"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -188,3 +190,11 @@ def test_fit_rejects_auto_for_closure_optimizers() -> None:
         warnings.simplefilter("ignore")
         with pytest.raises(ConfigError, match="lr='auto' does not apply to"):
             descend.fit("logistic", data, optimizer="lbfgs", lr="auto", batch_size="full", epochs=1)
+
+
+def test_adaptive_optimizers_are_told_apart() -> None:
+    w = [nn.Parameter(torch.zeros(2))]
+    for opt in (descend.optim.Adam(w), descend.optim.RMSprop(w), descend.optim.Adagrad(w), torch.optim.AdamW(w)):
+        assert adaptive(opt), type(opt).__name__
+    for opt in (descend.optim.SGD(w, lr=0.1), descend.optim.Nesterov(w), torch.optim.SGD(w, lr=0.1, momentum=0.9)):
+        assert not adaptive(opt), type(opt).__name__

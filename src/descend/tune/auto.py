@@ -3,18 +3,18 @@
 ``fit`` calls :func:`auto_lr` once, after building the model and the optimizer and before the first step. The
 range test's length follows the planned run: ``sweeps`` = 3 sweeps of
 
-.. math:: n = \\min\\left(80, \\max\\left(25, \\left\\lfloor 0.06 \\cdot S / 3 \\right\\rfloor\\right)\\right)
+.. math:: n = \\min\\left(100, \\max\\left(30, \\left\\lfloor 0.08 \\cdot S / 3 \\right\\rfloor\\right)\\right)
 
 steps each, :math:`S` the planned steps (``epochs`` × batches per epoch, or ``max_steps``), so the test costs about
-6% of the planned steps, and never fewer than 75 steps (a run planned shorter than about 1,250 steps pays more than
-6%). Sweeps stop early at divergence, so the real cost is usually lower. The chosen rate is written into every
+8% of the planned steps, and never fewer than 90 steps (a run planned shorter than about 1,100 steps pays more than
+8%). Sweeps stop early at divergence, so the real cost is usually lower. The chosen rate is written into every
 param group of the optimizer.
 
 Example:
     >>> import torch
     >>> from descend.tune.auto import sweep_steps
     >>> sweep_steps(100 * 45), sweep_steps(300)
-    (80, 25)
+    (100, 30)
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from descend.tune.lr_find import LRFindResult, lr_find
 __all__ = ["SWEEPS", "auto_lr", "sweep_steps"]
 
 SWEEPS = 3
-_SHARE = 0.06
+_SHARE = 0.08
 
 
 def sweep_steps(planned: int) -> int:
     """Steps per sweep for a run planned to take ``planned`` steps (see the module docstring)."""
-    return min(80, max(25, int(_SHARE * planned / SWEEPS)))
+    return min(100, max(30, int(_SHARE * planned / SWEEPS)))
 
 
 def auto_lr(

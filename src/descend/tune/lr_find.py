@@ -4,9 +4,11 @@ One *sweep* takes ``steps`` optimizer steps from the current state, the learning
 
 .. math:: \\alpha_i = \\alpha_{\\min} \\left(\\alpha_{\\max} / \\alpha_{\\min}\\right)^{i / (n - 1)},\\quad i = 0..n-1,
 
-on mini-batches drawn from its own seeded generator, and records the loss of each step. It stops early when the
-loss is not finite or its running average (an exponential moving average, factor 0.7) exceeds ``diverge`` times
-its lowest value. Several sweeps (``sweeps``, each on other batches, all from the same starting state) are run;
+on mini-batches drawn from its own seeded generator. After each step it records the loss on a fixed *probe* of
+``probe`` training rows (drawn once per sweep, evaluated without gradients in eval mode): the batch-to-batch
+variance of the training loss would otherwise swamp the curve, and a probe forward costs a fraction of a step.
+It stops early when the loss is not finite, or when its running average (an exponential moving average, factor
+0.5) exceeds ``diverge`` times its lowest value three steps in a row (a single transient does not end the sweep). Several sweeps (``sweeps``, each on other batches, all from the same starting state) are run;
 afterwards the model, the optimizer, the torch RNG and the gradients are exactly as before (bit for bit).
 
 The rule, per sweep, on :math:`u = \\log_{10}\\alpha`:
@@ -16,10 +18,13 @@ The rule, per sweep, on :math:`u = \\log_{10}\\alpha`:
    make the last noisy points dominate);
 2. find the lowest smoothed loss :math:`L^*` at :math:`u^*`; the curve has a *usable descent* when the smoothed loss
    fell from its start :math:`L_0` by at least 5% of :math:`|L_0|` and by 3 noise standard deviations;
-3. suggest :math:`u^* - 1`, a tenth of the learning rate at the lowest loss, but no lower than the point of steepest
-   descent (the most negative slope before :math:`u^*`): near the lowest loss the descent is already at the edge
-   of stability, a decade below it is safely inside, and the steepest point is where progress per step was still
-   growing.
+3. suggest :math:`10^{u^*} / d`: the lowest loss of a short sweep sits near the edge of stability, and a run
+   of thousands of steps does best some way inside it. The divisor :math:`d` = ``divisor`` defaults to 5 for
+   optimizers whose step scales with the gradient (SGD, momentum, Nesterov) and 20 for adaptive ones (Adam,
+   AdamW, RMSprop, Adagrad and the like): near a minimum the gradient shrinks and so do the former's steps,
+   while an adaptive step keeps its size, so its noise floor grows with the rate itself. The point of steepest
+   descent (most negative slope before :math:`u^*`) is reported with each sweep; on its own it is too noisy to
+   pick from.
 
 The suggestion is the median of the sweeps' suggestions, and ``spread`` the ratio of the largest to the
 smallest. When no sweep has a usable descent, ``fallback`` is True, the learning rate is ``fallback_lr`` (the
@@ -54,9 +59,9 @@ from torch import Tensor, nn
 
 from descend.errors import ConfigError
 
-__all__ = ["LRFindResult", "Sweep", "lr_find", "suggest"]
+__all__ = ["LRFindResult", "Sweep", "adaptive", "lr_find", "suggest"]
 
-_EMA = 0.7
+_EMA = 0.5
 _WINDOW_DECADES = 0.3
 _MIN_DROP = 0.05
 
@@ -127,7 +132,17 @@ def _local_linear(u: np.ndarray, y: np.ndarray, half: float) -> tuple[np.ndarray
     return value, slope
 
 
-def suggest(lrs: list[float], losses: list[float]) -> Sweep:
+def adaptive(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer scales its steps per coordinate by gradient statistics (Adam, RMSprop, Adagrad...)."""
+    from descend.optim import ChainOptimizer, ScaleByAdagrad, ScaleByAdam, ScaleByRms
+
+    if isinstance(optimizer, ChainOptimizer):
+        return any(isinstance(t, (ScaleByAdam, ScaleByRms, ScaleByAdagrad)) for t in optimizer.transforms)
+    names = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "Adafactor", "SparseAdam")
+    return type(optimizer).__name__ in names
+
+
+def suggest(lrs: list[float], losses: list[float], *, divisor: float = 5.0) -> Sweep:
     """Apply the rule (see the module docstring) to one sweep; ``suggestion`` is None without a usable descent."""
     sweep = Sweep(list(lrs), list(losses))
     n = len(losses)
@@ -145,7 +160,7 @@ def suggest(lrs: list[float], losses: list[float]) -> Sweep:
         return sweep
     steep = int(np.argmin(slope[: best + 1]))
     sweep.lowest, sweep.steepest = float(lrs[best]), float(lrs[steep])
-    sweep.suggestion = max(sweep.lowest / 10, min(sweep.steepest, sweep.lowest))
+    sweep.suggestion = sweep.lowest / divisor
     return sweep
 
 
@@ -162,7 +177,7 @@ def lr_find(
     y: Tensor,
     *,
     batch_size: int = 32,
-    lr_min: float = 1e-6,
+    lr_min: float = 1e-5,
     lr_max: float = 10.0,
     steps: int = 80,
     sweeps: int = 3,
@@ -170,6 +185,8 @@ def lr_find(
     seed: int = 0,
     penalty: Callable[[], Tensor] | None = None,
     fallback_lr: float | None = None,
+    probe: int = 512,
+    divisor: float | None = None,
 ) -> LRFindResult:
     """Run the range test on ``model`` with ``optimizer`` and suggest a learning rate (see the module docstring).
 
@@ -178,16 +195,22 @@ def lr_find(
         loss_fn: ``(output, target) -> scalar``; ``penalty``: an extra term ``() -> scalar`` added to it.
         X, y: training rows and targets (targets shaped as ``loss_fn`` expects).
         batch_size: rows per step (int >= 1, or larger than the row count for full batches).
-        lr_min, lr_max: the sweep's range, 0 < lr_min < lr_max. Default 1e-6 to 10.
+        lr_min, lr_max: the sweep's range, 0 < lr_min < lr_max. Default 1e-5 to 10.
         steps: steps per sweep, int >= 5. ``sweeps``: how many sweeps, int >= 1, each on other batches.
         diverge: stop a sweep when its running loss exceeds this many times its lowest, > 1.
-        seed: seeds the sweeps' batches (sweep k uses ``seed + k``).
+        seed: seeds the sweeps' batches and probes (sweep k uses ``seed + k``).
+        probe: rows in each sweep's probe (int >= 1; all rows when there are fewer).
+        divisor: the suggestion is the lowest-loss rate over this (> 1); None: 20 for adaptive optimizers, else 5.
         fallback_lr: the learning rate when no sweep shows a usable descent (default: the optimizer's).
     """
     _check("lr_min", lr_min, lr_min > 0, "a number > 0")
     _check("lr_max", lr_max, lr_max > lr_min, f"a number > lr_min={lr_min!r}")
     _check("diverge", diverge, diverge > 1, "a number > 1")
-    for name, value, low in (("steps", steps, 5), ("sweeps", sweeps, 1), ("batch_size", batch_size, 1)):
+    if divisor is not None:
+        _check("divisor", divisor, divisor > 1, "a number > 1 or None")
+    d = float(divisor) if divisor is not None else (20.0 if adaptive(optimizer) else 5.0)
+    for name, value, low in (("steps", steps, 5), ("sweeps", sweeps, 1), ("batch_size", batch_size, 1),
+                             ("probe", probe, 1)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"lr_find: invalid {name}={value!r}; expected an int >= {low}")
     if fallback_lr is None:
@@ -204,9 +227,9 @@ def lr_find(
         with torch.random.fork_rng(devices=[]):
             for k in range(sweeps):
                 lrs, losses = _sweep(model, optimizer, loss_fn, X, y, penalty, batch_size, lr_min, lr_max, steps,
-                                     diverge, seed + k)  # fmt: skip
+                                     diverge, seed + k, probe)  # fmt: skip
                 taken += len(losses)
-                done.append(suggest(lrs, losses))
+                done.append(suggest(lrs, losses, divisor=d))
                 _restore(model, optimizer, saved_model, saved_opt, saved_groups)
     finally:
         _restore(model, optimizer, saved_model, saved_opt, saved_groups)
@@ -222,9 +245,9 @@ def lr_find(
     m = len(picks) // 2
     lr = picks[m] if len(picks) % 2 else math.sqrt(picks[m - 1] * picks[m])  # the median, geometric when even
     lowest = [s.lowest for s in done if s.lowest is not None]
-    reason = (f"{lr:.3g}: median of {len(picks)}/{sweeps} sweeps (range {picks[0]:.3g} to {picks[-1]:.3g}); a tenth "
-              f"of the lr at the lowest smoothed loss (median {float(np.median(lowest)):.3g}), not below the point of "
-              "steepest descent")  # fmt: skip
+    reason = (f"{lr:.3g}: median of {len(picks)}/{sweeps} sweeps (range {picks[0]:.3g} to {picks[-1]:.3g}); the lr "
+              f"at the lowest smoothed loss (median {float(np.median(lowest)):.3g}) divided by {d:g}"
+              f"{' (adaptive optimizer)' if divisor is None and d == 20 else ''}")  # fmt: skip
     return LRFindResult(lr, picks[0], picks[-1], False, reason, done, taken, seconds)
 
 
@@ -240,7 +263,7 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, saved_model: di
 
 def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
            X: Tensor, y: Tensor, penalty: Callable[[], Tensor] | None, batch_size: int, lr_min: float,
-           lr_max: float, steps: int, diverge: float, seed: int) -> tuple[list[float], list[float]]:  # fmt: skip
+           lr_max: float, steps: int, diverge: float, seed: int, probe: int) -> tuple[list[float], list[float]]:  # fmt: skip
     torch.manual_seed(seed)  # dropout, inside fork_rng
     for group in optimizer.param_groups:
         group.pop("lr_schedule", None)
@@ -248,10 +271,12 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     n = len(X)
     size = min(batch_size, n)
     order, at = torch.randperm(n, generator=gen), 0
+    rows = order[: min(probe, n)]
+    X_probe, y_probe = X.index_select(0, rows), y.index_select(0, rows)
     ratio = lr_max / lr_min
     lrs: list[float] = []
     losses: list[float] = []
-    ema, low = 0.0, math.inf
+    ema, low, above = 0.0, math.inf, 0
     model.train()
     for i in range(steps):
         if at + size > n:
@@ -264,7 +289,16 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         loss = loss_fn(model(X.index_select(0, idx)), y.index_select(0, idx))
         if penalty is not None:
             loss = loss + penalty()
-        value = float(loss.detach())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            measured = loss_fn(model(X_probe), y_probe)
+            if penalty is not None:
+                measured = measured + penalty()
+        model.train()
+        value = float(measured)
         if not math.isfinite(value):
             break
         lrs.append(lr)
@@ -272,9 +306,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         ema = _EMA * ema + (1 - _EMA) * value
         smooth = ema / (1 - _EMA ** (i + 1))
         low = min(low, smooth)
-        if i >= 5 and smooth > diverge * low:
+        above = above + 1 if i >= 5 and smooth > diverge * low else 0
+        if above == 3:
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
     return lrs, losses
