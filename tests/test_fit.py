@@ -188,7 +188,7 @@ BAD_ARGUMENTS = [
     ("linear", tensors(X_BAD, Y_BAD), _bad(loss="squared"), "unknown loss 'squared'; expected one of mse"),
     ("linear", tensors(X_BAD, Y_BAD), _bad(batch_size=0), r"batch_size=0; expected 'full' or an int >= 1"),
     ("linear", tensors(X_BAD, Y_BAD), _bad(batch_size="half"), r"batch_size='half'"),
-    ("linear", tensors(X_BAD, Y_BAD), _bad(lr="auto"), "learning-rate finder, which is not available yet"),
+    ("linear", tensors(X_BAD, Y_BAD), _bad(lr="fast"), r"lr='fast'; expected a number > 0, 'auto' or a schedule"),
     ("linear", tensors(X_BAD, Y_BAD), _bad(lr=-1.0), r"lr=-1.0; expected a number > 0"),
     ("linear", tensors(X_BAD, Y_BAD), _bad(loss="cross_entropy"), "'cross_entropy' does not fit a regression task"),
     ("softmax", MC, _bad(loss="bce"), "'bce' does not fit a multiclass task; expected one of cross_entropy, hinge"),

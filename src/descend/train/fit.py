@@ -126,7 +126,9 @@ def _check_arguments(args: dict[str, Any]) -> None:
     if bs != "full" and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
         raise ConfigError(f"batch_size: invalid batch_size={bs!r}; expected 'full' or an int >= 1")
     lr = args["lr"]
-    if lr is not None and not callable(lr) and not (isinstance(lr, str) and lr == "auto"):
+    if isinstance(lr, str) and lr != "auto":
+        raise ConfigError(f"lr: invalid lr={lr!r}; expected a number > 0, 'auto' or a schedule (callable step -> lr)")
+    if lr is not None and not callable(lr) and not isinstance(lr, str):
         check_number("lr", lr, open_low=True)
     check_int("epochs", args["epochs"])
     check_int("max_steps", args["max_steps"], none=True)

@@ -5,8 +5,8 @@ range test's length follows the planned run: ``sweeps`` = 3 sweeps of
 
 .. math:: n = \\min\\left(100, \\max\\left(30, \\left\\lfloor 0.08 \\cdot S / 3 \\right\\rfloor\\right)\\right)
 
-steps each, :math:`S` the planned steps (``epochs`` × batches per epoch, or ``max_steps``), so the test costs about
-8% of the planned steps, and never fewer than 90 steps (a run planned shorter than about 1,100 steps pays more than
+steps each over rates from ``LR_MIN`` = 1e-5 to 10, :math:`S` the planned steps (``epochs`` × batches per epoch,
+or ``max_steps``), so the test costs about 8% of the planned steps (plus a probe forward per sweep step), and never fewer than 90 steps (a run planned shorter than about 1,100 steps pays more than
 8%). Sweeps stop early at divergence, so the real cost is usually lower. The chosen rate is written into every
 param group of the optimizer.
 
@@ -26,9 +26,10 @@ from torch import Tensor, nn
 
 from descend.tune.lr_find import LRFindResult, lr_find
 
-__all__ = ["SWEEPS", "auto_lr", "sweep_steps"]
+__all__ = ["LR_MIN", "SWEEPS", "auto_lr", "sweep_steps"]
 
 SWEEPS = 3
+LR_MIN = 1e-5  # below this no optimizer in descend makes progress in a few hundred steps
 _SHARE = 0.08
 
 
@@ -50,7 +51,7 @@ def auto_lr(
     penalty: Callable[[], Tensor] | None = None,
 ) -> LRFindResult:
     """Run the range test for a run of ``planned`` steps and set the chosen lr on every param group."""
-    found = lr_find(model, optimizer, loss_fn, X, y, batch_size=batch_size, steps=sweep_steps(planned),
+    found = lr_find(model, optimizer, loss_fn, X, y, batch_size=batch_size, steps=sweep_steps(planned), lr_min=LR_MIN,
                     sweeps=SWEEPS, seed=seed, penalty=penalty)  # fmt: skip
     for group in optimizer.param_groups:
         group["lr"] = found.lr

@@ -177,7 +177,7 @@ def lr_find(
     y: Tensor,
     *,
     batch_size: int = 32,
-    lr_min: float = 1e-5,
+    lr_min: float = 1e-6,
     lr_max: float = 10.0,
     steps: int = 80,
     sweeps: int = 3,
@@ -195,7 +195,7 @@ def lr_find(
         loss_fn: ``(output, target) -> scalar``; ``penalty``: an extra term ``() -> scalar`` added to it.
         X, y: training rows and targets (targets shaped as ``loss_fn`` expects).
         batch_size: rows per step (int >= 1, or larger than the row count for full batches).
-        lr_min, lr_max: the sweep's range, 0 < lr_min < lr_max. Default 1e-5 to 10.
+        lr_min, lr_max: the sweep's range, 0 < lr_min < lr_max. Default 1e-6 to 10.
         steps: steps per sweep, int >= 5. ``sweeps``: how many sweeps, int >= 1, each on other batches.
         diverge: stop a sweep when its running loss exceeds this many times its lowest, > 1.
         seed: seeds the sweeps' batches and probes (sweep k uses ``seed + k``).
