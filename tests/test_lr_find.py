@@ -200,3 +200,54 @@ def test_adaptive_optimizers_are_told_apart() -> None:
                                        torch.optim.SGD(w, lr=0.1, momentum=0.9)]  # fmt: skip
     assert [adaptive(opt) for opt in yes] == [True] * 4
     assert [adaptive(opt) for opt in no] == [False] * 3
+
+
+def test_models_linear_in_their_parameters_are_told_apart() -> None:
+    from descend.models import LinearRegression, LinearSVM, LogisticRegression, SoftmaxRegression
+    from descend.tune.lr_find import linear_in_parameters
+
+    yes = [LinearRegression(4, 1), LogisticRegression(4), SoftmaxRegression(4, 3), LinearSVM(4, 1), nn.Linear(4, 2),
+           nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(4, 1))]  # fmt: skip
+    no = [MLP(4, 1, hidden=(8,)), nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()),
+          nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1)), nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 1))]  # fmt: skip
+    assert [linear_in_parameters(m) for m in yes] == [True] * len(yes)
+    assert [linear_in_parameters(m) for m in no] == [False] * len(no)
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.5, True)])
+def test_stability_edge_is_where_gradient_descent_on_a_quadratic_diverges(momentum: float, nesterov: bool) -> None:
+    # Least squares: Hessian (2/n) XᵀX, eigenvalues by numpy (the oracle). Closed forms of the edge: 2/λ plain,
+    # (2+2μ)/λ heavy ball, (2+2μ)/((1+2μ)λ) Nesterov; and the iteration itself, full batch, 400 steps from zero:
+    # just inside the edge it converges, just outside it blows up.
+    from descend.tune.lr_find import stability_edge
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(200, 4, generator=g, dtype=torch.float64) * torch.tensor([2.0, 1.0, 0.5, 0.1], dtype=torch.float64)
+    y = X @ torch.randn(4, generator=g, dtype=torch.float64)
+    lam = float(np.linalg.eigvalsh(2 / 200 * X.numpy().T @ X.numpy()).max())
+    closed = ((2 + 2 * momentum) / (1 + 2 * momentum) if nesterov else 2 + 2 * momentum) / lam
+
+    def run(lr: float) -> tuple[nn.Module, torch.optim.Optimizer, float]:
+        model = nn.Linear(4, 1, bias=False).double()
+        nn.init.zeros_(model.weight)
+        opt = descend.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
+        for _ in range(400):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(X), y.unsqueeze(1))
+            loss.backward()
+            opt.step()
+        return model, opt, float(loss)
+
+    model, opt, _ = run(0.0)
+    edge = stability_edge(model, opt, lambda: nn.functional.mse_loss(model(X), y.unsqueeze(1)))
+    assert edge == pytest.approx(closed, rel=1e-3)
+    assert run(0.97 * edge)[2] < 1e-3 and not run(1.03 * edge)[2] < 1e3
+
+
+def test_linear_model_suggestion_is_capped_at_the_edge() -> None:
+    # The constructed curve's lowest point is near 0.1; an edge of 0.01 caps it before the division.
+    u = np.linspace(-6, 0.5, 120)
+    loss = np.where(u < -3, 1.0, np.where(u < -1, 1.0 - 0.45 * (u + 3), 0.1 + 4 * (u + 1) ** 2))
+    sweep = suggest(list(10**u), list(loss), divisor=1.5, edge=0.01)
+    assert sweep.lowest is not None and sweep.lowest > 0.05
+    assert sweep.suggestion == pytest.approx(0.01 / 1.5)

@@ -18,13 +18,22 @@ The rule, per sweep, on :math:`u = \\log_{10}\\alpha`:
    make the last noisy points dominate);
 2. find the lowest smoothed loss :math:`L^*` at :math:`u^*`; the curve has a *usable descent* when the smoothed loss
    fell from its start :math:`L_0` by at least 5% of :math:`|L_0|` and by 3 noise standard deviations;
-3. suggest :math:`10^{u^*} / d`: the lowest loss of a short sweep sits near the edge of stability, and a run
-   of thousands of steps does best some way inside it. The divisor :math:`d` = ``divisor`` defaults to 5 for
-   optimizers whose step scales with the gradient (SGD, momentum, Nesterov) and 20 for adaptive ones (Adam,
-   AdamW, RMSprop, Adagrad and the like): near a minimum the gradient shrinks and so do the former's steps,
-   while an adaptive step keeps its size, so its noise floor grows with the rate itself. The point of steepest
-   descent (most negative slope before :math:`u^*`) is reported with each sweep; on its own it is too noisy to
-   pick from.
+3. suggest :math:`\\min(10^{u^*}, \\alpha_{\\text{edge}}) / d`: the lowest loss of a short sweep sits near the
+   largest rate the problem tolerates, and a run of thousands of steps does best some way inside it. How far
+   inside depends on two things, so the divisor :math:`d` = ``divisor`` defaults to one of :data:`DIVISORS`:
+
+   - 20 for adaptive optimizers (Adam, AdamW, RMSprop, Adagrad and the like): near a minimum the gradient shrinks
+     and so does a plain step, while an adaptive step keeps its size, so its noise floor grows with the rate;
+   - 5 for SGD, momentum and Nesterov on a network: a network's curvature grows as it trains (progressive
+     sharpening, Cohen et al., 2021), so the largest stable rate of the first hundred steps is too large later;
+   - 1.5 for SGD, momentum and Nesterov on a model linear in its parameters (linear, logistic and softmax
+     regression, a linear SVM): its loss is convex and its curvature does not grow (constant under squared
+     error, shrinking as a logistic fit improves), so the rate that was stable at the start stays stable.
+     There the lowest point of a fast sweep can lie past the edge (the blow-up takes steps to show), so it is
+     first capped at :math:`\\alpha_{\\text{edge}}` = :func:`stability_edge`, measured on the probe at the start.
+
+   The point of steepest descent (most negative slope before :math:`u^*`) is reported with each sweep; on its
+   own it is too noisy to pick from.
 
 The suggestion is the median of the sweeps' suggestions, and ``spread`` the ratio of the largest to the
 smallest. When no sweep has a usable descent, ``fallback`` is True, the learning rate is ``fallback_lr`` (the
@@ -121,14 +130,20 @@ class LRFindResult:
 
 
 def _local_linear(u: np.ndarray, y: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
-    """Value and slope of a least-squares line through the points within ``half`` of each ``u``."""
-    value, slope = np.empty_like(y), np.empty_like(y)
-    for i, c in enumerate(u):
-        m = np.abs(u - c) <= half
-        du = u[m] - c
-        A = np.stack([np.ones_like(du), du], axis=1)
-        coef = np.linalg.lstsq(A, y[m], rcond=None)[0] if m.sum() >= 2 else np.array([y[i], 0.0])
-        value[i], slope[i] = coef[0], coef[1]
+    """Value and slope of a least-squares line through the points within ``half`` of each ``u``.
+
+    The normal equations of every window at once: with :math:`d_{ij} = u_j - u_i` over the window of :math:`i`,
+    slope :math:`= (S_0 T_1 - S_1 T_0) / (S_0 S_2 - S_1^2)` and value :math:`= (T_0 - \\text{slope}\\, S_1) / S_0`,
+    :math:`S_k = \\sum d^k`, :math:`T_k = \\sum d^k y`. A window with one point keeps that point, slope 0.
+    """
+    d = u[None, :] - u[:, None]
+    w = (np.abs(d) <= half).astype(float)
+    S0, S1, S2 = w.sum(1), (w * d).sum(1), (w * d * d).sum(1)
+    T0, T1 = w @ y, (w * d) @ y
+    det = S0 * S2 - S1 * S1
+    ok = (S0 >= 2) & (det > 1e-12 * np.maximum(S0 * S2, 1e-300))
+    slope = np.where(ok, (S0 * T1 - S1 * T0) / np.where(ok, det, 1.0), 0.0)
+    value = np.where(ok, (T0 - slope * S1) / S0, y)
     return value, slope
 
 
@@ -142,8 +157,52 @@ def adaptive(optimizer: torch.optim.Optimizer) -> bool:
     return type(optimizer).__name__ in names
 
 
-def suggest(lrs: list[float], losses: list[float], *, divisor: float = 5.0) -> Sweep:
-    """Apply the rule (see the module docstring) to one sweep; ``suggestion`` is None without a usable descent."""
+def linear_in_parameters(model: nn.Module) -> bool:
+    """Whether ``model`` is one affine map (linear, logistic, softmax regression, a linear SVM)."""
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    owners = [m for m in leaves if next(m.parameters(recurse=False), None) is not None]
+    passive = (nn.Identity, nn.Flatten, nn.Dropout)
+    return (len(owners) == 1 and isinstance(owners[0], nn.Linear)
+            and all(m is owners[0] or isinstance(m, passive) for m in leaves))  # fmt: skip
+
+
+DIVISORS = {"adaptive": 20.0, "network": 5.0, "linear": 1.5}
+
+
+def kind(model: nn.Module, optimizer: torch.optim.Optimizer) -> str:
+    """Which divisor of :data:`DIVISORS` applies: ``"adaptive"``, ``"linear"`` or ``"network"``."""
+    if adaptive(optimizer):
+        return "adaptive"
+    return "linear" if linear_in_parameters(model) else "network"
+
+
+def stability_edge(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Callable[[], Tensor]) -> float:
+    """The largest stable rate of (momentum) gradient descent on the local quadratic of ``loss``.
+
+    :math:`(2 + 2\\mu) / \\lambda_{\\max}` with heavy-ball momentum :math:`\\mu` (``2/λ`` without),
+    :math:`(2 + 2\\mu) / ((1 + 2\\mu) \\lambda_{\\max})` with Nesterov's; :math:`\\lambda_{\\max}` the top Hessian
+    eigenvalue (Lanczos, 1e-3 relative). Param groups that differ take the smallest. Dampening, which only
+    shortens the step, is left out, so the edge errs low. ``inf`` when the loss has no positive curvature.
+    """
+    from descend.inspect.curvature import top_eigenvalue
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    lam = top_eigenvalue(params, loss, tol=1e-3, max_iter=40).top
+    if not lam > 0:
+        return math.inf
+    factors = []
+    for group in optimizer.param_groups:
+        mu = float(group.get("momentum", 0.0) or 0.0)
+        factors.append((2 + 2 * mu) / (1 + 2 * mu) if group.get("nesterov") else 2 + 2 * mu)
+    return min(factors) / lam
+
+
+def suggest(lrs: list[float], losses: list[float], *, divisor: float = 5.0, edge: float = math.inf) -> Sweep:
+    """Apply the rule (see the module docstring) to one sweep; ``suggestion`` is None without a usable descent.
+
+    ``edge``: a learning rate known to be unstable (see :func:`stability_edge`); the lowest-loss rate is
+    taken no higher than it before dividing.
+    """
     sweep = Sweep(list(lrs), list(losses))
     n = len(losses)
     if n < 5:
@@ -160,7 +219,7 @@ def suggest(lrs: list[float], losses: list[float], *, divisor: float = 5.0) -> S
         return sweep
     steep = int(np.argmin(slope[: best + 1]))
     sweep.lowest, sweep.steepest = float(lrs[best]), float(lrs[steep])
-    sweep.suggestion = sweep.lowest / divisor
+    sweep.suggestion = min(sweep.lowest, edge) / divisor
     return sweep
 
 
@@ -185,7 +244,7 @@ def lr_find(
     seed: int = 0,
     penalty: Callable[[], Tensor] | None = None,
     fallback_lr: float | None = None,
-    probe: int = 512,
+    probe: int = 256,
     divisor: float | None = None,
 ) -> LRFindResult:
     """Run the range test on ``model`` with ``optimizer`` and suggest a learning rate (see the module docstring).
@@ -208,7 +267,8 @@ def lr_find(
     _check("diverge", diverge, diverge > 1, "a number > 1")
     if divisor is not None:
         _check("divisor", divisor, divisor > 1, "a number > 1 or None")
-    d = float(divisor) if divisor is not None else (20.0 if adaptive(optimizer) else 5.0)
+    family = kind(model, optimizer)
+    d = float(divisor) if divisor is not None else DIVISORS[family]
     for name, value, low in (("steps", steps, 5), ("sweeps", sweeps, 1), ("batch_size", batch_size, 1),
                              ("probe", probe, 1)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -223,13 +283,23 @@ def lr_find(
     was_training = model.training
     done: list[Sweep] = []
     taken = 0
+    edge = math.inf
     try:
         with torch.random.fork_rng(devices=[]):
+            if family == "linear":
+                rows = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:probe]
+                X_edge, y_edge = X.index_select(0, rows), y.index_select(0, rows)
+
+                def edge_loss() -> Tensor:
+                    value = loss_fn(model(X_edge), y_edge)
+                    return value if penalty is None else value + penalty()
+
+                edge = stability_edge(model, optimizer, edge_loss)
             for k in range(sweeps):
                 lrs, losses = _sweep(model, optimizer, loss_fn, X, y, penalty, batch_size, lr_min, lr_max, steps,
                                      diverge, seed + k, probe)  # fmt: skip
                 taken += len(losses)
-                done.append(suggest(lrs, losses, divisor=d))
+                done.append(suggest(lrs, losses, divisor=d, edge=edge))
                 _restore(model, optimizer, saved_model, saved_opt, saved_groups)
     finally:
         _restore(model, optimizer, saved_model, saved_opt, saved_groups)
@@ -245,9 +315,12 @@ def lr_find(
     m = len(picks) // 2
     lr = picks[m] if len(picks) % 2 else math.sqrt(picks[m - 1] * picks[m])  # the median, geometric when even
     lowest = [s.lowest for s in done if s.lowest is not None]
+    why = {"adaptive": " (adaptive optimizer)", "linear": " (a model linear in its parameters)", "network": ""}
+    capped = sum(1 for s in done if s.lowest is not None and s.lowest > edge)
     reason = (f"{lr:.3g}: median of {len(picks)}/{sweeps} sweeps (range {picks[0]:.3g} to {picks[-1]:.3g}); the lr "
-              f"at the lowest smoothed loss (median {float(np.median(lowest)):.3g}) divided by {d:g}"
-              f"{' (adaptive optimizer)' if divisor is None and d == 20 else ''}")  # fmt: skip
+              f"at the lowest smoothed loss (median {float(np.median(lowest)):.3g})"
+              f"{f', capped in {capped} sweep(s) at the stability edge {edge:.3g},' if capped else ''}"
+              f" divided by {d:g}{why[family] if divisor is None else ''}")  # fmt: skip
     return LRFindResult(lr, picks[0], picks[-1], False, reason, done, taken, seconds)
 
 
@@ -277,7 +350,13 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     lrs: list[float] = []
     losses: list[float] = []
     ema, low, above = 0.0, math.inf, 0
-    model.train()
+    modules = list(model.modules())
+
+    def mode(training: bool) -> None:  # model.train(flag) without its recursion: this runs twice a step
+        for m in modules:
+            m.training = training
+
+    mode(True)
     for i in range(steps):
         if at + size > n:
             order, at = torch.randperm(n, generator=gen), 0
@@ -292,12 +371,12 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        model.eval()
+        mode(False)
         with torch.no_grad():
             measured = loss_fn(model(X_probe), y_probe)
             if penalty is not None:
                 measured = measured + penalty()
-        model.train()
+        mode(True)
         value = float(measured)
         if not math.isfinite(value):
             break
