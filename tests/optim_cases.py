@@ -55,11 +55,30 @@ _add("AdamW", D.AdamW, torch.optim.AdamW, [
     {"lr": 0.01, "betas": (0.5, 0.9), "maximize": True},
 ])
 
-# Param groups with their own values, per optimizer: the second group overrides one hyperparameter.
-GROUP_OVERRIDES: dict[str, dict[str, Any]] = {
-    "SGD": {"lr": 0.01, "momentum": 0.5},
-    "Adagrad": {"lr": 0.02, "lr_decay": 0.1},
-    "RMSprop": {"lr": 0.002, "alpha": 0.5},
-    "Adam": {"lr": 0.003, "betas": (0.5, 0.6)},
-    "AdamW": {"lr": 0.003, "weight_decay": 0.5},
+# Param groups with their own values, per optimizer: groups 2 and 3 override these hyperparameters (group 1 keeps
+# the case's own). Group 3 changes several at once (momentum/betas, weight decay, eps, amsgrad, ...), so state that
+# depends on a group's value (RMSprop's momentum buffer and centering, AMSGrad's running max) is held to torch per group. Every override is valid with every case of its optimizer (e.g. Nesterov: dampening 0).
+GROUP_OVERRIDES: dict[str, list[dict[str, Any]]] = {
+    "SGD": [
+        {"lr": 0.01, "momentum": 0.5},
+        {"lr": 0.02, "momentum": 0.7, "weight_decay": 0.05},
+    ],
+    "Adagrad": [
+        {"lr": 0.02, "lr_decay": 0.1},
+        # Not initial_accumulator_value: torch.optim.Adagrad fills "sum" from the constructor's value and ignores a
+        # group's own; descend uses the group's (test_adagrad_initial_accumulator_is_per_group).
+        {"lr": 0.05, "weight_decay": 0.2, "eps": 1e-6, "lr_decay": 0.05},
+    ],
+    "RMSprop": [
+        {"lr": 0.002, "alpha": 0.5},
+        {"lr": 0.005, "alpha": 0.9, "momentum": 0.5, "centered": True, "weight_decay": 0.05},
+    ],
+    "Adam": [
+        {"lr": 0.003, "betas": (0.5, 0.6)},
+        {"lr": 0.02, "betas": (0.7, 0.95), "eps": 1e-6, "weight_decay": 0.05, "amsgrad": True},
+    ],
+    "AdamW": [
+        {"lr": 0.003, "weight_decay": 0.5},
+        {"lr": 0.005, "betas": (0.8, 0.9), "weight_decay": 0.3, "amsgrad": True},
+    ],
 }
