@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import statistics
 import subprocess
@@ -19,7 +20,6 @@ from click.testing import CliRunner, Result
 
 import descend
 from descend import losses
-from descend.cli._output import Out
 from descend.cli.main import cli
 from descend.data import load_dataset, prepare
 
@@ -94,15 +94,129 @@ def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None
     assert not (tmp_path / "r" / "curvature.jsonl").exists()
 
 
-def test_quiet_prints_nothing_and_no_color(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quiet_prints_nothing(run: Path, work: Path, tmp_path: Path) -> None:
     r = invoke("train", work / "iris.csv", "--target", "species", "--epochs", "2", "--out", tmp_path / "q",
                "--quiet", "--no-diagnostics")
     assert r.exit_code == 0 and r.output == "" and (tmp_path / "q" / "summary.json").is_file()
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    assert Out().color
-    monkeypatch.setenv("NO_COLOR", "1")
-    assert not Out().color
+    # Other subcommands: each does its work (the file it writes) and prints nothing with --quiet, something without.
+    commands: list[tuple[list[str | Path], Path]] = [
+        (["report", run, "--out", tmp_path / "r.html"], tmp_path / "r.html"),
+        (["predict", run, work / "new.csv", "--out", tmp_path / "p.csv"], tmp_path / "p.csv"),
+        (["landscape", "quadratic", "--optimizers", "sgd", "--out", tmp_path / "l.html"], tmp_path / "l.html"),
+    ]
+    for args, written in commands:
+        loud = invoke(*args)
+        assert loud.exit_code == 0 and loud.stdout != "", args
+        written.unlink()
+        quiet = invoke(*args, "--quiet")
+        assert quiet.exit_code == 0 and quiet.output == "", (args, quiet.output)
+        assert written.is_file(), args
+    assert invoke("runs", work).stdout != "" and invoke("runs", work, "--quiet").output == ""
+
+
+def _on_a_terminal(args: list[str | Path], env: dict[str, str]) -> str:
+    """What the installed command prints when stdout and stderr are a terminal (a pseudo-terminal)."""
+    import os
+    import pty
+
+    exe = shutil.which("descend", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([exe, *map(str, args)], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+                                env=env)
+    finally:
+        os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, b"".join(chunks)
+    return b"".join(chunks).decode()
+
+
+def test_no_color_on_a_terminal(work: Path, tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    args: list[str | Path] = ["train", work / "iris.csv", "--target", "species", "--epochs", "2", "--no-diagnostics"]
+    ansi = re.compile(r"\x1b\[")
+    # On a terminal the report line is bold (so the check below can fail)...
+    coloured = _on_a_terminal([*args, "--out", tmp_path / "a"], env)
+    assert ansi.search(coloured) and "report:" in coloured
+    # ...and with NO_COLOR set (any value, https://no-color.org) there is not one escape code, for train and runs.
+    plain = _on_a_terminal([*args, "--out", tmp_path / "b"], {**env, "NO_COLOR": "1"})
+    assert "report:" in plain and "\x1b" not in plain
+    listing = _on_a_terminal(["runs", tmp_path], {**env, "NO_COLOR": "1"})
+    assert "complete" in listing and "\x1b" not in listing
+    assert ansi.search(_on_a_terminal(["runs", tmp_path], env))
+
+
+def test_train_prints_its_findings_and_quiet_hides_them(tmp_path: Path) -> None:
+    """A provoked over-fit (a wide MLP on 40 training rows, 150 full-batch epochs): train prints each finding of
+    the run folder's events, as the library states it; --quiet prints nothing though the finding is recorded."""
+    from descend.inspect.findings import Finding
+
+    load_dataset("breast_cancer").frame.head(80).to_csv(tmp_path / "bc.csv", index=False)
+    args: list[str | Path] = ["train", tmp_path / "bc.csv", "--target", "diagnosis", "--model", "mlp:256,256",
+                              "--lr", "1e-3", "--validation", "0.5", "--no-early-stopping", "--batch-size", "full",
+                              "--epochs", "150"]
+
+    def recorded(folder: Path) -> list[dict[str, object]]:
+        events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in e.items() if k not in ("time", "event")} for e in events if e["event"] == "finding"]
+
+    r = invoke(*args, "--out", tmp_path / "loud")
+    assert r.exit_code == 0, r.output
+    findings = recorded(tmp_path / "loud")
+    assert "over_fitting" in [f["rule"] for f in findings]
+    printed = [line for line in r.stdout.splitlines() if line.startswith("finding: ")]
+    assert printed == [f"finding: {Finding(**f)}" for f in findings]  # type: ignore[arg-type]
+    over = next(line for line in printed if line.startswith("finding: over_fitting"))
+    best = next(f for f in findings if f["rule"] == "over_fitting")["evidence"]
+    assert isinstance(best, dict) and f"lowest at epoch {best['best_epoch']} ({best['best_val_loss']:.4g})" in over
+    quiet = invoke(*args, "--out", tmp_path / "quiet", "--quiet")
+    assert quiet.exit_code == 0 and quiet.output == ""
+    assert recorded(tmp_path / "quiet") == findings  # the same run, the same finding: only the printing is gone
+
+
+def test_sharpness_every_sets_the_curvature_cadence(work: Path, tmp_path: Path) -> None:
+    """--sharpness-every N measures at the multiples of N; its default is fit's own cadence (the help says which),
+    and the run measures exactly where ``descend.fit`` with its default diagnostics does."""
+    from descend import models
+
+    args: list[str | Path] = ["train", work / "iris.csv", "--target", "species", "--model", "mlp:8", "--batch-size",
+                              "4", "--epochs", "35", "--no-early-stopping", "--quiet"]  # 30 x 35 = 1050 steps
+
+    def curvature(folder: Path) -> list[dict[str, float]]:
+        return [json.loads(line) for line in (folder / "curvature.jsonl").read_text().splitlines()]
+
+    assert invoke(*args, "--sharpness-every", "500", "--out", tmp_path / "n").exit_code == 0
+    assert json.loads((tmp_path / "n" / "summary.json").read_text())["steps"] == 1050
+    assert [c["step"] for c in curvature(tmp_path / "n")] == [500, 1000]
+    assert invoke(*args, "--sharpness-every", "300", "--out", tmp_path / "m").exit_code == 0
+    assert [c["step"] for c in curvature(tmp_path / "m")] == [300, 600, 900]
+    helped = re.search(r"--sharpness-every.*?\[default: (\d+)", invoke("train", "--help").stdout, re.S)
+    assert helped is not None
+    default = int(helped.group(1))
+    assert invoke(*args, "--out", tmp_path / "d").exit_code == 0
+    cli_default = curvature(tmp_path / "d")
+    assert [c["step"] for c in cli_default] == list(range(default, 1051, default))
+    # The oracle: descend.fit on the same rows and model, with its own default diagnostics.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = prepare(work / "iris.csv", target="species", validation=0.2, seed=0)
+        descend.fit(models.get("mlp", hidden=(8,)), data, optimizer="adam", batch_size=4, epochs=35,
+                    early_stopping=False, seed=0, run_dir=tmp_path / "lib", progress=False)
+    library = curvature(tmp_path / "lib")
+    assert [c["step"] for c in cli_default] == [c["step"] for c in library] != []
+    assert [c["sharpness"] for c in cli_default] == pytest.approx([c["sharpness"] for c in library], rel=1e-6)
 
 
 def test_predict_uses_the_saved_preprocessing(run: Path, work: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
@@ -22,10 +23,21 @@ from descend.cli._params import (
     build_schedule,
     default_lr,
 )
+from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
 
 __all__ = ["lr_find", "predict", "train"]
 
 DATA = click.Path(dir_okay=False, path_type=Path)
+
+
+def _default_every(monitor: type) -> int:
+    """The cadence of ``monitor`` when built without ``every``, as ``descend.fit``'s default diagnostics build it."""
+    return int(inspect.signature(monitor).parameters["every"].default)
+
+
+# The defaults of --health-every and --sharpness-every are fit's own, read from the monitors rather than repeated.
+HEALTH_EVERY = _default_every(HealthMonitor)
+SHARPNESS_EVERY = _default_every(SharpnessMonitor)
 
 
 class BadInput(click.ClickException):
@@ -100,7 +112,6 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 
     import descend
     from descend import losses, models
-    from descend.inspect import HealthMonitor, SharpnessMonitor
     from descend.inspect.diagnostics import training_loss
     from descend.report import run_report
     from descend.train import EarlyStopping, Recorder
@@ -111,12 +122,13 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     rate: Any = lr
     if schedule != "constant":
         rate = build_schedule(schedule, float(lr) if lr is not None else default_lr(optimizer), total_steps=total_steps)
-    # fit watches the descent by default (health every 25 steps, sharpness every 500, findings); monitors given
-    # here replace its defaults when the cadence differs.
+    # fit watches the descent by default (health every HEALTH_EVERY steps, sharpness every SHARPNESS_EVERY
+    # except for closure optimizers, findings); a monitor built here replaces fit's only when the cadence differs,
+    # so the defaults leave fit's choices (and its exceptions) alone.
     monitors: list[Any] = []
-    if diagnostics and health_every != 25:
+    if diagnostics and health_every != HEALTH_EVERY:
         monitors.append(HealthMonitor(every=health_every))
-    if diagnostics and sharpness_every != 500:
+    if diagnostics and sharpness_every != SHARPNESS_EVERY:
         spec = getattr(net, "default_loss", None) if loss == "auto" else loss
         loss_obj = losses.get(spec if spec in losses.LOSSES and data.task in losses.LOSSES[spec] else None, data.task)
         y = data.y_train.long() if data.task == "multiclass" else data.y_train
@@ -202,9 +214,9 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
 @click.option("--diagnostics/--no-diagnostics", default=True, show_default=True,
               help="Watch the descent: gradient norms per layer, sharpness against 2/lr, findings.")
-@click.option("--health-every", type=click.IntRange(min=1), default=25, show_default=True,
+@click.option("--health-every", type=click.IntRange(min=1), default=HEALTH_EVERY, show_default=True,
               help="Record per-layer gradient norms every N steps.")
-@click.option("--sharpness-every", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--sharpness-every", type=click.IntRange(min=1), default=SHARPNESS_EVERY, show_default=True,
               help="Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder to write (new or empty). Default: runs/<data>-<model>-<time>.")
