@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -22,7 +23,7 @@ from descend.errors import ModelFolderError
 from descend.inspect import Findings, HealthMonitor, SharpnessMonitor
 from descend.report import RunRecord, Setting, compare, find_runs, run_report
 from descend.report.comparison import reach
-from descend.report.html import esc, fmt
+from descend.report.html import esc
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -80,9 +81,110 @@ def test_run_report_is_self_contained_and_escaped(run_dir: Path) -> None:
     for section in ("Summary", "Learning curves", "Learning rate", "Gradients", "Curvature", "Findings", "Events",
                     "Configuration", "Environment"):
         assert f">{section}</h2>" in page
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert f"<td>{fmt(summary['steps'])}" not in page or True
-    assert f"{summary['epochs']} / {summary['steps']}" in page
+    # The summary's epochs / steps are the run's, as metrics.csv counts them (4 epochs of 3 steps).
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert _pairs(page)["epochs / steps"] == f"{len(metrics)} / {int(metrics['step'].iloc[-1])}" == "4 / 12"
+
+
+def _pairs(page: str) -> dict[str, str]:
+    """The page's name/value rows (``<tr><th>name</th><td>value</td></tr>``), unescaped; the first of each name."""
+    rows: dict[str, str] = {}
+    for k, v in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", page):
+        rows.setdefault(html.unescape(k), html.unescape(v))
+    return rows
+
+
+def _final_metrics(page: str) -> dict[str, float]:
+    """The final-metrics table that follows "Final metrics", as numbers."""
+    table = page.split("Final metrics (the epoch whose weights were kept):</p>", 1)[1].split("</table>", 1)[0]
+    names = re.findall(r"<th>(.*?)</th>", table)
+    values = re.findall(r"<td[^>]*>(.*?)</td>", table)
+    assert len(names) == len(values) > 0, table
+    return {html.unescape(k): float(v) for k, v in zip(names, values, strict=True)}
+
+
+def test_run_report_summary_is_the_run_folders(run_dir: Path) -> None:
+    """Every summary field against the file it comes from: config.json, command.json, metrics.csv, events."""
+    page = run_report(run_dir).read_text()
+    config = json.loads((run_dir / "config.json").read_text())
+    command = json.loads((run_dir / "command.json").read_text())
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    end = next(e for e in events if e["event"] == "end")
+    pairs = _pairs(page)
+    assert pairs["status"] == "complete"
+    assert pairs["task"] == config["resolved"]["task"] == "binary"
+    assert pairs["data"] == command["data"] == "my <data>.csv"
+    assert pairs["target"] == command["target"] == "label"
+    assert pairs["rows (train / validation)"] == f"{config['data']['n_train']} / {config['data']['n_val']}" == "90 / 30"
+    assert pairs["features"] == str(config["data"]["n_features"]) == "3"
+    model = config["arguments"]["model"]
+    assert pairs["model"] == f"{model['class']}, hidden {', '.join(map(str, model['hidden']))}" == "MLP, hidden 8"
+    assert pairs["loss"] == config["resolved"]["loss"]
+    assert pairs["optimizer"] == f"{config['arguments']['optimizer']}, lr {config['arguments']['lr']}" == "sgd, lr 0.1"
+    assert pairs["batch size"] == str(config["resolved"]["batch_size"]) == "30"
+    # How training stopped: the end event's reason, in words; converged as the end event says.
+    assert end["stop_reason"] == "max_epochs" and pairs["how training stopped"] == "reached the maximum number of epochs"
+    assert pairs["converged"] == ("yes" if end["converged"] else "no")
+    assert float(pairs["training time (s)"]) == pytest.approx(metrics["time"].sum(), abs=0.006)
+    # Final metrics: the last row of metrics.csv (no early stop), to the 4 significant digits shown.
+    final = _final_metrics(page)
+    last = metrics.iloc[-1]
+    assert {"loss", "val_loss", "val_accuracy"} <= set(final)
+    for name, value in final.items():
+        assert value == pytest.approx(float(last[name]), rel=5e-4, abs=1e-12), name
+
+
+def test_run_report_shows_a_findings_evidence(tmp_path: Path) -> None:
+    """A provoked over-fit (a wide MLP, 40 training rows, 150 full-batch epochs): the report shows the finding's
+    message and its evidence, which are the numbers of metrics.csv."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                              torch.nn.Linear(256, 1))
+    out = tmp_path / "overfit"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        descend.fit(net, (x[:80], y[:80]), epochs=150, lr=1e-3, validation=0.5, early_stopping=False,
+                    batch_size="full", loss="bce", run_dir=out, progress=False, seed=0)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    finding = next(e for e in events if e["event"] == "finding" and e["rule"] == "over_fitting")
+    # The oracle: the best epoch and the validation losses, from metrics.csv.
+    metrics = pd.read_csv(out / "metrics.csv")
+    best = int(metrics["val_loss"].idxmin())
+    expected = {"best_epoch": int(metrics["epoch"][best]), "best_val_loss": float(metrics["val_loss"][best]),
+                "last_val_loss": float(metrics["val_loss"].iloc[-1])}
+    assert finding["evidence"] == pytest.approx(expected, rel=1e-12)
+    page = run_report(out).read_text()
+    block = re.search(r'<div class="finding"><b>over_fitting</b>.*?</div>', page, re.S)
+    assert block is not None
+    assert esc(finding["message"]) in block.group(0) and esc(finding["suggestion"]) in block.group(0)
+    shown = dict(re.findall(r"(\w+) <code>([^<]*)</code>", block.group(0).split("Evidence:", 1)[1]))
+    assert set(shown) == set(expected)
+    assert int(shown["best_epoch"]) == expected["best_epoch"]
+    for name in ("best_val_loss", "last_val_loss"):
+        assert float(shown[name]) == pytest.approx(expected[name], rel=5e-4), name
+    # The events table carries the evidence too.
+    assert f"evidence: best_epoch {expected['best_epoch']}, best_val_loss {expected['best_val_loss']:.4g}" in page
+
+
+def test_a_findings_evidence_is_escaped(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "hostile"
+    shutil.copytree(run_dir, copy)
+    event = {"time": 0.0, "event": "finding", "rule": "plateau", "message": HOSTILE, "suggestion": HOSTILE,
+             "evidence": {HOSTILE: HOSTILE, "loss": 0.123456, "ranks": [1, 2]}, "epoch": 2}
+    with (copy / "events.jsonl").open("a") as f:
+        f.write(json.dumps(event) + "\n")
+    page = run_report(copy).read_text()
+    assert "<script" not in page
+    block = re.search(r'<div class="finding"><b>plateau</b>.*?</div>', page, re.S)
+    assert block is not None
+    assert f"{esc(HOSTILE)} <code>{esc(HOSTILE)}</code>, loss <code>0.1235</code>, ranks <code>[1, 2]</code>" in (
+        block.group(0))
 
 
 def test_record_reads_every_file(run_dir: Path) -> None:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from descend.report.plots import to_png
 from descend.train.run import atomic_write
 
-__all__ = ["Page", "esc", "fmt"]
+__all__ = ["Page", "esc", "fmt", "shown"]
 
 CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -42,19 +42,21 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def fmt(value: Any) -> str:
-    """A number to 4 significant digits (integers whole), anything else as text; escaped."""
+def shown(value: Any) -> str:
+    """A number to 4 significant digits (integers whole), None as ``-``, booleans as yes/no, anything else as
+    text; not escaped (see :func:`fmt`)."""
     if isinstance(value, bool) or value is None:
-        return esc("-" if value is None else ("yes" if value else "no"))
-    if isinstance(value, int):
-        return esc(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return esc(value)
-        return esc(str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}")
+        return "-" if value is None else ("yes" if value else "no")
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
     if isinstance(value, (list, tuple)):
-        return esc(", ".join(str(v) for v in value))
-    return esc(value)
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def fmt(value: Any) -> str:
+    """:func:`shown`, escaped for HTML."""
+    return esc(shown(value))
 
 
 class Page:
@@ -104,10 +106,15 @@ class Page:
             f"<figcaption>{esc(caption)}</figcaption></figure>"
         )
 
-    def finding(self, rule: str, message: str, suggestion: str, where: str = "") -> None:
+    def finding(self, rule: str, message: str, suggestion: str, where: str = "",
+                evidence: Iterable[tuple[str, Any]] = ()) -> None:
+        """A finding: its rule, where (epoch, step, layer), message, the evidence (name, number) and the fix."""
         place = f" <small>({esc(where)})</small>" if where else ""
+        numbers = ", ".join(f"{esc(k)} <code>{fmt(v)}</code>" for k, v in evidence)
+        facts = f'<br><span class="evidence"><i>Evidence:</i> {numbers}</span>' if numbers else ""
         self.parts.append(
-            f'<div class="finding"><b>{esc(rule)}</b>{place}<br>{esc(message)}<br><i>Try:</i> {esc(suggestion)}</div>'
+            f'<div class="finding"><b>{esc(rule)}</b>{place}<br>{esc(message)}{facts}<br><i>Try:</i> '
+            f"{esc(suggestion)}</div>"
         )
 
     def render(self) -> str:

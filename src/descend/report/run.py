@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from descend.report.html import Page
+from descend.report.html import Page, shown
 from descend.report.plots import (
     plot_grad_norms,
     plot_learning_curves,
@@ -94,7 +94,16 @@ def _findings(page: Page, run: RunRecord) -> None:
         return
     for f in run.findings:
         where = ", ".join(f"{k} {f[k]}" for k in ("epoch", "step", "layer") if f.get(k) is not None)
-        page.finding(str(f.get("rule", "?")), str(f.get("message", "")), str(f.get("suggestion", "")), where)
+        page.finding(str(f.get("rule", "?")), str(f.get("message", "")), str(f.get("suggestion", "")), where,
+                     _evidence(f))
+
+
+def _evidence(event: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A finding event's evidence as (name, value) pairs; a value that is not a number or text shown as text."""
+    evidence = event.get("evidence")
+    if not isinstance(evidence, dict):
+        return []
+    return [(str(k), v if v is None or isinstance(v, (bool, int, float, str)) else str(v)) for k, v in evidence.items()]
 
 
 def _events(page: Page, run: RunRecord) -> None:
@@ -106,6 +115,8 @@ def _events(page: Page, run: RunRecord) -> None:
     rows = []
     for e in run.events[:500]:
         details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "event", "evidence"))
+        if _evidence(e):
+            details += "; evidence: " + ", ".join(f"{k} {shown(v)}" for k, v in _evidence(e))
         rows.append([round(float(e.get("time", t0)) - t0, 2), e.get("event", "?"), details])
     page.table(["t (s)", "event", "details"], rows)
 
