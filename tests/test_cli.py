@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 import warnings
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 from click.testing import CliRunner
 
@@ -35,6 +39,21 @@ def test_demo_trains_and_writes_a_run_folder(tmp_path: Path) -> None:
         data = prepare(load_dataset("digits"), validation=0.2, seed=0)
     accuracy = float((loaded.output(data.X_val).argmax(1) == data.y_val).double().mean())
     assert accuracy == pytest.approx(summary["final"]["val_accuracy"], abs=1e-12)
+    # The report: written where the output says, this run's, and self-contained (no script, nothing fetched).
+    report = out / "report.html"
+    assert result.output.splitlines()[-1] == f"report: {report}"
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert f"<tr><th>epochs / steps</th><td>6 / {summary['steps']}</td></tr>" in page
+    assert "<script" not in page and "<link" not in page and "<iframe" not in page
+    assert "http://" not in page and "https://" not in page and "url(" not in page
+    sources = re.findall(r'\b(?:src|href)="([^"]*)"', page)
+    assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
+    # Curves, learning rate, gradient norms, sharpness (measured at step 250 of 270): four PNGs that decode.
+    assert len(sources) == 4
+    for src in sources:
+        pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 500 and pixels.std() > 0.01
 
 
 def test_demo_rejects_an_existing_folder(tmp_path: Path) -> None:
