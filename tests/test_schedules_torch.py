@@ -301,7 +301,7 @@ def _train_rates(opt: torch.optim.Optimizer, sched: ds.ScheduleLR, n: int, metri
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_schedule_lr_resume_gives_the_uninterrupted_rates(seed: int, tmp_path) -> None:
     rng = random.Random(seed)
-    save_at = rng.randrange(1, 400)
+    save_at = rng.randrange(100, 400)  # >= 100, so that a full window of 100 updates precedes the save
     losses = _metrics(seed, 1000)
 
     def build() -> tuple[torch.optim.Optimizer, ds.ScheduleLR]:
@@ -330,7 +330,16 @@ def test_schedule_lr_resume_gives_the_uninterrupted_rates(seed: int, tmp_path) -
     opt2.load_state_dict(ckpt["optimizer"])
     resumed = _train_rates(opt2, sched2, 100, lambda t: losses[t])
     assert resumed == full[save_at:]
-    assert resumed != full[save_at - 100 : save_at]  # the rates do move over the window
+    # The check means something: the scheduled rates and momenta move over the resumed window, the plateau had
+    # already reduced its rate before the save (so its state, not its initial rate, is what resumes) and reduces
+    # it again after (so its counters carried over too).
+    before, after = full[save_at - 100 : save_at], full[save_at:]
+    assert len(before) == len(after) == 100 and before != after
+    for group in (0, 2):
+        assert len({r[group] for r in resumed}) > 50, f"group {group}'s rates barely move over the window"
+    plateau_lr = [r[1][0] for r in full]
+    assert plateau_lr[save_at] < plateau_lr[0] == 0.5, "the plateau had not reduced the rate before the save"
+    assert min(plateau_lr[save_at:]) < plateau_lr[save_at], "the plateau does not reduce after the save"
 
 
 def test_schedule_lr_state_dict_is_plain_json() -> None:
