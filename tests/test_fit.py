@@ -33,17 +33,30 @@ def regression_problem(n: int = 200, d: int = 5, seed: int = 0) -> tuple[torch.T
     return X, X @ w + 0.7 + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
 
 
-def test_full_batch_gd_reaches_least_squares() -> None:
+@pytest.mark.parametrize("scale_target", [True, False])
+def test_full_batch_gd_reaches_least_squares(scale_target: bool) -> None:
     # Oracle: numpy.linalg.lstsq on [X, 1]. Full-batch GD on MSE with lr=0.3 contracts the error by <= 0.6 a
-    # step on this problem, so it reaches the solution to float64 precision; we ask for 1e-6 (absolute).
+    # step on this problem, so it reaches the solution to float64 precision; we ask for 1e-6 (absolute). With the
+    # target standardised the model is σ (W x + b) + μ: its effective coefficients σW, σb + μ are the solution.
     X, y = regression_problem()
     model = LinearRegression(5, 1).double()
-    result = descend.fit(model, tensors(X, y), optimizer="sgd", lr=0.3, batch_size="full", epochs=5000, tol=1e-13)
+    result = descend.fit(model, tensors(X, y), optimizer="sgd", lr=0.3, batch_size="full", epochs=5000, tol=1e-13,
+                         scale_target=scale_target)  # fmt: skip
     assert result.converged and result.stop_reason == "tolerance"
     A = np.hstack([X.numpy(), np.ones((len(X), 1))])
     coef = np.linalg.lstsq(A, y.numpy(), rcond=None)[0]
-    got = np.append(model.net.weight.detach().numpy()[0], model.net.bias.detach().numpy())
-    np.testing.assert_allclose(got, coef, rtol=0, atol=1e-6)
+    W, b = model.net.weight.detach().numpy()[0], model.net.bias.detach().numpy()
+    if scale_target:
+        mu, sigma = float(y.mean()), float(y.std(correction=0))
+        assert model.output_shift is not None and model.output_scale is not None
+        assert model.output_shift.item() == pytest.approx(mu, rel=1e-12)
+        assert model.output_scale.item() == pytest.approx(sigma, rel=1e-12)
+        W, b = sigma * W, sigma * b + mu
+    else:
+        assert model.output_scale is None
+    np.testing.assert_allclose(np.append(W, b), coef, rtol=0, atol=1e-6)
+    # Either way the model predicts in the target's units.
+    np.testing.assert_allclose(result.model(X).detach().numpy()[:, 0], A @ coef, rtol=0, atol=1e-5)
 
 
 def test_l2_logistic_regression_reaches_sklearn_optimum() -> None:
@@ -77,15 +90,18 @@ def test_accumulation_equals_the_larger_batch() -> None:
 
 
 def test_clip_norm_matches_hand_written_loop() -> None:
-    # Oracle: torch.nn.utils.clip_grad_norm_ then an SGD step, full batch, 20 steps, float64 (1e-12).
+    # Oracle: torch.nn.utils.clip_grad_norm_ then an SGD step, full batch, 20 steps, float64 (1e-12), on the
+    # standardised target written out by hand: the model predicts σ f(x) + μ, the loss compares (ŷ − μ)/σ with
+    # (y − μ)/σ, μ and σ the training target's mean and (population) standard deviation.
     X, y = regression_problem(n=64)
     model = LinearRegression(5, 1).double()
     descend.fit(model, tensors(X, y), optimizer="sgd", lr=0.1, batch_size="full", clip_norm=0.5, epochs=20, tol=None)
-    ref = LinearRegression(5, 1).double()
+    mu, sigma = y.mean(), y.std(correction=0)
+    ref = LinearRegression(5, 1).double().set_output_scale([float(mu)], [float(sigma)])
     opt = torch.optim.SGD(ref.parameters(), lr=0.1)
     for _ in range(20):
         opt.zero_grad()
-        torch.nn.functional.mse_loss(ref(X).squeeze(1), y).backward()
+        torch.nn.functional.mse_loss((ref(X).squeeze(1) - mu) / sigma, (y - mu) / sigma).backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
         opt.step()
     for p, q in zip(model.parameters(), ref.parameters()):
@@ -171,7 +187,8 @@ def test_loss_threshold_and_penalty_formula() -> None:
     model = LinearRegression(5, 1, init="xavier").double()
     w = model.net.weight.detach().clone()
     data = tensors(X, y)
-    result = descend.fit(model, data, optimizer="sgd", lr=1e-9, batch_size="full", epochs=1, l1=0.3, l2=0.2, tol=None)
+    result = descend.fit(model, data, optimizer="sgd", lr=1e-9, batch_size="full", epochs=1, l1=0.3, l2=0.2, tol=None,
+                         scale_target=False)  # the formula on the raw target
     base = torch.nn.functional.mse_loss((X @ w.T).squeeze(1), y)
     expected = base + 0.3 * w.abs().sum() + 0.1 * (w**2).sum()
     assert result.history[0]["loss"] == pytest.approx(float(expected), rel=1e-12)

@@ -171,3 +171,55 @@ def test_resume_after_sigkill_mid_epoch_is_bit_identical(tmp_path: Path) -> None
     final = load_file(run / "model" / "model.safetensors")
     for key, value in reference.model.state_dict().items():
         assert torch.equal(final[key], value), key
+
+
+def test_standardised_target_round_trips_through_the_run_folder(tmp_path: Path) -> None:
+    # A regression table whose target is in the thousands. The run records the training rows' mean and standard
+    # deviation (oracle: numpy on y_train), the loss is the standardised MSE (oracle: computed by hand from the
+    # model's predictions), and descend.load predicts raw rows in the target's units, equal to the trained model
+    # applied to the prepared features; a resumed run carries the same scale.
+    import numpy as np
+    import pandas as pd
+
+    from descend.data import prepare
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["price"] = 5000 + 800 * X[:, 0] - 300 * X[:, 1] + 50 * rng.standard_normal(300)
+    path = tmp_path / "houses.csv"
+    frame.to_csv(path, index=False)
+    data = prepare(path, target="price", validation=0.2, seed=0)
+    result = descend.fit("linear", data, epochs=5, run_dir=tmp_path / "run", progress=False, diagnostics=False)
+    y = data.y_train.numpy().astype(np.float64)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    scale = config["resolved"]["target_scale"]
+    assert scale["mean"][0] == pytest.approx(y.mean(), rel=1e-6)
+    assert scale["std"][0] == pytest.approx(y.std(), rel=1e-5)
+    model = result.model
+    with torch.no_grad():
+        pred = model(data.X_val)[:, 0].double()
+    mu, sigma = scale["mean"][0], scale["std"][0]
+    standardised = float((((pred - mu) / sigma - (data.y_val.double() - mu) / sigma) ** 2).mean())
+    assert result.history[-1]["val_loss"] == pytest.approx(standardised, rel=1e-5)
+    rmse = float(((pred - data.y_val.double()) ** 2).mean().sqrt())
+    assert result.history[-1]["val_rmse"] == pytest.approx(rmse, rel=1e-5)  # metrics in the target's units
+    loaded = descend.load(tmp_path / "run")
+    raw = frame.drop(columns="price").iloc[data.index_val.numpy()]
+    np.testing.assert_allclose(np.asarray(loaded.predict(raw), dtype=np.float64).reshape(-1), pred.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale_target": "yes"}, "scale_target=.yes.; expected 'auto', True or False"),
+        ({"scale_target": True, "loss": lambda out, y: ((out - y) ** 2).mean()}, "the loss is a custom callable"),
+    ],
+)
+def test_bad_scale_target(kwargs: dict[str, Any], message: str) -> None:
+    X = torch.randn(40, 2)
+    data = SimpleNamespace(X_train=X, y_train=X.sum(1), X_val=X[:0], y_val=X[:0, 0], task="regression")
+    with pytest.raises(ConfigError, match=message):
+        descend.fit("linear", data, epochs=1, **kwargs)
+    with pytest.raises(ConfigError, match="is not a descend model"):
+        descend.fit(torch.nn.Linear(2, 1), data, epochs=1, scale_target=True)

@@ -5,12 +5,18 @@ holds only its hyperparameters; ``descend.fit`` calls :meth:`Model.build` with t
 output size the task needs (1 for regression and binary targets, the number of classes for multiclass), so the
 same line trains on any table. :meth:`Model.config` and :func:`from_config` round-trip a model's architecture
 through JSON, which is how ``descend.load`` rebuilds a saved model.
+
+A model may carry a fixed *output scale*: :meth:`Model.set_output_scale` makes it predict
+:math:`\\sigma \\, f(x) + \\mu` instead of :math:`f(x)`, with :math:`\\mu, \\sigma` buffers (not trained).
+``descend.fit`` sets them to a regression target's training mean and standard deviation, so the network learns
+a standardised target while the model itself predicts in the target's units.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from descend.errors import ConfigError
@@ -54,6 +60,34 @@ class Model(nn.Module):
             raise ConfigError(f"{name}: invalid out_features={out}; expected {self.fixed_outputs}")
         self.out_features = out if out is not None else self.fixed_outputs
         self.net: nn.Module | None = None
+        self.output_shift: Tensor | None
+        self.output_scale: Tensor | None
+        self.register_buffer("output_shift", None)
+        self.register_buffer("output_scale", None)
+
+    def set_output_scale(self, shift: Any, scale: Any) -> Model:
+        """Predict ``scale * f(x) + shift`` (per output; numbers or sequences of ``out_features`` values).
+
+        ``scale`` must be positive and finite. Return ``self``.
+
+        Example:
+            >>> from descend.models import LinearRegression
+            >>> m = LinearRegression(2, 1, init="zeros").set_output_scale([150.0], [77.0])
+            >>> m(torch.ones(1, 2)).tolist()
+            [[150.0]]
+        """
+        name = type(self).__name__
+        dtype = next((p.dtype for p in self.parameters()), torch.get_default_dtype())
+        mu = torch.as_tensor(shift, dtype=dtype).reshape(-1)
+        sigma = torch.as_tensor(scale, dtype=dtype).reshape(-1)
+        if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all() and (sigma > 0).all()):
+            raise ConfigError(f"{name}: invalid output scale shift={mu.tolist()}, scale={sigma.tolist()}; "
+                              "expected finite numbers and a positive scale")  # fmt: skip
+        if self.out_features is not None and mu.numel() not in (1, self.out_features):
+            raise ConfigError(f"{name}: invalid output scale of {mu.numel()} values; expected "
+                              f"{self.out_features} (one per output)")  # fmt: skip
+        self.output_shift, self.output_scale = mu, sigma
+        return self
 
     @property
     def built(self) -> bool:
@@ -84,7 +118,10 @@ class Model(nn.Module):
                 f"{type(self).__name__} is not built: pass in_features/out_features, call build(), or train it with "
                 "descend.fit, which builds it from the data"
             )
-        return self.net(x)
+        out: Tensor = self.net(x)
+        if self.output_scale is not None and self.output_shift is not None:
+            out = out * self.output_scale + self.output_shift
+        return out
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's keyword arguments other than the sizes."""
@@ -92,12 +129,16 @@ class Model(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """A JSON-able description from which :func:`from_config` rebuilds the same architecture."""
-        return {
+        out = {
             "class": type(self).__name__,
             "in_features": self.in_features,
             "out_features": self.out_features,
             **self.hyperparameters(),
         }
+        if self.output_scale is not None and self.output_shift is not None:
+            out["output_shift"] = self.output_shift.tolist()
+            out["output_scale"] = self.output_scale.tolist()
+        return out
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "class")
@@ -110,4 +151,8 @@ def from_config(config: dict[str, Any]) -> Model:
     cls = _REGISTRY.get(str(cls_name))
     if cls is None:
         raise ConfigError(f"unknown model class {cls_name!r}; expected one of {', '.join(sorted(_REGISTRY))}")
-    return cls(**options)
+    shift, scale = options.pop("output_shift", None), options.pop("output_scale", None)
+    model = cls(**options)
+    if scale is not None:
+        model.set_output_scale(shift, scale)
+    return model

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from descend import losses as _losses
 from descend import metrics as _metrics
@@ -150,6 +150,36 @@ def _check_arguments(args: dict[str, Any]) -> None:
         raise ConfigError(f"validation: invalid validation={v!r}; expected a fraction in [0, 1)")
     if args["task"] not in ("auto", *_losses.TASKS):
         raise ConfigError(f"task: unknown task {args['task']!r}; expected auto or one of {', '.join(_losses.TASKS)}")
+    st = args["scale_target"]
+    if not (isinstance(st, bool) or st == "auto"):
+        raise ConfigError(f"scale_target: invalid scale_target={args['scale_target']!r}; expected 'auto', True or False")
+
+
+def _target_scale(
+    option: bool | str, model: nn.Module, task: str, named_loss: bool, y: Tensor
+) -> tuple[Tensor, Tensor] | None:
+    """The (mean, std) to standardise a regression target with, or None (see ``fit``'s ``scale_target``)."""
+    from descend.models import Model
+
+    if option is False:
+        return None
+    why = ("the task is not regression" if task != "regression" else
+           "the loss is a custom callable (it expects the target's units)" if not named_loss else
+           f"{type(model).__name__} is not a descend model (it cannot carry an output scale)"
+           if not isinstance(model, Model) else None)  # fmt: skip
+    if why is not None:
+        if option is True:
+            raise ConfigError(f"scale_target: scale_target=True does not apply: {why}; expected 'auto' or False")
+        return None
+    assert isinstance(model, Model)
+    if model.output_scale is not None and model.output_shift is not None:
+        return model.output_shift, model.output_scale
+    values = y.reshape(len(y), -1)
+    mu = values.mean(0)
+    sigma = values.std(0, correction=0) if len(values) > 1 else torch.ones_like(mu)
+    sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+    model.set_output_scale(mu, sigma)
+    return mu, sigma
 
 
 def _build_model(spec: Any, data: Any) -> nn.Module:
@@ -212,6 +242,7 @@ def fit(
     task: str = "auto",
     validation: float = 0.2,
     loss: str | _losses.Loss | Callable[..., Any] | None = None,
+    scale_target: bool | str = "auto",
     metrics: Sequence[str] | None = None,
     optimizer: Any = "adam",
     lr: float | Callable[[int], float] | str | None = None,
@@ -250,6 +281,15 @@ def fit(
             passed on to it.
         loss: a name (mse, mae, huber, bce, cross_entropy, hinge), a :class:`descend.losses.Loss`, or a callable
             ``(output, target) -> scalar``; default: the model's (hinge for LinearSVM) or the task's.
+        scale_target: for regression, train on the standardised target :math:`(y - \\mu) / \\sigma` (the
+            training rows' mean and standard deviation per column) while the model predicts in the target's
+            units: a descend model gets the fixed output scale :math:`\\sigma f(x) + \\mu`
+            (:meth:`~descend.models.Model.set_output_scale`) and the loss is taken on both sides standardised, so
+            the recorded loss is in standardised units and the metrics (RMSE, MAE, R²) in the target's.
+            Without it a target in the hundreds needs weights in the hundreds, which a default learning rate
+            takes thousands of steps to reach. ``"auto"`` (default): for regression with a named loss and a
+            descend model (keeping a scale the model already carries); True: the same, an error where it cannot
+            apply; False: never.
         metrics: validation metrics to record (default: the task's, see :mod:`descend.metrics`).
         optimizer: a name (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw), an optimizer instance, or a
             factory ``(params, **options) -> optimizer`` such as a class; ``optimizer_options`` go to it.
@@ -342,6 +382,14 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         if loss_obj.target_transform is not None:
             y, y_val = loss_obj.target_transform(y), loss_obj.target_transform(y_val)
     metric_names = _metrics.check(args["metrics"], data.task)
+    named_loss = not (callable(spec) and not isinstance(spec, _losses.Loss))
+    scaled = _target_scale(args["scale_target"], model, data.task, named_loss, y)
+    if scaled is not None:
+        mu, sigma = scaled[0].to(y.dtype), scaled[1].to(y.dtype)
+        raw_loss = loss_fn
+
+        def loss_fn(output: Tensor, target: Tensor) -> Tensor:  # both sides standardised
+            return raw_loss((output - mu) / sigma, (target - mu) / sigma)
 
     lr = args["lr"]
     auto = isinstance(lr, str) and lr == "auto"
@@ -405,6 +453,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     config = _config(args, data, model, loss_name, batch_size)
     if found is not None:
         config["resolved"]["lr"] = found.lr
+    if scaled is not None:
+        config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
     if run is not None:
         state.run_dir = run
         state.log_event = run.log_event
