@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from descend import losses as _losses
 from descend import metrics as _metrics
-from descend.errors import ConfigError
+from descend.errors import ConfigError, DataError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
@@ -50,6 +50,7 @@ from descend.train.setup import (
     PenaltySpec,
     check_int,
     check_number,
+    is_loader,
     make_optimizer,
     make_penalty,
     resolve_data,
@@ -146,13 +147,35 @@ def _check_arguments(args: dict[str, Any]) -> None:
     if args["threads"] != "auto":
         check_int("threads", args["threads"], none=True)
     v = args["validation"]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise ConfigError(f"validation: invalid validation={v!r}; expected a fraction in [0, 1)")
+    if v is not None and not is_loader(v) and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
+        raise ConfigError(f"validation: invalid validation={v!r}; expected a fraction in [0, 1), None or a loader")
     if args["task"] not in ("auto", *_losses.TASKS):
         raise ConfigError(f"task: unknown task {args['task']!r}; expected auto or one of {', '.join(_losses.TASKS)}")
     st = args["scale_target"]
     if not (isinstance(st, bool) or st == "auto"):
         raise ConfigError(f"scale_target: invalid scale_target={args['scale_target']!r}; expected 'auto', True or False")
+
+
+def _stream_batch(X_dtype: torch.dtype, y_dtype: torch.dtype, unsqueeze: bool,
+                  transform: Callable[[Tensor], Tensor] | None, n_classes: int | None) -> Callable[..., Any]:
+    """For a loader: a batch ``(X, y)`` as the loop needs it, converted as fit converts in-memory targets."""
+    from descend.train.setup import _pair
+
+    def batch(raw: Any, where: str) -> tuple[Tensor, Tensor, Tensor]:
+        """``(X, y for the loss, y for the metrics)``."""
+        X, y = _pair(raw, where)
+        y = y_metric = y.to(y_dtype)
+        if n_classes is not None and len(y) and int(y.max()) >= n_classes:
+            raise DataError(f"data: {where} holds class {int(y.max())}, but the model has {n_classes} outputs (the "
+                            "classes of the loader's first rows); expected a model built with out_features="
+                            f"{int(y.max()) + 1} or more, e.g. descend.models.MLP(in_features, n_classes)")  # fmt: skip
+        if unsqueeze:
+            y = y.unsqueeze(1)
+        if transform is not None:
+            y = transform(y)
+        return X.to(X_dtype), y, y_metric
+
+    return batch
 
 
 def _target_scale(
@@ -163,12 +186,13 @@ def _target_scale(
 
     if option is False:
         return None
-    why = ("the task is not regression" if task != "regression" else
+    why = ("the data is a loader (its target statistics are not known before training)" if option == "stream" else
+           "the task is not regression" if task != "regression" else
            "the loss is a custom callable (it expects the target's units)" if not named_loss else
            f"{type(model).__name__} is not a descend model (it cannot carry an output scale)"
            if not isinstance(model, Model) else None)  # fmt: skip
     if why is not None:
-        if option is True:
+        if option in (True, "stream"):
             raise ConfigError(f"scale_target: scale_target=True does not apply: {why}; expected 'auto' or False")
         return None
     assert isinstance(model, Model)
@@ -240,7 +264,7 @@ def fit(
     *,
     target: Any = None,
     task: str = "auto",
-    validation: float = 0.2,
+    validation: Any = None,
     loss: str | _losses.Loss | Callable[..., Any] | None = None,
     scale_target: bool | str = "auto",
     metrics: Sequence[str] | None = None,
@@ -277,8 +301,14 @@ def fit(
         model: a ``torch.nn.Module``, one of descend's models (sizes may be left out: they come from the data),
             or a name: ``"linear"``, ``"logistic"``, ``"softmax"``, ``"svm"``, ``"mlp"``.
         data: a prepared dataset (``descend.data.prepare``'s result) or anything it reads (a path, a DataFrame,
-            arrays, a tuple ``(X, y)``); ``target``, ``task`` and ``validation`` (a fraction in [0, 1)) are
-            passed on to it.
+            arrays, a tuple ``(X, y)``); ``target``, ``task`` and ``validation`` (a fraction in [0, 1); None:
+            0.2) are passed on to it. Data that does not fit in memory comes as a loader of ``(X, y)`` batches:
+            a ``torch.utils.data.DataLoader`` (reseeded each epoch from ``seed``, so a resumed run sees the same
+            batches) or a :class:`descend.data.LoaderBatches`; it must know its length. ``validation`` is then a
+            loader of validation batches, or None. The task is read from its first rows (float targets:
+            regression; integer 0/1: binary; other integers: class indices), unless ``task`` says; its first
+            2,048 rows also serve ``lr="auto"`` and the sharpness monitor. ``batch_size`` is the loader's,
+            ``scale_target`` does not apply, and second-order optimizers (full batch) are refused.
         loss: a name (mse, mae, huber, bce, cross_entropy, hinge), a :class:`descend.losses.Loss`, or a callable
             ``(output, target) -> scalar``; default: the model's (hinge for LinearSVM) or the task's.
         scale_target: for regression, train on the standardised target :math:`(y - \\mu) / \\sigma` (the
@@ -356,6 +386,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     param = next(model.parameters())
     X_dtype = param.dtype if param.is_floating_point() else torch.float32
     data.X, data.X_val = data.X.to(X_dtype), data.X_val.to(X_dtype)
+    y_dtype = torch.long if data.task == "multiclass" else X_dtype
     if data.task == "multiclass":
         data.y, data.y_val = data.y.long(), data.y_val.long()
     else:
@@ -377,13 +408,22 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         with torch.no_grad():
             probe = model(data.X[:2])
         model.train(was_training)
-        if _losses.check_output(tuple(probe.shape), tuple(y.shape), data.task, data.n_classes):
+        unsqueeze = _losses.check_output(tuple(probe.shape), tuple(y.shape), data.task, data.n_classes)
+        if unsqueeze:
             y, y_val = y.unsqueeze(1), y_val.unsqueeze(1)
         if loss_obj.target_transform is not None:
             y, y_val = loss_obj.target_transform(y), loss_obj.target_transform(y_val)
     metric_names = _metrics.check(args["metrics"], data.task)
     named_loss = not (callable(spec) and not isinstance(spec, _losses.Loss))
-    scaled = _target_scale(args["scale_target"], model, data.task, named_loss, y)
+    if data.stream is not None:
+        transform = None if not named_loss else loss_obj.target_transform
+        shaped = named_loss and unsqueeze
+        classes = int(probe.shape[1]) if named_loss and data.task == "multiclass" else None  # the model's outputs
+        data.batch = _stream_batch(X_dtype, y_dtype, shaped, transform, classes)
+    option = args["scale_target"]
+    if data.stream is not None:
+        option = "stream" if option is True else False
+    scaled = _target_scale(option, model, data.task, named_loss, y)
     if scaled is not None:
         mu, sigma = scaled[0].to(y.dtype), scaled[1].to(y.dtype)
         raw_loss = loss_fn
@@ -408,6 +448,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         accumulate=args["accumulate"],
     )
     closure = closure_convention(optimizer)
+    if closure is not None and data.stream is not None:
+        raise ConfigError(f"optimizer: {type(optimizer).__name__} steps on the whole training set, which a loader does "
+                          "not hold; expected a first-order optimizer (sgd, momentum, adam, ...) or in-memory data")  # fmt: skip
     if closure is not None and args["batch_size"] != "full" and args["batch_size"] < len(data.X):
         raise ConfigError(
             f"batch_size: {type(optimizer).__name__} steps on the whole training set (its step re-evaluates the "
@@ -432,11 +475,11 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
 
         if closure is not None:
             raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
-        n_batches = math.ceil(len(data.X) / batch_size)
+        n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
         planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
         found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
                         penalty=penalty)  # fmt: skip
-    callbacks = _callbacks(args, len(data.X_val) > 0, run)
+    callbacks = _callbacks(args, len(data.X_val) > 0 or data.val_stream is not None, run)
     if args["diagnostics"]:
         from descend.inspect.diagnostics import default_callbacks, training_loss
 
@@ -490,8 +533,9 @@ def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, b
         "resolved": {"loss": loss_name, "batch_size": batch_size, "task": data.task},
         "data": {
             "source": args["data"] if isinstance(args["data"], (str, os.PathLike)) else type(args["data"]).__name__,
-            "n_train": len(data.X),
-            "n_val": len(data.X_val),
+            "n_train": len(data.X) if data.stream is None else None,
+            "n_val": len(data.X_val) if data.val_stream is None else None,
+            "n_batches": len(data.stream) if data.stream is not None else None,
             "n_features": data.n_features,
             "n_classes": data.n_classes,
             "fingerprint": float(data.X.double().sum()),

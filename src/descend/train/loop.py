@@ -70,10 +70,14 @@ class Loop:
         self.loss_threshold, self.tol, self.n_iter_no_change = loss_threshold, tol, n_iter_no_change
         self.callbacks = callbacks
         self.n = len(data.X)
-        self.full = batch_size >= self.n
-        n_batches = 1 if self.full else math.ceil(self.n / batch_size)
+        self.batches: Any
+        if data.stream is not None:  # a loader: its batches, in its order (reseeded per epoch)
+            self.full, n_batches, self.batches = False, len(data.stream), data.stream
+        else:
+            self.full = batch_size >= self.n
+            n_batches = 1 if self.full else math.ceil(self.n / batch_size)
+            self.batches = None if self.full else Batches(self.n, batch_size, seed=seed)
         self.state = TrainState(model=model, optimizer=optimizer, task=data.task, epochs=epochs, n_batches=n_batches)
-        self.batches = None if self.full else Batches(self.n, batch_size, seed=seed)
         self.loss_sum = torch.zeros((), dtype=y.dtype if y.is_floating_point() else data.X.dtype)
         self.grad_norm = math.nan
         self.no_change = 0
@@ -151,6 +155,7 @@ class Loop:
         s = self.state
         model, optimizer, loss_fn, penalty, set_lr = self.model, self.optimizer, self.loss_fn, self.penalty, self.set_lr
         X, y = self.data.X, self.y
+        stream = self.data.batch  # with a loader: raw batch -> (X, y)
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
         max_steps = self.max_steps if self.max_steps is not None else -1
         while s.stop is None and s.epoch < s.epochs:
@@ -174,6 +179,9 @@ class Loop:
                     if idx is None:
                         out = model(X)
                         loss = loss_fn(out, y)
+                    elif stream is not None:
+                        xb, yb, _ = stream(idx, f"batch {b} of epoch {s.epoch + 1}")
+                        loss = loss_fn(model(xb), yb)
                     else:
                         out = model(X.index_select(0, idx))
                         loss = loss_fn(out, y.index_select(0, idx))
@@ -257,6 +265,15 @@ class Loop:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         d = self.data
+        if d.val_stream is not None:  # a validation loader: every batch's outputs, then the same numbers
+            self.model.eval()
+            parts = [d.batch(raw, f"validation batch {k}") for k, raw in enumerate(d.val_stream)]
+            out = torch.cat([self.model(x) for x, _, _ in parts])
+            target, metric_target = torch.cat([t for _, t, _ in parts]), torch.cat([m for _, _, m in parts])
+            self.model.train()
+            row = {"val_loss": float(self.loss_fn(out, target))}
+            row.update({f"val_{k}": v for k, v in evaluate(out, metric_target, d.task, self.metrics).items()})
+            return row
         if len(d.X_val) == 0:
             return {}
         self.model.eval()

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from descend.errors import ConfigError, DataError
 
-__all__ = ["OPTIMIZERS", "TrainData", "make_optimizer", "make_penalty", "resolve_data"]
+__all__ = ["OPTIMIZERS", "TrainData", "is_loader", "make_optimizer", "make_penalty", "resolve_data"]
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "newton", "lbfgs")
 PenaltySpec = str | Sequence[str] | Callable[[str, Tensor], bool]
@@ -51,6 +51,12 @@ class TrainData:
     task: str
     n_classes: int | None
     prepared: Any = None
+    #: with a loader as the data: its batches (``X``, ``y`` above then hold a sample of its first rows)
+    stream: Any = None
+    #: the validation loader (re-iterable), with a loader as the data
+    val_stream: Any = None
+    #: with a loader: ``(raw batch, where) -> (X, y)`` converted as fit converts in-memory data (set by fit)
+    batch: Any = None
 
     @property
     def n_features(self) -> int:
@@ -62,9 +68,77 @@ class TrainData:
         return 1 if self.y.dim() == 1 else int(self.y.shape[1])
 
 
-def resolve_data(data: Any, *, target: Any, task: str, validation: float, seed: int) -> TrainData:
-    """Accept a prepared dataset (anything with ``X_train``, ``y_train``, ``X_val``, ``y_val``, ``task``) or
-    anything :func:`descend.data.prepare` reads (a path, a DataFrame, arrays, a tuple ``(X, y)``)."""
+def is_loader(data: Any) -> bool:
+    """A ``torch.utils.data.DataLoader`` or a :class:`descend.data.LoaderBatches` (data that need not fit in memory)."""
+    from descend.data.batching import LoaderBatches
+
+    return isinstance(data, (torch.utils.data.DataLoader, LoaderBatches))
+
+
+#: with a loader, task inference, lr="auto" and the sharpness monitor use this many of its first rows
+SAMPLE_ROWS = 2048
+
+
+def _pair(batch: Any, where: str) -> tuple[Tensor, Tensor]:
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2
+            and all(isinstance(t, Tensor) for t in batch)):  # fmt: skip
+        raise DataError(f"data: {where} is a {type(batch).__name__}; expected a pair (X, y) of tensors")
+    X, y = batch
+    if X.dim() != 2 or len(X) != len(y) or len(X) == 0:
+        raise DataError(f"data: {where} has X of shape {tuple(X.shape)} and y of shape {tuple(y.shape)}; expected "
+                        "X (rows, features) and y with as many rows")  # fmt: skip
+    return X, y
+
+
+def _stream_data(data: Any, task: str, validation: Any, seed: int) -> TrainData:
+    from descend.data.batching import LoaderBatches
+
+    stream = data if isinstance(data, LoaderBatches) else LoaderBatches(data, seed=seed)
+    try:
+        n_batches = len(stream)
+    except TypeError:
+        raise ConfigError(f"data: the loader ({type(stream.loader).__name__}) does not know its length; expected a "
+                          "DataLoader whose dataset has __len__, or a list of batches") from None  # fmt: skip
+    if n_batches == 0:
+        raise DataError("data: the loader yields no batches")
+    if validation is not None and not is_loader(validation) and validation != 0:
+        raise ConfigError(f"validation: invalid validation={validation!r} with a loader as the data (a fraction "
+                          "cannot split a stream); expected a loader of validation batches, 0 or None")  # fmt: skip
+    val = None
+    if is_loader(validation):
+        val = validation.loader if isinstance(validation, LoaderBatches) else validation
+    if isinstance(stream.loader, torch.utils.data.DataLoader) and stream.seed is not None:
+        assert stream.loader.generator is not None
+        stream.loader.generator.manual_seed(stream.seed)  # the sample: the first epoch's first batches
+    xs, ys, rows = [], [], 0
+    for k, batch in enumerate(stream.loader):
+        X, y = _pair(batch, f"batch {k} of the loader")
+        xs.append(X)
+        ys.append(y)
+        rows += len(X)
+        if rows >= SAMPLE_ROWS:
+            break
+    X, y = torch.cat(xs)[:SAMPLE_ROWS], torch.cat(ys)[:SAMPLE_ROWS]
+    if task == "auto":
+        if y.is_floating_point():
+            task = "regression"
+        else:
+            task = "binary" if set(torch.unique(y).tolist()) <= {0, 1} else "multiclass"
+    n_classes = int(y.max()) + 1 if task == "multiclass" else None
+    return TrainData(X, y, X[:0], y[:0], task, n_classes, None, stream=stream, val_stream=val)
+
+
+def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: int) -> TrainData:
+    """Accept a prepared dataset (anything with ``X_train``, ``y_train``, ``X_val``, ``y_val``, ``task``),
+    anything :func:`descend.data.prepare` reads (a path, a DataFrame, arrays, a tuple ``(X, y)``), or a loader of
+    ``(X, y)`` batches (a DataLoader or :class:`descend.data.LoaderBatches`; ``validation`` then a loader too)."""
+    if is_loader(data):
+        return _stream_data(data, task, validation, seed)
+    if is_loader(validation):
+        raise ConfigError("validation: a loader of validation batches goes with a loader as the data; expected a "
+                          "fraction in [0, 1) for this data")  # fmt: skip
+    if validation is None:
+        validation = 0.2
     prepared = data
     if not hasattr(data, "X_train"):
         import descend.data
