@@ -86,8 +86,11 @@ def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> 
         raise ModelFolderError(
             f"landscape: the run in {str(run.path)!r} does not record its data file; pass --data FILE --target COL"
         )
-    args = run.config.get("arguments", {})
-    options = {"validation": args.get("validation", 0.2), "seed": int(run.config.get("seed", 0) or 0),
+    # The split the run trained on: the command line records its fraction in command.json; fit records its
+    # argument, where None (or a number left out) means its default of 0.2.
+    recorded = command.get("validation", run.config.get("arguments", {}).get("validation"))
+    validation = recorded if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) else 0.2
+    options = {"validation": validation, "seed": int(run.config.get("seed", 0) or 0),
                "scale": command.get("scale", "standard")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
