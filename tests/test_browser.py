@@ -76,6 +76,19 @@ def console_messages(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
 
 
+def test_console_messages_are_caught(tmp_path: Path) -> None:
+    """The "no console messages" checks below mean something: on a page that logs an error and throws, the same
+    screenshot run and the same filter find both."""
+    page = tmp_path / "noisy" / "report.html"
+    page.parent.mkdir()
+    page.write_text('<!DOCTYPE html><html><body><p>noisy</p><script>console.error("descend-console-probe-1");'
+                    'throw new Error("descend-console-probe-2");</script></body></html>')
+    _, stderr = screenshot(tmp_path, page)
+    found = console_messages(stderr)
+    assert any("descend-console-probe-1" in line for line in found), stderr[-3000:]
+    assert any("descend-console-probe-2" in line for line in found), stderr[-3000:]
+
+
 def check_screenshot(pixels: np.ndarray) -> None:
     assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1000
     not_white = np.any(pixels < 0.95, axis=2).mean()
