@@ -122,20 +122,23 @@ class Checkpoint(Callback):
 
 class Recorder(Callback):
     """Append each epoch's row to ``metrics.csv`` in the run folder; with ``steps=True`` also the loss and
-    learning rate of every step to ``steps.csv`` (collected as tensors, written once per epoch)."""
+    learning rate of every step to ``steps.csv`` (collected as tensors, written once per epoch). The rate is the
+    optimizer's after the step, read as ``metrics.csv``'s ``lr`` column is."""
 
     def __init__(self, *, steps: bool = False) -> None:
         self.steps = steps
         self._losses: list[Any] = []
+        self._lrs: list[float] = []
         self._first_step = 0
 
     def on_epoch_start(self, state: TrainState) -> None:
-        self._losses = []
+        self._losses, self._lrs = [], []
         self._first_step = state.step
 
     def on_step_end(self, state: TrainState) -> None:
         if self.steps and state.loss is not None:
             self._losses.append(state.loss.detach())
+            self._lrs.append(float(state.optimizer.param_groups[0]["lr"]))  # after the step, as metrics.csv's lr
 
     def on_epoch_end(self, state: TrainState) -> None:
         run = state.run_dir
@@ -147,8 +150,8 @@ class Recorder(Callback):
 
             values = torch.stack(self._losses).tolist()
             first = state.step - len(values)
-            run.append_steps([(first + i + 1, state.epoch, v) for i, v in enumerate(values)])
-        self._losses = []
+            run.append_steps([(first + i + 1, state.epoch, v, lr) for i, (v, lr) in enumerate(zip(values, self._lrs))])
+        self._losses, self._lrs = [], []
 
 
 class ProgressBar(Callback):

@@ -64,15 +64,21 @@ def jsonable(value: Any) -> Any:
 
 def environment() -> dict[str, str]:
     """Versions of Python, the libraries that decide the numbers, and the machine."""
-    import numpy
+    from importlib.metadata import PackageNotFoundError, version
 
     from descend import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {
         "descend": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        **{name: installed(name) for name in ("numpy", "pandas", "pyarrow", "scikit-learn", "safetensors")},
         "platform": platform.platform(),
         "machine": platform.machine(),
         "torch_threads": str(torch.get_num_threads()),
@@ -147,13 +153,13 @@ class RunFolder:
         for row in rows:
             self.append_metrics(row)
 
-    def append_steps(self, rows: list[tuple[int, int, float]]) -> None:
+    def append_steps(self, rows: list[tuple[int, int, float, float]]) -> None:
         path = self.path / "steps.csv"
         new = not path.exists()
         with open(path, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(["step", "epoch", "loss"])
+                writer.writerow(["step", "epoch", "loss", "lr"])
             writer.writerows(rows)
 
     # checkpoints
