@@ -46,9 +46,6 @@ ALL_SKIPPED = {
 # Modules with an example that fails, and why. Marked as a strict expected failure, so the test reports it on
 # every run and fails once the example is fixed (then remove the entry). The docstrings are not ours to edit here.
 KNOWN_FAILURES = {
-    # With torch.manual_seed(0), full-batch SGD at lr=0.1 on the unseeded 64-row example reaches loss 1.6e-9 after
-    # the default 100 epochs, not the loss_threshold 1e-10 the example promises (seeds 1-5 reach it in 63-77).
-    "descend.train.fit": "fit's example is seed-dependent: stops at max_epochs with torch.manual_seed(0)",
 }
 
 

@@ -13,12 +13,14 @@ stochastic, ``n`` mini-batch.
 Example:
     >>> import torch, descend
     >>> from types import SimpleNamespace
-    >>> X = torch.randn(64, 3); y = X @ torch.tensor([1.0, -2.0, 0.5])
+    >>> X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)); y = X @ torch.tensor([1.0, -2.0, 0.5])
     >>> data = SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None, task="regression")
-    >>> result = descend.fit("linear", data, optimizer="sgd", lr=0.1, batch_size="full", loss_threshold=1e-10)
+    >>> result = descend.fit("linear", data, optimizer="sgd", lr=0.1, batch_size="full", loss_threshold=1e-10,
+    ...                      epochs=1000)
     >>> result.converged, result.stop_reason
     (True, 'loss_threshold')
-    >>> [round(w, 3) for w in result.model.net.weight.detach()[0].tolist()]
+    >>> slopes = result.model(torch.eye(3)) - result.model(torch.zeros(1, 3))  # in y's units
+    >>> [round(w, 3) for w in slopes[:, 0].tolist()]
     [1.0, -2.0, 0.5]
 """
 
