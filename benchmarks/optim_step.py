@@ -27,6 +27,7 @@ def contenders(algo: str) -> dict[str, Factory]:
         return {
             "descend (default)": lambda ps: D.Adam(ps, lr=1e-3),
             "descend (readable)": lambda ps: D.Adam(ps, lr=1e-3, compile=False),
+            "descend (compiled)": lambda ps: D.Adam(ps, lr=1e-3, compile=True),
             "torch default": lambda ps: torch.optim.Adam(ps, lr=1e-3),
             "torch foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
             "torch fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
@@ -34,6 +35,7 @@ def contenders(algo: str) -> dict[str, Factory]:
     return {
         "descend (default)": lambda ps: D.SGD(ps, lr=1e-3, momentum=0.9),
         "descend (readable)": lambda ps: D.SGD(ps, lr=1e-3, momentum=0.9, compile=False),
+        "descend (compiled)": lambda ps: D.SGD(ps, lr=1e-3, momentum=0.9, compile=True),
         "torch default": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9),
         "torch foreach": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, foreach=True),
         "torch fused": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, fused=True),
