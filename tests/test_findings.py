@@ -1,25 +1,34 @@
-"""Findings: each rule raised by a constructed failure, and no rule raised on ten healthy runs.
+"""Findings: each rule raised by a constructed failure, and no rule raised on eleven healthy runs.
 
 Provoked runs go through descend.fit with a HealthMonitor (every 10 steps) and the Findings callback; healthy runs
 through fit's default diagnostics (result.findings). A provoked run must raise its rule (others may come along: a
 dead layer also starves earlier layers of gradient); a healthy run must raise none. The rules' thresholds are in
-descend.inspect.findings.
+descend.inspect.findings. Where a finding reports numbers, the test recomputes them from an independent source:
+the history (over-fitting's epoch, a diverged run's losses), the exact Hessian (torch.func.hessian, eigvalsh) for
+sharpness, the parameters recorded around each step for update ratios.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import math
+import statistics
 import warnings
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, make_circles
 from torch import nn
+from torch.func import functional_call, hessian
 
 from descend.data.datasets import load_dataset
 from descend.inspect.findings import Finding, Findings, diagnose
 from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
-from descend.train import fit
+from descend.train import Callback, DivergenceGuard, FitResult, TrainState, fit
 
 
 def mlp(d_in: int, width: int, depth: int, act: type[nn.Module], *, scale: float = 1.0, seed: int = 0) -> nn.Module:
@@ -37,13 +46,17 @@ def mlp(d_in: int, width: int, depth: int, act: type[nn.Module], *, scale: float
     return model
 
 
-def run(model, data, **options) -> list[Finding]:
+def watched(model, data, **options) -> tuple[list[Finding], FitResult]:
     health = HealthMonitor(every=10)
     findings = Findings(health=health)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit(model, data, callbacks=[health, findings], progress=False, seed=0, **options)
-    return findings.findings
+        result = fit(model, data, callbacks=[health, findings], progress=False, seed=0, **options)
+    return findings.findings, result
+
+
+def run(model, data, **options) -> list[Finding]:
+    return watched(model, data, **options)[0]
 
 
 def dead_relu_net() -> nn.Module:
@@ -53,9 +66,15 @@ def dead_relu_net() -> nn.Module:
     return model
 
 
+def over_fitting_run() -> tuple[list[Finding], FitResult]:
+    """A wide MLP on 40 training rows, full batch, 150 epochs: it memorises them."""
+    x, y = load_breast_cancer(return_X_y=True)
+    return watched(mlp(30, 256, 2, nn.ReLU), (x[:80], y[:80]), epochs=150, lr=1e-3, validation=0.5,
+                   early_stopping=False, batch_size="full", loss="bce")
+
+
 def provoked(rule: str):
     bc = load_dataset("breast_cancer")
-    x, y = load_breast_cancer(return_X_y=True)
     cases = {
         "vanishing_gradients": lambda: run(mlp(30, 32, 10, nn.Sigmoid), bc, epochs=3, optimizer="sgd", lr=0.01,
                                            loss="bce"),
@@ -65,8 +84,7 @@ def provoked(rule: str):
         # without the divergence guard, which would roll back and shrink the lr (the guard_* events say so)
         "lr_too_high": lambda: run("mlp", bc, epochs=5, optimizer="sgd", lr=50.0, guard=False),
         "lr_too_low": lambda: run("mlp", bc, epochs=3, optimizer="sgd", lr=1e-7),
-        "over_fitting": lambda: run(mlp(30, 256, 2, nn.ReLU), (x[:80], y[:80]), epochs=150, lr=1e-3, validation=0.5,
-                                    early_stopping=False, batch_size="full", loss="bce"),
+        "over_fitting": lambda: over_fitting_run()[0],
         "under_fitting": lambda: run("logistic", make_circles(400, noise=0.05, factor=0.5, random_state=0),
                                      epochs=60, lr=0.05),
         # tiny weights: a saddle at the origin, escaped after ~350 full-batch steps
@@ -90,11 +108,36 @@ def test_each_rule_is_raised_by_its_constructed_failure(rule: str) -> None:
     assert f.step is not None or f.epoch is not None
 
 
+def test_over_fitting_names_the_epoch_validation_loss_turned() -> None:
+    # Oracle: the history. The turn is the epoch of the last new low of the validation loss (a running minimum,
+    # scanned in the test); from there the validation loss climbs (least-squares slope > 0, ending >= 1.2x) while
+    # the training loss falls (slope < 0), and before it the validation loss fell.
+    findings, result = over_fitting_run()
+    (f,) = [f for f in findings if f.rule == "over_fitting"]
+    val = [row["val_loss"] for row in result.history]
+    train = [row["loss"] for row in result.history]
+    turn, low = 0, math.inf
+    for i, v in enumerate(val):
+        if v < low:
+            turn, low = i, v
+    epoch = int(result.history[turn]["epoch"])
+    assert f.epoch == f.evidence["best_epoch"] == epoch
+    assert f.evidence["best_val_loss"] == val[turn] and f.evidence["last_val_loss"] == val[-1]
+    after = np.arange(len(val) - turn)
+    assert np.polyfit(after, val[turn:], 1)[0] > 0 > np.polyfit(after, train[turn:], 1)[0]
+    assert np.polyfit(np.arange(turn + 1), val[: turn + 1], 1)[0] < 0
+    assert val[-1] >= 1.2 * val[turn] and train[-1] < train[turn]
+    assert 5 < epoch < len(val) - 5  # a turn inside the run, not at either end
+
+
 # Healthy runs on five built-in datasets, through fit's own diagnostics (health every 25 steps, sharpness every
-# 1000 on a fixed training batch, findings): the runs of 1000 and 1035 steps include a sharpness measurement; the
-# full-batch ones (Newton, L-BFGS, plain gradient descent) stop on the tolerance rule at the optimum.
+# 1000 on a fixed training batch, findings): the runs of 1000, 1035 and 1080 (batch size 1) steps include a
+# sharpness measurement; the full-batch ones (Newton, L-BFGS, plain gradient descent) stop on the tolerance rule
+# at the optimum.
 HEALTHY = {
     "iris mlp": ("mlp", "iris", {"epochs": 250, "lr": 0.01}),
+    # `descend train iris.csv --target species --batch-size 1 --epochs 9`: one row a step, the CLI's defaults
+    "iris mlp batch 1": ("mlp", "iris", {"batch_size": 1, "epochs": 9}),
     "wine mlp": ("mlp", "wine", {"epochs": 60}),
     "breast_cancer logistic": ("logistic", "breast_cancer", {"epochs": 60, "lr": 0.01}),
     "digits mlp": ("mlp", "digits", {"epochs": 23}),
@@ -158,3 +201,175 @@ def test_rules_on_constructed_rows() -> None:
     rising = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 1.2}]
     assert [f.rule for f in diagnose(rising)] == ["lr_too_high"]
     assert [f.rule for f in diagnose([*rising[:1], {"epoch": 2, "loss": 1.09}])] == []
+
+
+class Params(Callback):
+    """The parameters after every step (run after the monitors, so they are the ones the monitors measured)."""
+
+    def __init__(self) -> None:
+        self.after: dict[int, list[torch.Tensor]] = {}
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self.after[state.step] = [p.detach().clone() for p in state.model.parameters()]
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.after[state.step] = [p.detach().clone() for p in state.model.parameters()]
+
+
+def as_function(model: nn.Module, x: torch.Tensor):
+    """``theta -> model(x)`` in float64, theta the parameters flattened in ``model.parameters()`` order."""
+    model = copy.deepcopy(model).double()
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def out(theta: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(theta, [s.numel() for s in shapes])
+        return functional_call(model, {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes)}, (x.double(),))
+
+    return out
+
+
+def flat(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.reshape(-1) for p in params]).double()
+
+
+def test_lr_too_high_on_sharpness_above_the_edge() -> None:
+    # Full-batch gradient descent on a small tanh MLP at lr = 2.5 x 2/lambda_max: the step overshoots along the
+    # sharpest direction by 4x a step. The targets are the start's outputs plus a residual orthogonal to the
+    # sharpest output direction (the top left singular vector of the Jacobian), so the loss first falls, along
+    # the flat directions, and over 4 epochs ends below 1.1x the first: only the sharpness shows the danger.
+    # Oracle: the exact Hessian of the loss at each recorded step's parameters (torch.func.hessian, float64),
+    # its top eigenvalue (eigvalsh), against the records and the finding's evidence.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+    out = as_function(model, x)
+    theta0 = flat([p.detach() for p in model.parameters()])
+    u1 = torch.linalg.svd(torch.func.jacrev(lambda t: out(t).squeeze(1))(theta0), full_matrices=False)[0][:, 0]
+    r0 = torch.sin(2 * x[:, 0]).double() + 0.3 * x[:, 1].double() - out(theta0).squeeze(1)
+    y = (out(theta0).squeeze(1) + r0 - (u1 @ r0) * u1).float().unsqueeze(1).detach()
+
+    def top_eigenvalue(theta: torch.Tensor) -> float:
+        H = hessian(lambda t: (out(t) - y.double()).pow(2).mean())(theta)
+        return float(torch.linalg.eigvalsh(H)[-1])
+
+    lr = 2.5 * 2 / top_eigenvalue(theta0)
+    curvature = SharpnessMonitor(lambda: (model(x) - y).pow(2).mean(), every=1)
+    findings, params = Findings(sharpness=curvature), Params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(model, (x, y), epochs=4, optimizer="sgd", lr=lr, batch_size="full", validation=0.0, tol=None,
+                     guard=False, diagnostics=False, progress=False, callbacks=[curvature, findings, params])
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] <= 1.1 * losses[0] and all(math.isfinite(v) for v in losses)  # the loss alone says nothing
+    records = curvature.records
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for r in records:
+        exact = top_eigenvalue(flat(params.after[r["step"]]))
+        assert r["sharpness"] == pytest.approx(exact, rel=1e-3)
+        assert r["threshold"] == pytest.approx(2 / lr) and r["ratio"] == pytest.approx(exact * lr / 2, rel=1e-3)
+        assert exact * lr / 2 > 2  # above twice the edge at every recorded step
+    (f,) = [f for f in findings.findings if f.rule == "lr_too_high"]
+    last = records[-1]
+    assert f.step == last["step"] == 4
+    assert f.evidence == {"sharpness": last["sharpness"], "threshold": last["threshold"]}
+    assert f"{last['sharpness']:.4g}" in f.message and "2/lr" in f.message
+
+
+def test_lr_too_high_on_large_oscillating_updates() -> None:
+    # Full-batch gradient descent with the Huber loss on a line, lr = 5/lambda_max (2.5 x the quadratic edge):
+    # near the optimum the loss is quadratic and the step overshoots; beyond delta it is linear and the step is
+    # bounded, so the descent settles into a 2-cycle: the bias jumps across zero each step (update ratio ~2.5, the
+    # weight's ~0.003, median 1.2), the loss alternates between 1.77 and 2.2. Started far away (weight 20), the
+    # loss ends below the first epoch's, never non-finite, and no sharpness is measured: only the update ratios
+    # and the oscillation show it.
+    # Oracle: the ratios recomputed from the parameters recorded before and after each measured step
+    # (||theta_t - theta_{t-1}|| / ||theta_{t-1}||, per tensor), the rises counted on the history.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 1, generator=g)
+    y = 0.5 * x + 0.3 + 0.2 * torch.randn(200, 1, generator=g)
+    A = torch.cat([x, torch.ones_like(x)], 1)
+    lam = float(torch.linalg.eigvalsh(A.T @ A / len(x))[-1])  # the Hessian of the quadratic part of the loss
+    model = nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(20.0)
+        model.bias.fill_(0.0)
+    health, params = HealthMonitor(every=1), Params()
+    findings = Findings(health=health)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(model, (x, y), loss="huber", epochs=40, optimizer="sgd", lr=2.5 * 2 / lam, batch_size="full",
+                     validation=0.0, tol=None, guard=False, diagnostics=False, progress=False,
+                     callbacks=[health, findings, params])
+    losses = [row["loss"] for row in result.history]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] <= 1.1 * losses[0]
+    rises = sum(b > 1.05 * a for a, b in itertools.pairwise(losses[-10:]))
+    assert rises >= 3
+    for r in health.records[-3:]:
+        before, after = params.after[r["step"] - 1], params.after[r["step"]]
+        exact = {name: float((b - a).norm() / a.norm()) for name, a, b in zip(("weight", "bias"), before, after)}
+        assert r["update_ratio"] == pytest.approx(exact, rel=1e-5)
+        assert statistics.median(exact.values()) > 0.1
+    (f,) = [f for f in findings.findings if f.rule == "lr_too_high"]
+    last = health.records[-1]
+    assert f.step == last["step"] == 40
+    assert f.evidence == {"median_update_ratio": pytest.approx(statistics.median(last["update_ratio"].values())),
+                          "rises": rises}
+    assert f"in {rises} of the last 9 epochs" in f.message
+
+
+def lr_too_high(findings: list[Finding]) -> Finding:
+    (f,) = [f for f in findings if f.rule == "lr_too_high"]
+    return f
+
+
+def test_lr_too_high_says_non_finite_only_when_a_loss_was() -> None:
+    # Constructed rows: a nan at epoch 3 is named as such, with its epoch; a run stopped as diverged with every
+    # loss finite (the divergence guard out of retries) is not called non-finite, and its evidence is the history's.
+    rows = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}, {"epoch": 3, "loss": math.nan}]
+    f = lr_too_high(diagnose(rows, stop_reason="diverged"))
+    assert f.epoch == 3 and "non-finite (nan) at epoch 3: the descent diverged" in f.message
+    assert math.isnan(f.evidence["loss"]) and f.evidence["stop_reason"] == "diverged"
+    finite = [*rows[:2], {"epoch": 3, "loss": 0.9}]
+    f = lr_too_high(diagnose(finite, stop_reason="diverged"))
+    assert not f.message.startswith("The training loss became non-finite")
+    assert "every epoch's training loss was finite" in f.message and "fell to 0.5 (epoch 2)" in f.message
+    assert f.evidence == {"stop_reason": "diverged", "first_loss": 1.0, "lowest_loss": 0.5, "lowest_epoch": 2,
+                          "last_loss": 0.9}
+    assert f.epoch == 3
+
+
+def test_lr_too_high_on_a_provoked_non_finite_loss() -> None:
+    # Plain SGD at lr 50 without the guard: the loss overflows. The epoch named is the history's first non-finite one.
+    findings, result = watched("mlp", load_dataset("breast_cancer"), epochs=5, optimizer="sgd", lr=50.0, guard=False)
+    first = next(int(row["epoch"]) for row in result.history if not math.isfinite(row["loss"]))
+    f = lr_too_high(findings)
+    assert f.epoch == first and f"at epoch {first}" in f.message and "non-finite" in f.message
+
+
+def test_lr_too_high_when_the_guard_runs_out_on_a_rising_loss() -> None:
+    # Full-batch gradient descent on least squares at lr = 1.02 x 2/lambda_max: the error along the sharpest
+    # direction grows by 1.04 a step, the loss never spikes (x1.5 over 10 steps) but climbs; the guard, allowed no
+    # retry, stops the run as diverged on the rising rule. Every epoch's loss is finite, and the finding says so,
+    # with the lowest and last losses of the history.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 3, generator=g) * torch.tensor([1.0, 2.0, 0.5])
+    y = X @ torch.tensor([1.0, -1.0, 2.0]) + 0.1 * torch.randn(200, generator=g)
+    A = torch.cat([X, torch.ones(200, 1)], 1).double()
+    lam = float(torch.linalg.eigvalsh(2 / 200 * A.T @ A)[-1])  # the Hessian of the mean squared error
+    data = SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None, task="regression")  # as given: unscaled
+    guard = DivergenceGuard(max_retries=0)
+    findings, result = watched("linear", data, loss="mse", epochs=400, optimizer="sgd", lr=1.02 * 2 / lam,
+                               batch_size="full", tol=None, guard=guard, scale_target=False)
+    assert result.stop_reason == "diverged"
+    assert [e["event"] for e in guard.events] == ["guard_stop"] and guard.events[0]["reason"] == "rising"
+    losses = [row["loss"] for row in result.history]
+    assert all(math.isfinite(v) for v in losses)
+    low = int(np.argmin(losses))
+    f = lr_too_high(findings)
+    assert not f.message.startswith("The training loss became non-finite")
+    assert "every epoch's training loss was finite" in f.message
+    assert f.evidence == {"stop_reason": "diverged", "first_loss": losses[0], "lowest_loss": losses[low],
+                          "lowest_epoch": low + 1, "last_loss": losses[-1]}
+    assert f.epoch == len(losses) and f"ended at {losses[-1]:.4g}" in f.message

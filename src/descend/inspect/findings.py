@@ -14,7 +14,8 @@ exploding_gradients     a non-finite gradient norm; or first layer's > 1e4 x the
                         norm > 1e3 x the parameters' norm, on every recent record; or the global gradient norm
                         grew to > 1e3 x its first measured value
 dead_relus              a ReLU layer has >= 50% units that are never positive on the batch, every recent record
-lr_too_high             the loss became non-finite or the run diverged; or the last epoch's training loss is
+lr_too_high             an epoch's loss is non-finite, or the run stopped as diverged (with finite losses: the
+                        divergence guard ran out of rollbacks); or the last epoch's training loss is
                         > 1.1 x the first's; or sharpness > 2 x its threshold on every recent record (for Adam
                         the preconditioned sharpness and its threshold); or the median update ratio > 0.1 on
                         every recent record while the loss rose by > 5% in at least 3 of the last 10 epochs
@@ -159,12 +160,38 @@ def _stability(record: dict[str, Any]) -> tuple[float, float, float]:
     return float(record["sharpness"]), float(record["threshold"]), float(record["ratio"])
 
 
+def _stopped_as_diverged(rows: Rows, fix: str) -> Finding:
+    """The run stopped as diverged with every epoch's loss finite: the divergence guard ran out of rollbacks
+    (``fit``'s loop stops as diverged only on a non-finite epoch loss; the guard reports an epoch's loss over the
+    steps it kept)."""
+    if not rows:
+        return Finding("lr_too_high", "The run stopped as diverged before its first epoch ended.", fix,
+                       {"stop_reason": "diverged"})
+    losses = [float(r["loss"]) for r in rows]
+    low = min(range(len(losses)), key=losses.__getitem__)
+    last = int(rows[-1]["epoch"])
+    return Finding(
+        "lr_too_high",
+        f"The run stopped as diverged at epoch {last} though every epoch's training loss was finite: it fell to "
+        f"{losses[low]:.4g} (epoch {int(rows[low]['epoch'])}) and ended at {losses[-1]:.4g}. That is how the "
+        "divergence guard stops a run: it saw a loss that was non-finite, spiked or kept rising, and rolled back to "
+        "its last good state with a smaller learning rate until it ran out of retries (its guard_stop event says "
+        "which, its guard_rollback events when).", fix,
+        {"stop_reason": "diverged", "first_loss": losses[0], "lowest_loss": losses[low],
+         "lowest_epoch": int(rows[low]["epoch"]), "last_loss": losses[-1]}, epoch=last,
+    )
+
+
 def lr_too_high(rows: Rows, health: Records, curvature: Records, stop: str | None) -> Finding | None:
     fix = "divide the learning rate by 10 (or run the learning-rate range test), or add gradient clipping."
     bad = next((r for r in rows if not math.isfinite(float(r["loss"]))), None)
-    if stop == "diverged" or bad is not None:
-        return Finding("lr_too_high", "The training loss became non-finite: the descent diverged.", fix,
-                       {"stop_reason": stop}, epoch=int(bad["epoch"]) if bad else None)
+    if bad is not None:
+        return Finding("lr_too_high",
+                       f"The training loss became non-finite ({float(bad['loss'])}) at epoch {int(bad['epoch'])}"
+                       f"{': the descent diverged' if stop == 'diverged' else ''}.", fix,
+                       {"loss": float(bad["loss"]), "stop_reason": stop}, epoch=int(bad["epoch"]))
+    if stop == "diverged":
+        return _stopped_as_diverged(rows, fix)
     if len(rows) >= 2 and rows[-1]["loss"] > 1.1 * rows[0]["loss"]:
         return Finding("lr_too_high",
                        f"The training loss rose from {rows[0]['loss']:.4g} (epoch 1) to {rows[-1]['loss']:.4g}.",
