@@ -1,4 +1,4 @@
-"""Findings: each rule raised by a constructed failure, and no rule raised on eleven healthy runs.
+"""Findings: each rule raised by a constructed failure, and no rule raised on twelve healthy runs.
 
 Provoked runs go through descend.fit with a HealthMonitor (every 10 steps) and the Findings callback; healthy runs
 through fit's default diagnostics (result.findings). A provoked run must raise its rule (others may come along: a
@@ -131,13 +131,14 @@ def test_over_fitting_names_the_epoch_validation_loss_turned() -> None:
 
 
 # Healthy runs on five built-in datasets, through fit's own diagnostics (health every 25 steps, sharpness every
-# 1000 on a fixed training batch, findings): the runs of 1000, 1035 and 1080 (batch size 1) steps include a
+# 1000 on a fixed training batch, findings): the runs of 1000, 1035, 1080 and 1278 (batch size 1) steps include a
 # sharpness measurement; the full-batch ones (Newton, L-BFGS, plain gradient descent) stop on the tolerance rule
 # at the optimum.
 HEALTHY = {
     "iris mlp": ("mlp", "iris", {"epochs": 250, "lr": 0.01}),
     # `descend train iris.csv --target species --batch-size 1 --epochs 9`: one row a step, the CLI's defaults
     "iris mlp batch 1": ("mlp", "iris", {"batch_size": 1, "epochs": 9}),
+    "wine mlp batch 1": ("mlp", "wine", {"batch_size": 1, "epochs": 9}),
     "wine mlp": ("mlp", "wine", {"epochs": 60}),
     "breast_cancer logistic": ("logistic", "breast_cancer", {"epochs": 60, "lr": 0.01}),
     "digits mlp": ("mlp", "digits", {"epochs": 23}),
