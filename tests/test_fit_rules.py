@@ -148,3 +148,21 @@ def test_config_records_the_versions_that_decide_the_numbers(tmp_path: Path) -> 
     assert env["torch"] == torch.__version__
     for name in ("numpy", "pandas", "pyarrow", "scikit-learn", "safetensors"):
         assert env[name] == version(name)
+
+
+def test_step_hooks_and_profiles_see_every_step() -> None:
+    # fit calls the optimizer's algorithm without torch's profiler annotation; hooks must still run around every
+    # step, and under a running profiler every step must still be annotated.
+    data = regression()
+    model = LinearRegression(4, 1).double()
+    opt = descend.optim.SGD(model.parameters(), lr=0.01)
+    seen: list[str] = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append("pre"))
+    opt.register_step_post_hook(lambda o, a, k: seen.append("post"))
+    result = descend.fit(model, data, optimizer=opt, batch_size=20, epochs=2, tol=None, progress=False)
+    assert seen == ["pre", "post"] * result.steps
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        again = descend.fit(LinearRegression(4, 1).double(), data, optimizer="sgd", batch_size=20, epochs=2, tol=None,
+                            progress=False, diagnostics=False)  # fmt: skip
+    steps = [e for e in prof.events() if e.name.startswith("Optimizer.step#")]
+    assert len(steps) == again.steps

@@ -35,7 +35,7 @@ STOPS = {
     "early_stopping": "early stopping: the validation loss stopped improving",
     "loss_threshold": "the training loss reached the threshold",
     "tolerance": "the training loss stopped changing (tolerance)",
-    "diverged": "the loss became non-finite: the descent diverged",
+    "diverged": "the descent diverged (a non-finite loss, or the divergence guard out of rollbacks; see the events)",
 }
 
 
