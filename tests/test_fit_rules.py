@@ -165,4 +165,5 @@ def test_step_hooks_and_profiles_see_every_step() -> None:
         again = descend.fit(LinearRegression(4, 1).double(), data, optimizer="sgd", batch_size=20, epochs=2, tol=None,
                             progress=False, diagnostics=False)  # fmt: skip
     steps = [e for e in prof.events() if e.name.startswith("Optimizer.step#")]
-    assert len(steps) == again.steps
+    zeroed = [e for e in prof.events() if e.name.startswith("Optimizer.zero_grad#")]
+    assert len(steps) == len(zeroed) == again.steps

@@ -75,6 +75,26 @@ def plain_step(optimizer: torch.optim.Optimizer) -> Callable[..., Any]:
     return step
 
 
+def plain_zero_grad(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """``optimizer.zero_grad(set_to_none=True)`` without torch's profiler annotation, for optimizers that do not
+    override it: every gradient of every param group set to None, as torch's does. Under a running profiler, or
+    for an optimizer with its own ``zero_grad``, the optimizer's method is called."""
+    from torch.autograd import profiler
+
+    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        return lambda: optimizer.zero_grad(set_to_none=True)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    def zero_grad() -> None:
+        if profiler._is_profiler_enabled:
+            optimizer.zero_grad(set_to_none=True)
+            return
+        for p in params:
+            p.grad = None
+
+    return zero_grad
+
+
 class Loop:
     """One run of the loop. ``run()`` trains until a stopping rule fires; the state is in ``self.state``."""
 
@@ -123,6 +143,7 @@ class Loop:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.closure = self._closure(closure_convention(optimizer))
         self.step = plain_step(optimizer)
+        self.zero_grad = plain_zero_grad(optimizer)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
@@ -191,8 +212,8 @@ class Loop:
 
     def run(self) -> None:
         s = self.state
-        model, optimizer, loss_fn, penalty, set_lr = self.model, self.optimizer, self.loss_fn, self.penalty, self.set_lr
-        step = self.step
+        model, loss_fn, penalty, set_lr = self.model, self.loss_fn, self.penalty, self.set_lr
+        step, zero_grad = self.step, self.zero_grad
         X, y = self.data.X, self.y
         stream = self.data.batch  # with a loader: raw batch -> (X, y)
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
@@ -226,7 +247,7 @@ class Loop:
                         loss = loss_fn(out, y.index_select(0, idx))
                     if penalty is not None:
                         loss = loss + penalty()
-                    optimizer.zero_grad(set_to_none=True)
+                    zero_grad()
                     loss.backward()
                     if b == last:
                         self.grad_norm = self._grad_norm()
