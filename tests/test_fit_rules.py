@@ -143,8 +143,14 @@ def test_progress_bar_is_silent_off_a_terminal_and_draws_when_forced(capsys: Any
 def test_config_records_the_versions_that_decide_the_numbers(tmp_path: Path) -> None:
     from importlib.metadata import version
 
-    descend.fit(LinearRegression(4, 1).double(), regression(), epochs=1, run_dir=tmp_path / "r", progress=False)
-    env = json.loads((tmp_path / "r" / "config.json").read_text())["environment"]
+    from descend.train import EarlyStopping
+
+    descend.fit(LinearRegression(4, 1).double(), regression(), epochs=1, run_dir=tmp_path / "r", progress=False,
+                early_stopping=EarlyStopping(patience=7, min_delta=0.01))  # fmt: skip
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    stopping = config["arguments"]["early_stopping"]  # a callback's settings, not its repr
+    assert (stopping["class"], stopping["patience"], stopping["min_delta"]) == ("EarlyStopping", 7, 0.01)
+    env = config["environment"]
     assert env["torch"] == torch.__version__
     for name in ("numpy", "pandas", "pyarrow", "scikit-learn", "safetensors"):
         assert env[name] == version(name)

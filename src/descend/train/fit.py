@@ -109,6 +109,10 @@ def _describe(value: Any) -> Any:
 
     if isinstance(value, Model):
         return value.config()
+    if isinstance(value, Callback):  # its settings (plain public attributes), so the config can rebuild it
+        settings = {k: jsonable(v) for k, v in vars(value).items()
+                    if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}  # fmt: skip
+        return {"class": type(value).__name__, **settings}
     if isinstance(value, (nn.Module, torch.optim.Optimizer)):
         return type(value).__name__
     if isinstance(value, type):
