@@ -20,7 +20,7 @@ from descend.data import LoaderBatches
 from descend.errors import ConfigError, DataError
 from descend.metrics import evaluate
 from descend.models import MLP
-from descend.train import Callback, TrainState
+from tests.test_run import Crash
 
 pytestmark = pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
 
@@ -82,15 +82,6 @@ def test_validation_loader_gives_the_numbers_of_the_whole_validation_set() -> No
     # With a validation loader, early stopping is on by default, as with a validation split.
     stopped = descend.fit(net(), train, validation=val, epochs=200, lr=0.05, progress=False)
     assert stopped.stop_reason == "early_stopping"
-
-
-class Crash(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, state: TrainState) -> None:
-        if state.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 def test_resume_mid_epoch_continues_with_the_same_batches(tmp_path: Path) -> None:
