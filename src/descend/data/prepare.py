@@ -8,9 +8,11 @@ table, the column and the first offending row.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 
 from descend.data.columns import Kind, column_kind, numeric_values
 from descend.data.datasets import Dataset
+from descend.data.dense import dense_columns, fill_splits, scale_in_place
 from descend.data.encode import encode_splits
 from descend.data.errors import (
     ColumnError,
@@ -30,12 +33,13 @@ from descend.data.errors import (
 )
 from descend.data.options import check_choice
 from descend.data.preprocess import CONSTANT, IMPUTE, SCALES, UNSEEN, Preprocessor
-from descend.data.read import Origin, frame_from_array, read_with_origin, shown_names
+from descend.data.read import Origin, frame_from_array, read_file, read_with_origin, shown_names, to_frame
 from descend.data.split import check_fractions, split_indices
-from descend.data.target import TASKS, Task, check_target_present, fit_target
+from descend.data.target import TASKS, TargetEncoding, Task, check_target_present, fit_target
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["PreparedData", "prepare"]
 
@@ -131,8 +135,24 @@ def prepare(
     check_choice("constant", constant, CONSTANT)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DataOptionError(f"seed must be an integer; got {seed!r}")
+    import pandas as pd
 
-    frame, origin, names = _source(source, target)
+    table, origin, names = _source(source, target)
+    pre = Preprocessor(scale=scale, impute=impute, unseen=unseen, constant=constant)
+    split = functools.partial(
+        _split, validation=validation, test=test, seed=int(seed), stratify=stratify, origin=origin
+    )
+    if isinstance(table, pd.DataFrame):
+        frame = table
+    else:  # parsed by pyarrow from a file
+        if _is_dense(table, names, impute):  # a clean numeric table goes straight to tensors
+            parsed = [table]
+            del table  # so the dense pass can release the table as it fills the tensors
+            data = _prepare_dense(parsed, origin, names, task, pre, split)
+            if data is not None:
+                return data
+            table, origin = read_file(Path(source))  # a NaN or infinite value: read again for the checks
+        frame = to_frame(table)
     features = [c for c in frame.columns if c not in names]
     if not features:
         raise ColumnError(f"{origin}: no feature columns besides the target {shown_names(names)}")
@@ -153,39 +173,117 @@ def prepare(
     encoding = fit_target(targets, names, task, origin)
     y = encoding.encode(targets, origin)
 
-    labels = y.numpy() if encoding.task != "regression" and stratify else None
-    tr, va, te = split_indices(
-        len(rows), validation=validation, test=test, seed=int(seed), labels=labels, origin=str(origin)
-    )
-    pre = Preprocessor(scale=scale, impute=impute, unseen=unseen, constant=constant)
-    pre.fit_rows(frame, kinds, rows[tr], origin)
+    parts = split(y, encoding)
+    pre.fit_rows(frame, kinds, rows[parts[0]], origin)
     pre.target_ = encoding
-
     # A table read from a file here is ours: its columns are released as the tensors are filled.
     owned = isinstance(source, (str, os.PathLike))
-    parts = [tr, va, te] if test > 0 else [tr, va]
     X = encode_splits(frame, pre.columns_, origin, [rows[p] for p in parts], unseen, release=owned)
+    return _prepared(X, y, rows, parts, pre, names)
+
+
+def _split(
+    y: torch.Tensor,
+    encoding: TargetEncoding,
+    *,
+    validation: float,
+    test: float,
+    seed: int,
+    stratify: bool,
+    origin: Origin,
+) -> list[np.ndarray]:
+    """Positions (among the rows kept) of the training, validation and (if ``test > 0``) test rows."""
+    labels = y.numpy() if encoding.task != "regression" and stratify else None
+    tr, va, te = split_indices(
+        len(y), validation=validation, test=test, seed=seed, labels=labels, origin=str(origin)
+    )
+    return [tr, va, te] if test > 0 else [tr, va]
+
+
+def _prepared(
+    X: list[torch.Tensor],
+    y: torch.Tensor,
+    rows: np.ndarray,
+    parts: list[np.ndarray],
+    pre: Preprocessor,
+    names: list[str],
+) -> PreparedData:
+    assert pre.target_ is not None
+    test = len(parts) > 2
     ys = [y[torch.from_numpy(p)] for p in parts]
     index = [torch.from_numpy(rows[p]) for p in parts]
-    X_train, X_val, X_test = X[0], X[1], (X[2] if test > 0 else None)
-    y_train, y_val, y_test = ys[0], ys[1], (ys[2] if test > 0 else None)
-    i_train, i_val, i_test = index[0], index[1], (index[2] if test > 0 else None)
     return PreparedData(
-        X_train, y_train, X_val, y_val, X_test, y_test,
-        task=encoding.task,
-        classes=list(encoding.classes),
+        X[0], ys[0], X[1], ys[1], X[2] if test else None, ys[2] if test else None,
+        task=pre.target_.task,
+        classes=list(pre.target_.classes),
         feature_names=pre.feature_names_,
         target_name=names[0] if len(names) == 1 else tuple(names),
         preprocessor=pre,
-        index_train=i_train, index_val=i_val, index_test=i_test,
+        index_train=index[0], index_val=index[1], index_test=index[2] if test else None,
     )  # fmt: skip
 
 
-def _source(source: Any, target: str | Sequence[str] | None) -> tuple[pd.DataFrame, Origin, list[str]]:
-    """The table, where it came from, and the target column names."""
+def _is_dense(table: pa.Table, names: list[str], impute: str | None) -> bool:
+    """Whether :func:`_prepare_dense` can take the table: float columns, no missing values, some features."""
+    return table.num_columns > len(names) and impute != "median" and dense_columns(table, table.column_names)
+
+
+def _prepare_dense(
+    parsed: list[pa.Table],
+    origin: Origin,
+    names: list[str],
+    task: str,
+    pre: Preprocessor,
+    split: Callable[[torch.Tensor, TargetEncoding], list[np.ndarray]],
+) -> PreparedData | None:
+    """What the general path gives for a table that :func:`_is_dense` accepts, with no DataFrame.
+
+    The table is taken out of ``parsed`` and released as the tensors fill. None if a feature holds a NaN or an
+    infinite value, for the general path to report (see :mod:`descend.data.dense`).
+    """
+    import pandas as pd
+
+    table = parsed.pop()
+    features = [c for c in table.column_names if c not in names]
+    targets = pd.DataFrame({n: table.column(n).to_numpy() for n in names}, copy=False)
+    _rows_to_keep(targets, names, {}, pre.impute, task, origin)  # the general path's checks of the target
+    encoding = fit_target(targets, names, task, origin)
+    y = encoding.encode(targets, origin)
+    parts = split(y, encoding)
+    n = table.num_rows
+    batches = table.select(features).to_batches()
+    del table
+    filled = fill_splits(batches, parts)
+    if filled is None:
+        return None
+    X, moments = filled
+    lo, hi, mean, std = (a.tolist() for a in (moments.lo, moments.hi, moments.mean, moments.std))
+    fill = mean if pre.impute == "mean" else [None] * len(features)
+    pre.set_columns(
+        [
+            pre.numeric_column(c, fill[j], lo[j], hi[j], mean[j], std[j], origin)
+            for j, c in enumerate(features)
+        ],
+        origin,
+    )
+    pre.target_ = encoding
+    live = [j for j, c in enumerate(pre.columns_) if c.kind != "dropped"]
+    if len(live) < len(features):
+        X = [np.ascontiguousarray(x[:, live]) for x in X]
+    scale_in_place(X, [pre.columns_[j] for j in live])
+    return _prepared([torch.from_numpy(x) for x in X], y, np.arange(n), parts, pre, names)
+
+
+def _source(
+    source: Any, target: str | Sequence[str] | None
+) -> tuple[pd.DataFrame | pa.Table, Origin, list[str]]:
+    """The table (a CSV, TSV or Parquet file as Arrow), where it came from, and the target column names."""
+    import pandas as pd
+
+    table: pd.DataFrame | pa.Table
     if isinstance(source, Dataset):
         names = _names(target) or [source.target]
-        frame, origin = source.frame, Origin(f"dataset {source.name!r}")
+        table, origin = source.frame, Origin(f"dataset {source.name!r}")
     elif isinstance(source, tuple):
         if len(source) != 2:
             raise DataOptionError(f"a tuple source must be (X, y); got a tuple of {len(source)}")
@@ -193,22 +291,26 @@ def _source(source: Any, target: str | Sequence[str] | None) -> tuple[pd.DataFra
             raise DataOptionError(
                 "target= names a column of a table; with (X, y) the target is y, so leave it out"
             )
-        frame, origin, names = _from_xy(*source)
+        table, origin, names = _from_xy(*source)
     else:
-        frame, origin = read_with_origin(source)
+        if isinstance(source, (str, os.PathLike)):
+            table, origin = read_file(Path(source))
+        else:
+            table, origin = read_with_origin(source)
         names = _names(target)
-        if not names:
-            raise MissingColumnError(
-                f"{origin}: name the target column with target=...; columns are {shown_names(list(frame.columns))}"
-            )
+    columns = [str(c) for c in table.columns] if isinstance(table, pd.DataFrame) else table.column_names
+    if not names:
+        raise MissingColumnError(
+            f"{origin}: name the target column with target=...; columns are {shown_names(columns)}"
+        )
     for n in names:
-        if n not in frame.columns:
-            near = difflib.get_close_matches(n, [str(c) for c in frame.columns], n=1)
+        if n not in columns:
+            near = difflib.get_close_matches(n, columns, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise MissingColumnError(
-                f"{origin}: no target column {n!r}{hint}; columns are {shown_names(list(frame.columns))}"
+                f"{origin}: no target column {n!r}{hint}; columns are {shown_names(columns)}"
             )
-    return frame, origin, names
+    return table, origin, names
 
 
 def _names(target: str | Sequence[str] | None) -> list[str]:

@@ -123,9 +123,13 @@ class Preprocessor:
 
     def fit_rows(self, frame: pd.DataFrame, kinds: dict[str, Kind], rows: np.ndarray, origin: Origin) -> None:
         """Learn each column in ``kinds`` from the given rows of ``frame`` only (the training split)."""
-        self.columns_ = [
-            self._fit_column(frame[name], name, kind, rows, origin) for name, kind in kinds.items()
-        ]
+        self.set_columns(
+            [self._fit_column(frame[name], name, kind, rows, origin) for name, kind in kinds.items()], origin
+        )
+
+    def set_columns(self, columns: list[Column], origin: Origin) -> None:
+        """Keep the fitted ``columns``, warning of those dropped as constant; refuse a table with none left."""
+        self.columns_ = columns
         dropped = [c.name for c in self.columns_ if c.kind == "dropped"]
         if dropped:
             warnings.warn(
@@ -133,7 +137,7 @@ class Preprocessor:
                 f"{', '.join(map(repr, dropped[:10]))}{' ...' if len(dropped) > 10 else ''} "
                 "(pass constant='error' to refuse them instead)",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if not any(c.width for c in self.columns_):
             raise ConstantColumnError(f"{origin}: every feature column is constant over the training rows")
@@ -154,18 +158,29 @@ class Preprocessor:
             return self._constant(col, origin, cats[0]) if len(cats) == 1 else col
         v = numeric_values(series, name, origin, allow_missing=self.impute is not None, rows=rows)[rows]
         missing = np.isnan(v)
+        value: float | None = None
         if missing.any():
             if missing.all():
                 raise MissingValueError(f"{origin}: column {name!r} has no values in the training rows")
-            fill = float(np.nanmedian(v) if self.impute == "median" else np.nanmean(v, dtype=np.float64))
-            v = np.where(missing, fill, v)
+            value = float(np.nanmedian(v) if self.impute == "median" else np.nanmean(v, dtype=np.float64))
+            v = np.where(missing, value, v)
         elif self.impute in ("mean", "median"):
-            fill = float(np.median(v) if self.impute == "median" else np.mean(v, dtype=np.float64))
+            value = float(np.median(v) if self.impute == "median" else np.mean(v, dtype=np.float64))
         lo, hi = float(v.min()), float(v.max())
+        if self.scale == "standard" and lo != hi:
+            mean, std = float(np.mean(v, dtype=np.float64)), float(np.std(v, dtype=np.float64))
+        else:
+            mean, std = 0.0, 1.0
+        return self.numeric_column(name, value, lo, hi, mean, std, origin)
+
+    def numeric_column(
+        self, name: str, fill: float | None, lo: float, hi: float, mean: float, std: float, origin: Origin
+    ) -> Column:
+        """A numeric column whose training values span ``[lo, hi]`` with this mean and std (constant if lo == hi)."""
         if lo == hi:
             return self._constant(Column(name, "numeric"), origin, lo)
         if self.scale == "standard":
-            shift, scale = float(np.mean(v, dtype=np.float64)), float(np.std(v, dtype=np.float64))
+            shift, scale = mean, std
         elif self.scale == "minmax":
             shift, scale = lo, hi - lo
         else:

@@ -1,4 +1,5 @@
-"""Read a table from a file or an in-memory object into a pandas DataFrame.
+"""Read a table from a file or an in-memory object into a pandas DataFrame (or, via :func:`read_file`, the Arrow
+table pyarrow parsed, which :func:`~descend.data.prepare` takes straight to tensors when it is all numbers).
 
 Files are parsed by pyarrow (CSV, TSV, Parquet) and NumPy (``.npy``, ``.npz``); nothing here parses text by hand.
 What this module adds is the boundary: a file that cannot be a table (missing, a directory, an unknown extension,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["FORMATS", "Origin", "read_table"]
+__all__ = ["FORMATS", "Origin", "read_file", "read_table", "to_frame"]
 
 #: File formats by extension. ``.gz``/``.bz2`` after ``.csv``/``.tsv`` are decompressed on the fly by pyarrow.
 FORMATS: dict[str, str] = {
@@ -101,7 +102,8 @@ def read_with_origin(
     import pandas as pd
 
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source), format, header, columns)
+        table, origin = read_file(Path(source), format=format, header=header, columns=columns)
+        return (table if isinstance(table, pd.DataFrame) else to_frame(table)), origin
     if isinstance(source, pd.Series):
         source = source.to_frame()
     if isinstance(source, pd.DataFrame):
@@ -171,9 +173,10 @@ def _format_of(path: Path, format: str | None) -> str:
     return FORMATS[ext]
 
 
-def _read_file(
-    path: Path, format: str | None, header: bool, columns: Sequence[str] | None
-) -> tuple[pd.DataFrame, Origin]:
+def read_file(
+    path: Path, *, format: str | None = None, header: bool = True, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame | pa.Table, Origin]:
+    """The table in ``path``, and where it came from: CSV, TSV and Parquet as the Arrow table pyarrow parsed."""
     if path.is_dir():
         inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in FORMATS)[:5]
         hint = f" (tables in it: {', '.join(inside)})" if inside else ""
@@ -217,7 +220,7 @@ def _sniff_binary(path: Path) -> None:
 
 def _read_text(
     path: Path, delimiter: str, header: bool, columns: Sequence[str] | None
-) -> tuple[pd.DataFrame, Origin]:
+) -> tuple[pa.Table, Origin]:
     import pyarrow as pa
     import pyarrow.csv as pc
 
@@ -270,7 +273,7 @@ def _read_text(
         raise EmptyTableError(
             f"{path}: the file has a header ({shown_names(names)}) but no data rows; a table needs at least one row"
         )
-    return _to_pandas(table), origin
+    return table, origin
 
 
 @functools.cache
@@ -290,7 +293,8 @@ def _pool() -> pa.MemoryPool:
     return pool
 
 
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame; the Arrow buffers are released as they convert (the table is spent)."""
     # One block per column and the Arrow buffers released as they convert: no second copy of the whole table.
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
@@ -379,7 +383,7 @@ def first_non_number(values: pd.Series) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
-def _read_parquet(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+def _read_parquet(path: Path, columns: Sequence[str] | None) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -392,7 +396,7 @@ def _read_parquet(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
         raise EmptyTableError(
             f"{path}: the Parquet file has {table.num_rows} rows and {table.num_columns} columns"
         )
-    return _to_pandas(table)
+    return table
 
 
 def _read_numpy(path: Path, kind: str) -> pd.DataFrame:
