@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from descend.optim.base import GlobalTransform, Transform
+from descend.optim.fast import FastRules, worth_compiling
 from descend.optim.transforms import PerParam, ScaleByLearningRate, is_schedule
 
 __all__ = ["ChainOptimizer", "chain"]
@@ -34,10 +35,11 @@ class ChainOptimizer(torch.optim.Optimizer):
         transforms: the rules, applied in order. Rules that may skip a step (``skip_non_finite``,
             ``accumulate``) must come before any per-parameter rule.
         name: the name used in error messages.
-        compile: run the per-parameter rules through ``torch.compile`` (the fast path, see
-            :mod:`descend.optim.fast`). ``"auto"`` compiles the rule for tensors of at least ``2**20``
-            entries, where it pays for its one-off compile time, and runs smaller ones on the readable path;
-            ``True`` compiles for every tensor; ``False`` never.
+        compile: how to run the per-parameter rules (the fast path, see :mod:`descend.optim.fast`).
+            ``"auto"`` runs small parameters in flat buckets (one rule over all of them), and compiles the rules
+            with ``torch.compile`` when the parameters total at least ``2**20`` entries, where the one-off
+            compile time pays; ``True`` always compiles; ``False`` runs the readable path, parameter by
+            parameter (the reference the fast path is tested against).
         **overrides: hyperparameter values that replace the transforms' defaults.
 
     Example:
@@ -78,7 +80,7 @@ class ChainOptimizer(torch.optim.Optimizer):
         defaults.update(overrides)
         super().__init__(params, defaults)
         self._compile_mode = compile
-        self._fast: Any = None
+        self._fast: FastRules | None = None
 
     # -- param groups -------------------------------------------------------------------------------------
 
@@ -138,7 +140,6 @@ class ChainOptimizer(torch.optim.Optimizer):
                     f"{self.name}: the saved state used a learning-rate schedule, but this optimizer has a fixed lr; "
                     "create it with the same schedule before loading"
                 )
-        self._fast = None
 
     # -- the step -----------------------------------------------------------------------------------------
 
@@ -186,11 +187,12 @@ class ChainOptimizer(torch.optim.Optimizer):
                 for tr in self.transforms:
                     if isinstance(tr, PerParam) and tr.active(group, p):
                         state.update(tr.init(p, group))
-            state["step"] += 1
+        torch._foreach_add_([state["step"] for state in states], 1.0)
 
         rest = self.transforms[position:]
-        if self._use_fast(params):
-            self._fast.step(rest, params, grads, states, groups, gstate)
+        fast = self._fast_path()
+        if fast is not None:
+            fast.step(rest, params, grads, states, groups, gstate)
         else:
             _reference_step(rest, params, grads, states, groups, gstate)
 
@@ -200,18 +202,13 @@ class ChainOptimizer(torch.optim.Optimizer):
                 group["lr"] = float(group["lr_schedule"](t + 1))
         return loss
 
-    def _use_fast(self, params: list[Tensor]) -> bool:
-        mode = self._compile_mode
-        if mode is False:
-            return False
+    def _fast_path(self) -> FastRules | None:
+        if self._compile_mode is False:
+            return None
         if self._fast is None:
-            from descend.optim.fast import MIN_NUMEL, CompiledRules, worth_compiling
-
-            if mode == "auto" and not worth_compiling(self.param_groups):
-                self._compile_mode = False
-                return False
-            self._fast = CompiledRules(min_numel=MIN_NUMEL if mode == "auto" else 0)
-        return True
+            compile = self._compile_mode is True or worth_compiling(self.param_groups)
+            self._fast = FastRules(compile=compile)
+        return self._fast
 
 
 def _reference_step(
@@ -221,8 +218,13 @@ def _reference_step(
     states: list[dict[str, Any]],
     groups: list[dict[str, Any]],
     gstate: dict[str, Any],
+    *,
+    active: bool = False,
 ) -> None:
     """The readable path: each rule in turn, then ``p ← p + u``.
+
+    ``active=True`` says the rules are already those active for these parameters (a flat bucket, whose
+    flattened tensor would answer ``active`` differently from the parameters it stands for).
 
     When the chain ends with the learning rate, ``u = −α d``, the last two operations are one: ``p ← p − α d``
     (``torch.Tensor.add_`` with ``alpha``), saving a pass over memory and an allocation per parameter.
@@ -243,7 +245,7 @@ def _reference_step(
             for tr in segment:
                 if not isinstance(tr, PerParam):
                     u = tr.update(u, p, st, gr)
-                elif tr.active(gr, p):
+                elif active or tr.active(gr, p):
                     u = tr.apply(u, p, st, tr.scalars(gr, t))
             updates[i] = u
     if not fold:
