@@ -1,0 +1,131 @@
+"""The dense path of prepare() (a file of float columns, Arrow straight to tensors) against the general path.
+
+The oracle is the general path on the very same parsed values: ``read_table(path)`` gives the DataFrame that path
+works from (same float32/float64 columns), and ``prepare`` of it never takes the dense path. Statistics are merged
+batch by batch on one side and computed in two NumPy passes on the other, so shifts and scales agree to ``rtol=1e-12``
+and the scaled float32 features to one or two float32 ulps (``atol=1e-6``; features are of order 1).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from descend.data import DataWarning, MissingValueError, NonFiniteError, prepare, read_table
+
+prepare_module = importlib.import_module("descend.data.prepare")  # the module, not the function it exports
+ROWS = 60_000  # about 4 MB of CSV: several 1 MB pyarrow blocks, so batches merge
+
+
+def write(path: Path, n: int = ROWS, seed: int = 0, **extra: Any) -> Path:
+    rng = np.random.default_rng(seed)
+    cols = {
+        "a": rng.normal(3.0, 2.0, n),
+        "b": rng.exponential(5.0, n) * 1e4,
+        "c": rng.integers(-10, 10, n).astype(float),  # whole numbers: a CSV parses them as float64
+        "d": np.linspace(-1.0, 1.0, n) + 1e3,  # a trend: batch means differ
+        "y": rng.normal(size=n),
+    }
+    cols.update(extra)
+    df = pd.DataFrame(cols)
+    if path.suffix == ".parquet":
+        df.to_parquet(path)
+    else:
+        df.to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def both(path: Path, **kw: Any) -> tuple[Any, Any]:
+    calls: list[int] = []
+    fill = prepare_module.fill_splits
+
+    def spy(*a: Any) -> Any:
+        calls.append(1)
+        return fill(*a)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prepare_module, "fill_splits", spy)
+        dense = prepare(path, **kw)
+    assert calls, "the file did not take the dense path"
+    general = prepare(read_table(path), **kw)
+    return dense, general
+
+
+def same(dense: Any, general: Any) -> None:
+    for name in ("X_train", "X_val", "X_test"):
+        a, b = getattr(dense, name), getattr(general, name)
+        if b is None:
+            assert a is None
+            continue
+        assert a.dtype == torch.float32 and a.is_contiguous() and a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for name in ("y_train", "y_val", "y_test", "index_train", "index_val", "index_test"):
+        a, b = getattr(dense, name), getattr(general, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    assert dense.task == general.task and dense.classes == general.classes
+    assert dense.feature_names == general.feature_names
+    for c, d in zip(dense.preprocessor.columns_, general.preprocessor.columns_):
+        assert (c.name, c.kind) == (d.name, d.kind)
+        np.testing.assert_allclose([c.shift, c.scale], [d.shift, d.scale], rtol=1e-12)
+        assert (c.fill is None) == (d.fill is None)
+        if c.fill is not None:
+            np.testing.assert_allclose(float(c.fill), float(d.fill), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"validation": 0.2},
+        {"validation": 0.25, "test": 0.1, "seed": 5},
+        {"validation": 0.2, "scale": "minmax"},
+        {"validation": 0.2, "scale": "none"},
+        {"validation": 0.2, "impute": "mean"},
+        {"validation": 0.2, "impute": "drop"},
+        {"validation": 0.0},
+    ],
+    ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
+)
+def test_dense_path_matches_the_general_path(tmp_path: Path, kw: dict[str, Any]) -> None:
+    same(*both(write(tmp_path / "t.csv"), target="y", **kw))
+
+
+def test_dense_path_stratifies_classes_and_reads_parquet(tmp_path: Path) -> None:
+    labels = np.random.default_rng(1).choice([0.0, 1.0, 2.0], ROWS, p=[0.7, 0.2, 0.1])
+    dense, general = both(write(tmp_path / "t.parquet", label=labels), target="label", validation=0.3)
+    assert dense.task == "multiclass"
+    same(dense, general)
+
+
+def test_a_constant_column_is_dropped_with_the_same_warning(tmp_path: Path) -> None:
+    path = write(tmp_path / "k.csv", k=np.full(ROWS, 7.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dense, general = both(path, target="y")
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(messages) == 2 and "'k'" in messages[0]
+    assert messages[0].replace(str(path), "") == messages[1].replace("DataFrame", "")
+    assert "k" not in dense.feature_names
+    same(dense, general)
+
+
+def test_nan_or_infinite_values_are_reported_by_the_general_checks(tmp_path: Path) -> None:
+    # "nan" and "inf" parse as floats, so the dense path sees them only in its pass; it defers to the checks.
+    path = write(tmp_path / "t.csv")
+    rows = path.read_text().splitlines()
+    rows[40_001] = "nan," + rows[40_001].split(",", 1)[1]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(MissingValueError, match=r"t\.csv: column 'a', line 40002: value is missing"):
+        prepare(path, target="y")
+    same(prepare(path, target="y", impute="mean"), prepare(read_table(path), target="y", impute="mean"))
+    rows[59_000] = ",".join([*rows[59_000].split(",")[:-1], "-inf"])
+    rows[40_001] = rows[40_002]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(NonFiniteError, match=r"t\.csv: target 'y', line 59001: value -inf is infinite"):
+        prepare(path, target="y")
