@@ -18,9 +18,10 @@ row and value: a missing, NaN or infinite value anywhere, or a column constant o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from descend.data.preprocess import Column
 
 __all__ = ["Moments", "dense_columns", "fill_splits", "scale_in_place"]
+
+T = TypeVar("T")
 
 _SCALE_ROWS = 1 << 14  # rows scaled at a time, so the second operation finds them in cache
 
@@ -58,22 +61,27 @@ class Moments:
     def empty(cls, width: int) -> Moments:
         return cls(0, np.zeros(width), np.zeros(width), np.full(width, np.inf), np.full(width, -np.inf))
 
-    def add(self, part: np.ndarray) -> None:
-        """Merge the rows of ``part`` (rows x columns)."""
-        mb = len(part)
-        if mb == 0:
-            return
+    @classmethod
+    def of(cls, part: np.ndarray) -> Moments:
+        """The moments of the rows of ``part`` (rows x columns, at least one row)."""
         with np.errstate(invalid="ignore", over="ignore"):  # a NaN or inf shows in lo/hi; see finite()
-            mean_b = part.sum(axis=0, dtype=np.float64) / mb
-            d = part - mean_b
-            m2_b = np.einsum("ij,ij->j", d, d)
-            m = self.m + mb
-            delta = mean_b - self.mean
-            self.mean = self.mean + delta * (mb / m)
-            self.m2 = self.m2 + m2_b + delta * delta * (self.m * mb / m)
+            mean = part.sum(axis=0, dtype=np.float64) / len(part)
+            d = part - mean
+            m2 = np.einsum("ij,ij->j", d, d)
+        return cls(len(part), mean, m2, part.min(axis=0).astype(np.float64), part.max(axis=0).astype(np.float64))
+
+    def merge(self, other: Moments) -> None:
+        """Add the rows ``other`` describes."""
+        if other.m == 0:
+            return
+        m = self.m + other.m
+        with np.errstate(invalid="ignore", over="ignore"):
+            delta = other.mean - self.mean
+            self.mean = self.mean + delta * (other.m / m)
+            self.m2 = self.m2 + other.m2 + delta * delta * (self.m * other.m / m)
         self.m = m
-        np.minimum(self.lo, part.min(axis=0), out=self.lo)
-        np.maximum(self.hi, part.max(axis=0), out=self.hi)
+        np.minimum(self.lo, other.lo, out=self.lo)
+        np.maximum(self.hi, other.hi, out=self.hi)
 
     @property
     def std(self) -> np.ndarray:
@@ -91,37 +99,54 @@ def fill_splits(
 
     Each split is sorted row positions (as :func:`~descend.data.split.split_indices` gives); the first is the
     training split. ``batches`` is emptied as it is read, so each batch's memory is free for the tensors once its
-    rows are in them. Returns None if any selected value is NaN or infinite.
+    rows are in them. Consecutive runs of batches fill in parallel (as many threads as pyarrow parses with) and
+    their moments merge in table order. Returns None if any selected value is NaN or infinite.
     """
     width = batches[0].num_columns
     outs = [np.empty((len(rows), width), dtype=np.float32) for rows in splits]
-    taken = [0] * len(splits)
-    moments = Moments.empty(width)
-    start = 0
-    batches.reverse()
-    while batches:
-        batch = batches.pop()
-        if batch.num_rows == 0:
-            continue
-        block = np.asarray(batch.to_tensor(row_major=True))
-        del batch
-        stop = start + len(block)
-        for s, (out, rows) in enumerate(zip(outs, splits)):
-            k0, k1 = taken[s], int(np.searchsorted(rows, stop))
-            if k1 > k0:
-                at = rows[k0:k1] - start
+    starts = np.cumsum([0] + [b.num_rows for b in batches]).tolist()
+    finite = [True]
+
+    def fill(first: int, last: int) -> Moments:
+        moments = Moments.empty(width)
+        for i in range(first, last):
+            batch, batches[i] = batches[i], None
+            block = np.asarray(batch.to_tensor(row_major=True))
+            del batch
+            for s, (out, rows) in enumerate(zip(outs, splits)):
+                k0, k1 = np.searchsorted(rows, starts[i : i + 2]).tolist()
+                if k1 == k0:
+                    continue
+                at = rows[k0:k1] - starts[i]
                 if block.dtype == np.float32:
                     part = np.take(block, at, axis=0, out=out[k0:k1])
                 else:  # statistics from the float64 values, as the general path computes them
                     part = np.take(block, at, axis=0)
                     out[k0:k1] = part
                 if s == 0:
-                    moments.add(part)
-            taken[s] = k1
-        start = stop
-    if not moments.finite() or not all(np.isfinite(out).all() for out in outs[1:]):
+                    moments.merge(Moments.of(part))
+                elif not np.isfinite(part).all():
+                    finite[0] = False
+        return moments
+
+    moments = Moments.empty(width)
+    for part in _in_parallel(fill, len(batches)):
+        moments.merge(part)
+    if not (finite[0] and moments.finite()):
         return None
     return outs, moments
+
+
+def _in_parallel(work: Callable[[int, int], T], n: int) -> list[T]:
+    """``work(first, last)`` over consecutive ranges splitting ``0..n``, one per thread, results in order."""
+    import pyarrow as pa
+
+    threads = max(1, min(pa.cpu_count(), n))
+    bounds = np.linspace(0, n, threads + 1).astype(int).tolist()
+    if threads == 1:
+        return [work(0, n)]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(work, bounds[:-1], bounds[1:]))
 
 
 def scale_in_place(outs: Sequence[np.ndarray], columns: Sequence[Column]) -> None:
@@ -129,7 +154,11 @@ def scale_in_place(outs: Sequence[np.ndarray], columns: Sequence[Column]) -> Non
     shift = np.array([c.shift for c in columns], dtype=np.float32)
     scale = np.array([c.scale for c in columns], dtype=np.float32)
     for out in outs:
-        for start in range(0, len(out), _SCALE_ROWS):
-            block = out[start : start + _SCALE_ROWS]
-            block -= shift
-            block /= scale
+
+        def scale_rows(first: int, last: int, out: np.ndarray = out) -> None:
+            for start in range(first * _SCALE_ROWS, min(last * _SCALE_ROWS, len(out)), _SCALE_ROWS):
+                block = out[start : start + _SCALE_ROWS]
+                block -= shift
+                block /= scale
+
+        _in_parallel(scale_rows, -(-len(out) // _SCALE_ROWS))
