@@ -140,6 +140,8 @@ class ChainOptimizer(torch.optim.Optimizer):
                     f"{self.name}: the saved state used a learning-rate schedule, but this optimizer has a fixed lr; "
                     "create it with the same schedule before loading"
                 )
+        if self._fast is not None:
+            self._fast.forget()
 
     # -- the step -----------------------------------------------------------------------------------------
 

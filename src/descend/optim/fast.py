@@ -104,6 +104,7 @@ class FastRules:
         self.flat_max = FLAT_MAX if flat_max is None else flat_max
         self._fn = torch.compile(_apply_rules, fullgraph=True, dynamic=None) if compile else None
         self._buckets: dict[tuple[Any, ...], _Bucket] = {}
+        self._cached: tuple[Any, dict[tuple[Any, ...], list[int]], list[int]] | None = None
 
     def step(self, transforms: list[Transform], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], groups: list[dict[str, Any]], gstate: dict[str, Any]) -> None:
@@ -113,22 +114,13 @@ class FastRules:
             # A global rule in the middle needs every update at once: keep the readable path.
             _reference_step(transforms, params, grads, states, groups, gstate)
             return
-        buckets: dict[tuple[Any, ...], list[int]] = {}
-        alone: list[int] = []
-        for i, (p, g, state, group) in enumerate(zip(params, grads, states, groups)):
-            if p.numel() < self.flat_max and g.dtype == p.dtype and g.device == p.device:
-                rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
-                keys = tuple(k for tr in rules for k in tr.state_names if k in state)
-                key = (id(group), tuple(map(id, rules)), keys, p.dtype, int(state["step"]), p.device)
-                buckets.setdefault(key, []).append(i)
-            else:
-                alone.append(i)
+        buckets, alone = self._plan(transforms, params, states, groups)
         kept: dict[tuple[Any, ...], _Bucket] = {}
         for key, members in buckets.items():
-            # A bucket's flat state lives on from step to step; the step count is not part of its name.
-            full_key = (*key[:4], key[5], tuple(id(params[i]) for i in members))
-            self._run_bucket(full_key, key[4], transforms, [params[i] for i in members], [grads[i] for i in members],
-                             [states[i] for i in members], groups[members[0]], gstate, kept)
+            first = states[members[0]]
+            self._run_bucket(key, int(first["step"]), transforms, [params[i] for i in members],
+                             [grads[i] for i in members], [states[i] for i in members], groups[members[0]],
+                             gstate, kept)
         self._buckets = kept
         if not alone:
             return
@@ -151,6 +143,43 @@ class FastRules:
             if at not in scalars_for:  # the same numbers for every parameter of a group at one step
                 scalars_for[at] = tuple(_as_tensors(tr.scalars(group, t), p.dtype) for tr in rules)
             self._fn(rules, g.view(-1), p.view(-1), {k: v.view(-1) for k, v in tensors.items()}, scalars_for[at])
+
+    def _plan(self, transforms: list[Transform], params: list[Tensor], states: list[dict[str, Any]],
+              groups: list[dict[str, Any]]) -> tuple[dict[tuple[Any, ...], list[int]], list[int]]:
+        """Which parameters share a bucket (by position in ``params``), and which run alone.
+
+        Members of a bucket share group, active rules, state keys, dtype, device and step count. The plan is
+        kept while the parameters with a gradient, the groups' settings and the state keys stay the same
+        (then every step count moved on by one together); ``forget`` drops it.
+        """
+        distinct: list[dict[str, Any]] = []
+        for group in groups:  # a group's parameters come one after the other
+            if not distinct or distinct[-1] is not group:
+                distinct.append(group)
+        signature = (tuple(map(id, params)),
+                     tuple(tuple((k, v) for k, v in g.items() if k not in ("params", "lr")) for g in distinct),
+                     tuple(len(st) for st in states))
+        if self._cached is not None and self._cached[0] == signature:
+            return self._cached[1], self._cached[2]
+        buckets: dict[tuple[Any, ...], list[int]] = {}
+        alone: list[int] = []
+        for i, (p, state, group) in enumerate(zip(params, states, groups)):
+            if p.numel() < self.flat_max:
+                rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
+                keys = tuple(k for tr in rules for k in tr.state_names if k in state)
+                key = (id(group), tuple(map(id, rules)), keys, p.dtype, p.device, int(state["step"]))
+                buckets.setdefault(key, []).append(i)
+            else:
+                alone.append(i)
+        # A bucket's flat state lives on from step to step: its name holds its members, not its step count.
+        named = {(*key[:5], tuple(id(params[i]) for i in members)): members for key, members in buckets.items()}
+        self._cached = (signature, named, alone)
+        return named, alone
+
+    def forget(self) -> None:
+        """Drop the plan and the flat buckets (after a state was loaded: step counts may have changed)."""
+        self._cached = None
+        self._buckets = {}
 
     def _run_bucket(self, key: tuple[Any, ...], t: int, transforms: list[Transform], params: list[Tensor],
                     grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any],
