@@ -65,8 +65,9 @@ class Moments:
     def of(cls, part: np.ndarray) -> Moments:
         """The moments of the rows of ``part`` (rows x columns, at least one row)."""
         with np.errstate(invalid="ignore", over="ignore"):  # a NaN or inf shows in lo/hi; see finite()
-            mean = part.sum(axis=0, dtype=np.float64) / len(part)
-            d = part - mean
+            d = part.astype(np.float64)
+            mean = d.sum(axis=0) / len(part)
+            d -= mean
             m2 = np.einsum("ij,ij->j", d, d)
         return cls(len(part), mean, m2, part.min(axis=0).astype(np.float64), part.max(axis=0).astype(np.float64))
 
