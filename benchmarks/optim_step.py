@@ -6,6 +6,12 @@ a noisy machine affects all of them alike; the median round is reported, and rat
 Last, a whole training step of a small MLP (61 -> 64 -> 10, batch 32: forward, backward, step), where the
 optimizer's dispatch overhead, not memory, is what counts.
 
+Reading the numbers: a step is bound by memory traffic. SGD-momentum must read p, g, b and write p, b: at least
+20 bytes per float32 entry (200 MB a step at 10M); torch's default moves 32 (b·μ, + g, p − α b: three passes), so
+no implementation can beat it by more than 32/20 = 1.6x at the same bandwidth, and 3x is out of reach. Adam's
+minimum is 28 bytes (read p, g, m, v; write p, m, v). With many tensors of 100k entries each compiled call also
+pays ~25 µs of dispatch and guards, which a 100-call step feels.
+
     .venv/bin/python benchmarks/optim_step.py [--numel 10000000] [--rounds 7] [--steps 5] [--only small]
 """
 
