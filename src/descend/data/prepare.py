@@ -3,6 +3,11 @@
 read → check (target, types, missing, infinite) → split (seeded, stratified) → fit the preprocessor on the training
 rows → encode every split. Each step refuses bad data with a :mod:`descend.data.errors` exception naming the
 table, the column and the first offending row.
+
+A CSV, TSV or Parquet file whose columns are all floats without missing values skips the DataFrame: the same target
+checks, split and :class:`Preprocessor` columns, with the features filled and their training statistics gathered in
+one pass over the parsed Arrow batches (:mod:`descend.data.dense`). A NaN or infinite value found in that pass sends
+the file through the general path, which reports it.
 """
 
 from __future__ import annotations
