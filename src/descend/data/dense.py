@@ -49,7 +49,15 @@ def dense_columns(table: pa.Table, names: Sequence[str]) -> bool:
 
 @dataclass
 class Moments:
-    """Per-column count, mean, sum of squared deviations, minimum and maximum, merged part by part."""
+    """Per-column count, mean, sum of squared deviations, minimum and maximum, merged part by part.
+
+    Example:
+        >>> x = np.array([[1.0, 10.0], [2.0, 10.0], [4.0, 40.0], [9.0, 20.0]])
+        >>> m = Moments.of(x[:1])
+        >>> m.merge(Moments.of(x[1:]))
+        >>> m.mean.tolist(), bool(np.allclose(m.std, x.std(axis=0))), m.lo.tolist(), m.hi.tolist()
+        ([4.0, 20.0], True, [1.0, 10.0], [9.0, 40.0])
+    """
 
     m: int
     mean: np.ndarray
