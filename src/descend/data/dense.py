@@ -30,10 +30,12 @@ if TYPE_CHECKING:
 
     from descend.data.preprocess import Column
 
-__all__ = ["Moments", "dense_columns", "fill_splits", "scale_in_place"]
+__all__ = ["BATCH_VALUES", "Moments", "dense_columns", "fill_splits", "scale_in_place"]
 
 T = TypeVar("T")
 
+#: Values per batch at most (a Parquet row group can be the whole table): 1 MiB of float64, a block kept in cache.
+BATCH_VALUES = 1 << 17
 _SCALE_ROWS = 1 << 14  # rows scaled at a time, so the second operation finds them in cache
 
 

@@ -25,7 +25,7 @@ import torch
 
 from descend.data.columns import Kind, column_kind, numeric_values
 from descend.data.datasets import Dataset
-from descend.data.dense import dense_columns, fill_splits, scale_in_place
+from descend.data.dense import BATCH_VALUES, dense_columns, fill_splits, scale_in_place
 from descend.data.encode import encode_splits
 from descend.data.errors import (
     ColumnError,
@@ -256,7 +256,7 @@ def _prepare_dense(
     y = encoding.encode(targets, origin)
     parts = split(y, encoding)
     n = table.num_rows
-    batches = table.select(features).to_batches()
+    batches = table.select(features).to_batches(max_chunksize=max(1, BATCH_VALUES // len(features)))
     del table
     filled = fill_splits(batches, parts)
     if filled is None:
