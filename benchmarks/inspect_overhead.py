@@ -6,9 +6,9 @@ epoch), one torch thread, no early stopping, ``--epochs`` epochs (default 23: 10
 steady-state share of sharpness measurements: one, at the default cadence of one per 1000 steps). Variants:
 
 - off: ``fit(..., diagnostics=False)``;
-- health: ``diagnostics=False`` plus ``HealthMonitor()`` only (every 25 steps: per-layer norms, update ratios,
+- health: ``diagnostics=False`` plus ``HealthMonitor()`` only (every 50 steps: per-layer norms, update ratios,
   activation hooks for one step);
-- default: ``fit(...)`` as it comes, ``diagnostics=True``: health every 25 steps, sharpness every 1000 on fit's
+- default: ``fit(...)`` as it comes, ``diagnostics=True``: health every 50 steps, sharpness every 1000 on fit's
   fixed batch of 256 training rows (Lanczos to tol 1e-3 in at most 20 Hessian-vector products, plus Adam's
   preconditioned sharpness: a second Lanczos run), and the findings rules at the end.
 
@@ -16,7 +16,7 @@ The variants run interleaved in rounds, the order rotating each round, so a busy
 figure is the median over ``--rounds`` rounds of wall time / epochs. Two overhead figures per variant: the ratio
 of medians to "off" (noisy on a shared machine), and the time spent inside the diagnostic callbacks' hooks
 divided by the rest of the same run (insensitive to load that comes and goes between runs; it misses only the
-activation hooks' cost inside one forward in 25).
+activation hooks' cost inside one forward in 50).
 
 Run: ``.venv/bin/python benchmarks/inspect_overhead.py [--epochs 23] [--rounds 7]``.
 """

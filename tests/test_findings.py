@@ -130,7 +130,7 @@ def test_over_fitting_names_the_epoch_validation_loss_turned() -> None:
     assert 5 < epoch < len(val) - 5  # a turn inside the run, not at either end
 
 
-# Healthy runs on five built-in datasets, through fit's own diagnostics (health every 25 steps, sharpness every
+# Healthy runs on five built-in datasets, through fit's own diagnostics (health every 50 steps, sharpness every
 # 1000 on a fixed training batch, findings): the runs of 1000, 1035, 1080 and 1278 (batch size 1) steps include a
 # sharpness measurement; the full-batch ones (Newton, L-BFGS, plain gradient descent) stop on the tolerance rule
 # at the optimum.
@@ -161,7 +161,7 @@ def test_no_finding_on_healthy_runs_with_fits_default_diagnostics(name: str, tmp
     assert result.findings == [], [str(f) for f in result.findings]
     # not a vacuous pass: the rules had the records they read
     health = (tmp_path / "run" / "health.jsonl").read_text().splitlines()
-    assert len(health) == 1 + result.steps // 25
+    assert len(health) == 1 + result.steps // HealthMonitor().every  # fit's default cadence
     curvature = tmp_path / "run" / "curvature.jsonl"
     second_order = options.get("optimizer") in ("newton", "lbfgs")
     measured = len(curvature.read_text().splitlines()) if curvature.exists() else 0
