@@ -349,6 +349,12 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     ratio = lr_max / lr_min
     lrs: list[float] = []
     losses: list[float] = []
+    from descend.train.loop import (  # the training loop's own step: same cost per step
+        plain_step,
+        plain_zero_grad,
+    )
+
+    step, zero_grad = plain_step(optimizer), plain_zero_grad(optimizer)
     ema, low, above = 0.0, math.inf, 0
     modules = list(model.modules())
 
@@ -368,9 +374,9 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         loss = loss_fn(model(X.index_select(0, idx)), y.index_select(0, idx))
         if penalty is not None:
             loss = loss + penalty()
-        optimizer.zero_grad(set_to_none=True)
+        zero_grad()
         loss.backward()
-        optimizer.step()
+        step()
         mode(False)
         with torch.no_grad():
             measured = loss_fn(model(X_probe), y_probe)
