@@ -9,7 +9,7 @@ steady-state share of sharpness measurements: one, at the default cadence of one
 - health: ``diagnostics=False`` plus ``HealthMonitor()`` only (every 50 steps: per-layer norms, update ratios,
   activation hooks for one step);
 - default: ``fit(...)`` as it comes, ``diagnostics=True``: health every 50 steps, sharpness every 1000 on fit's
-  fixed batch of 256 training rows (Lanczos to tol 1e-3 in at most 20 Hessian-vector products, plus Adam's
+  fixed batch of 256 training rows (Lanczos to tol 1e-2 in at most 20 Hessian-vector products, plus Adam's
   preconditioned sharpness: a second Lanczos run), and the findings rules at the end.
 
 The variants run interleaved in rounds, the order rotating each round, so a busy machine slows them alike; each

@@ -5,7 +5,7 @@
 - a :class:`~descend.inspect.monitor.HealthMonitor` (every 50 steps: one measurement costs about one training
   step of a small MLP, so 25 would cost ~4% of its training time and 50 costs ~2%);
 - a :class:`~descend.inspect.monitor.SharpnessMonitor` (every 1000 steps, Lanczos to a relative residual of
-  1e-3 in at most 20 Hessian-vector products) on :func:`training_loss`, the training loss on a fixed batch
+  1e-2 in at most 20 Hessian-vector products) on :func:`training_loss`, the training loss on a fixed batch
   of the training rows. It compares the top eigenvalue with ``2/lr`` (``(2 + 2 momentum)/lr`` with heavy-ball
   momentum) and, for Adam-like optimizers, the preconditioned sharpness with ``(2 + 2 beta1)/((1 - beta1) lr)``.
   Left out for optimizers that step with a closure (Newton, L-BFGS): their steps are scaled by curvature, not
