@@ -53,14 +53,10 @@ def _layer(name: str) -> str:
 
 
 def _by_layer(model: nn.Module, values: Iterable[tuple[str, Tensor | None]]) -> dict[str, float]:
-    named = [(name, t) for name, t in values if t is not None]
-    if not named:
-        return {}
-    # One float64 norm per tensor, read back in one transfer (a float() per tensor costs more than the norms).
-    norms = torch.stack([torch.linalg.vector_norm(t.detach(), dtype=torch.float64) for _, t in named]).tolist()
     squares: dict[str, float] = {}
-    for (name, _), norm in zip(named, norms):
-        squares[_layer(name)] = squares.get(_layer(name), 0.0) + norm * norm
+    for name, t in values:
+        if t is not None:
+            squares[_layer(name)] = squares.get(_layer(name), 0.0) + float(t.detach().double().pow(2).sum())
     return {k: math.sqrt(v) for k, v in squares.items()}
 
 

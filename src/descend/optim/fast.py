@@ -6,8 +6,8 @@ The fast path removes what dominates:
 
 - *Flat buckets.* Small parameters of one group (fewer than ``FLAT_MAX`` entries, same dtype, device, active
   rules and step) share one contiguous buffer per state key; their state tensors in ``optimizer.state`` are views
-  into it. Each step the gradients and parameters are gathered into one flat tensor each (``torch.cat``), the
-  rule runs once over the bucket, and the new values are copied back (``torch._foreach_copy_``): a dozen
+  into it. Each step the gradients and parameters are copied into two persistent flat buffers of the bucket
+  (``torch._foreach_copy_``), the rule runs once over the bucket, and the new values are copied back: a dozen
   dispatches for the bucket instead of a dozen per parameter. The user's parameters are never re-pointed.
 - *Compiled rules.* Through ``torch.compile`` a chain becomes one loop that reads ``g``, ``p`` and the state once
   and writes them once. Large parameters get one compiled call each; a compiled bucket gets one for the bucket.

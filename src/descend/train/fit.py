@@ -185,20 +185,20 @@ def _stream_batch(X_dtype: torch.dtype, y_dtype: torch.dtype, unsqueeze: bool,
 
 
 def _target_scale(
-    option: bool | str, model: nn.Module, task: str, named_loss: bool, y: Tensor
+    option: bool | str, model: nn.Module, task: str, named_loss: bool, loader: bool, y: Tensor
 ) -> tuple[Tensor, Tensor] | None:
     """The (mean, std) to standardise a regression target with, or None (see ``fit``'s ``scale_target``)."""
     from descend.models import Model
 
     if option is False:
         return None
-    why = ("the data is a loader (its target statistics are not known before training)" if option == "stream" else
+    why = ("the data is a loader (its target statistics are not known before training)" if loader else
            "the task is not regression" if task != "regression" else
            "the loss is a custom callable (it expects the target's units)" if not named_loss else
            f"{type(model).__name__} is not a descend model (it cannot carry an output scale)"
            if not isinstance(model, Model) else None)  # fmt: skip
     if why is not None:
-        if option in (True, "stream"):
+        if option is True:
             raise ConfigError(f"scale_target: scale_target=True does not apply: {why}; expected 'auto' or False")
         return None
     assert isinstance(model, Model)
@@ -393,10 +393,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     X_dtype = param.dtype if param.is_floating_point() else torch.float32
     data.X, data.X_val = data.X.to(X_dtype), data.X_val.to(X_dtype)
     y_dtype = torch.long if data.task == "multiclass" else X_dtype
-    if data.task == "multiclass":
-        data.y, data.y_val = data.y.long(), data.y_val.long()
-    else:
-        data.y, data.y_val = data.y.to(X_dtype), data.y_val.to(X_dtype)
+    data.y, data.y_val = data.y.to(y_dtype), data.y_val.to(y_dtype)
 
     spec = args["loss"]
     if spec is None:
@@ -426,10 +423,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         shaped = named_loss and unsqueeze
         classes = int(probe.shape[1]) if named_loss and data.task == "multiclass" else None  # the model's outputs
         data.batch = _stream_batch(X_dtype, y_dtype, shaped, transform, classes)
-    option = args["scale_target"]
-    if data.stream is not None:
-        option = "stream" if option is True else False
-    scaled = _target_scale(option, model, data.task, named_loss, y)
+    scaled = _target_scale(args["scale_target"], model, data.task, named_loss, data.stream is not None, y)
     if scaled is not None:
         mu, sigma = scaled[0].to(y.dtype), scaled[1].to(y.dtype)
         raw_loss = loss_fn

@@ -337,6 +337,8 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, saved_model: di
 def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
            X: Tensor, y: Tensor, penalty: Callable[[], Tensor] | None, batch_size: int, lr_min: float,
            lr_max: float, steps: int, diverge: float, seed: int, probe: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    from descend.train.loop import plain_step, plain_zero_grad
+
     torch.manual_seed(seed)  # dropout, inside fork_rng
     for group in optimizer.param_groups:
         group.pop("lr_schedule", None)
@@ -349,20 +351,9 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     ratio = lr_max / lr_min
     lrs: list[float] = []
     losses: list[float] = []
-    from descend.train.loop import (  # the training loop's own step: same cost per step
-        plain_step,
-        plain_zero_grad,
-    )
-
-    step, zero_grad = plain_step(optimizer), plain_zero_grad(optimizer)
+    step, zero_grad = plain_step(optimizer), plain_zero_grad(optimizer)  # as the training loop steps
     ema, low, above = 0.0, math.inf, 0
-    modules = list(model.modules())
-
-    def mode(training: bool) -> None:  # model.train(flag) without its recursion: this runs twice a step
-        for m in modules:
-            m.training = training
-
-    mode(True)
+    model.train()
     for i in range(steps):
         if at + size > n:
             order, at = torch.randperm(n, generator=gen), 0
@@ -377,12 +368,12 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
         zero_grad()
         loss.backward()
         step()
-        mode(False)
+        model.eval()
         with torch.no_grad():
             measured = loss_fn(model(X_probe), y_probe)
             if penalty is not None:
                 measured = measured + penalty()
-        mode(True)
+        model.train()
         value = float(measured)
         if not math.isfinite(value):
             break
