@@ -82,3 +82,29 @@ def test_init_scheme_standard_deviation(scheme: str, std: float) -> None:
 def test_bad_model_arguments(make: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         make()  # type: ignore[operator]
+
+
+def test_output_scale_predicts_sigma_f_plus_mu_and_round_trips() -> None:
+    # Oracle: sigma * (W x + b) + mu by hand, per output; from_config rebuilds the same scale.
+    model = LinearRegression(3, 2, init="xavier").set_output_scale([10.0, -5.0], [2.0, 0.5])
+    x = torch.randn(7, 3)
+    raw = x @ model.net.weight.detach().T + model.net.bias.detach()
+    expected = raw * torch.tensor([2.0, 0.5]) + torch.tensor([10.0, -5.0])
+    torch.testing.assert_close(model(x).detach(), expected, rtol=1e-6, atol=1e-6)
+    rebuilt = from_config(model.config())
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt(x).detach(), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale", "message"),
+    [
+        ([1.0], [0.0], r"shift=\[1\.0\], scale=\[0\.0\]; expected finite numbers and a positive scale"),
+        ([float("nan")], [1.0], r"expected finite numbers and a positive scale"),
+        ([1.0, 2.0], [1.0], r"2 shift value\(s\) but 1 scale value\(s\); expected as many of each"),
+        ([1.0, 2.0, 3.0], [1.0, 1.0, 1.0], r"invalid output scale of 3 values; expected 2 \(one per output\)"),
+    ],
+)
+def test_bad_output_scale_is_refused(shift: list[float], scale: list[float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LinearRegression(3, 2).set_output_scale(shift, scale)

@@ -83,6 +83,9 @@ class Model(nn.Module):
         if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all() and (sigma > 0).all()):
             raise ConfigError(f"{name}: invalid output scale shift={mu.tolist()}, scale={sigma.tolist()}; "
                               "expected finite numbers and a positive scale")  # fmt: skip
+        if mu.numel() != sigma.numel():
+            raise ConfigError(f"{name}: invalid output scale: {mu.numel()} shift value(s) but {sigma.numel()} scale "
+                              "value(s); expected as many of each")  # fmt: skip
         if self.out_features is not None and mu.numel() not in (1, self.out_features):
             raise ConfigError(f"{name}: invalid output scale of {mu.numel()} values; expected "
                               f"{self.out_features} (one per output)")  # fmt: skip
