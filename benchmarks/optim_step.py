@@ -50,27 +50,34 @@ def contenders(algo: str) -> dict[str, Factory]:
     }
 
 
+def timed(steps_by_name: dict[str, Callable[[], object]], rounds: int, steps: int) -> dict[str, tuple[float, float]]:
+    """Per contender: (median over interleaved rounds of the time of one call, time of the first two calls)."""
+    first = {}
+    for name, step in steps_by_name.items():
+        t0 = time.perf_counter()
+        step()
+        step()
+        first[name] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[name].append((time.perf_counter() - t0) / steps)
+    return {name: (statistics.median(times[name]), first[name]) for name in steps_by_name}
+
+
 def bench(algo: str, numel: int, tensors: int, rounds: int, steps: int) -> dict[str, tuple[float, float]]:
     gen = torch.Generator().manual_seed(0)
     size = numel // tensors
-    made = {}
+    made: dict[str, Callable[[], object]] = {}
     for name, make in contenders(algo).items():
         ps = [torch.nn.Parameter(torch.randn(size, generator=gen)) for _ in range(tensors)]
         for p in ps:
             p.grad = torch.randn(size, generator=gen) * 1e-2
-        opt = make(ps)
-        t0 = time.perf_counter()
-        opt.step()
-        opt.step()
-        made[name] = (opt, time.perf_counter() - t0)
-    times: dict[str, list[float]] = {name: [] for name in made}
-    for _ in range(rounds):
-        for name, (opt, _) in made.items():
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                opt.step()
-            times[name].append((time.perf_counter() - t0) / steps)
-    return {name: (statistics.median(times[name]), made[name][1]) for name in made}
+        made[name] = make(ps).step
+    return timed(made, rounds, steps)
 
 
 def bench_small(rounds: int, steps: int) -> dict[str, tuple[float, float]]:
@@ -84,7 +91,7 @@ def bench_small(rounds: int, steps: int) -> dict[str, tuple[float, float]]:
         "torch Adam default": lambda ps: torch.optim.Adam(ps, lr=1e-3),
         "torch Adam fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
     }
-    made = {}
+    made: dict[str, Callable[[], object]] = {}
     for name, make in makers.items():
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(61, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
@@ -95,18 +102,8 @@ def bench_small(rounds: int, steps: int) -> dict[str, tuple[float, float]]:
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
 
-        t0 = time.perf_counter()
-        train_step()
-        train_step()
-        made[name] = (train_step, time.perf_counter() - t0)
-    times: dict[str, list[float]] = {name: [] for name in made}
-    for _ in range(rounds):
-        for name, (train_step, _) in made.items():
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                train_step()
-            times[name].append((time.perf_counter() - t0) / steps)
-    return {name: (statistics.median(times[name]), made[name][1]) for name in made}
+        made[name] = train_step
+    return timed(made, rounds, steps)
 
 
 def main() -> None:
