@@ -3,6 +3,8 @@
 Per step the loop does only what a careful hand-written loop does (pick the batch's rows, forward, loss,
 backward, step) plus one in-place add to sum the epoch's loss; everything else (validation, metrics, the grad
 norm, callbacks' epoch hooks, checkpoints) happens once per epoch, or on the cadence a callback asks for.
+With ``compile=True`` the forward, loss, backward and update of a step are one compiled call
+(:mod:`descend.train.compiled`) whenever nothing needs to watch the step from inside.
 
 The data order is :class:`descend.data.Batches`: a seeded permutation per epoch, split into index batches. A
 checkpoint holds its state (epoch, position, generator), the torch RNG state, the model, the optimizer, the schedule, the partial sums of the epoch and
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +25,9 @@ from descend.data.batching import Batches
 from descend.metrics import evaluate
 from descend.train.setup import TrainData
 from descend.train.state import Callback, TrainState, defines
+
+if TYPE_CHECKING:
+    from descend.train.compiled import CompiledStep
 
 __all__ = ["Loop", "closure_convention"]
 
@@ -119,6 +124,7 @@ class Loop:
         n_iter_no_change: int,
         callbacks: list[Callback],
         seed: int,
+        compile: bool = False,
     ) -> None:
         self.model, self.optimizer, self.data = model, optimizer, data
         self.loss_fn, self.y, self.y_val = loss_fn, y, y_val
@@ -144,6 +150,11 @@ class Loop:
         self.closure = self._closure(closure_convention(optimizer))
         self.step = plain_step(optimizer)
         self.zero_grad = plain_zero_grad(optimizer)
+        self.compiled: CompiledStep | None = None
+        if compile and self.closure is None:
+            from descend.train.compiled import CompiledStep
+
+            self.compiled = CompiledStep(model, loss_fn, penalty, optimizer, self.step)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
@@ -213,7 +224,7 @@ class Loop:
     def run(self) -> None:
         s = self.state
         model, loss_fn, penalty, set_lr = self.model, self.loss_fn, self.penalty, self.set_lr
-        step, zero_grad = self.step, self.zero_grad
+        step, zero_grad, compiled = self.step, self.zero_grad, self.compiled
         X, y = self.data.X, self.y
         stream = self.data.batch  # with a loader: raw batch -> (X, y)
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
@@ -237,23 +248,30 @@ class Loop:
                         self.grad_norm = self._grad_norm()
                 else:
                     if idx is None:
-                        out = model(X)
-                        loss = loss_fn(out, y)
+                        xb, yb = X, y
                     elif stream is not None:
                         xb, yb, _ = stream(idx, f"batch {b} of epoch {s.epoch + 1}")
-                        loss = loss_fn(model(xb), yb)
                     else:
-                        out = model(X.index_select(0, idx))
-                        loss = loss_fn(out, y.index_select(0, idx))
-                    if penalty is not None:
-                        loss = loss + penalty()
-                    zero_grad()
-                    loss.backward()
-                    if b == last:
-                        self.grad_norm = self._grad_norm()
-                    if set_lr is not None:
-                        set_lr(s.step)
-                    step()
+                        xb, yb = X.index_select(0, idx), y.index_select(0, idx)
+                    if compiled is not None and compiled.usable(xb, yb):
+                        if set_lr is not None:
+                            set_lr(s.step)
+                        loss = compiled(xb, yb)
+                        if b == last:
+                            self.grad_norm = self._grad_norm()
+                    else:
+                        loss = loss_fn(model(xb), yb)
+                        if penalty is not None:
+                            loss = loss + penalty()
+                        zero_grad()
+                        loss.backward()
+                        if b == last:
+                            self.grad_norm = self._grad_norm()
+                        if set_lr is not None:
+                            set_lr(s.step)
+                        step()
+                        if compiled is not None:
+                            compiled.eager_step_done(xb)
                 self.loss_sum += loss.detach()
                 s.step += 1
                 s.batch = b + 1

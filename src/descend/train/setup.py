@@ -271,21 +271,34 @@ def _penalized(model: nn.Module, spec: PenaltySpec) -> list[Tensor]:
     return [named[n] for n in spec]
 
 
-def make_penalty(model: nn.Module, l1: float, l2: float, spec: PenaltySpec) -> Callable[[], Tensor] | None:
-    """The penalty :math:`\\lambda_1 \\sum |w| + \\tfrac{\\lambda_2}{2} \\sum w^2` over the chosen parameters."""
+class Penalty:
+    """:math:`\\lambda_1 \\sum |w| + \\tfrac{\\lambda_2}{2} \\sum w^2` over ``params``; call it for the value.
+
+    :meth:`over` computes the same sum over other tensors standing for ``params`` (a compiled step's own
+    copies of the parameters), so the penalty's gradient reaches them.
+    """
+
+    def __init__(self, params: list[Tensor], l1: float, l2: float) -> None:
+        self.params, self.l1, self.l2 = params, l1, l2
+
+    def __call__(self) -> Tensor:
+        return self.over(self.params)
+
+    def over(self, tensors: Sequence[Tensor]) -> Tensor:
+        total = torch.zeros((), dtype=tensors[0].dtype)
+        for p in tensors:
+            if self.l1:
+                total = total + self.l1 * p.abs().sum()
+            if self.l2:
+                total = total + (0.5 * self.l2) * p.pow(2).sum()
+        return total
+
+
+def make_penalty(model: nn.Module, l1: float, l2: float, spec: PenaltySpec) -> Penalty | None:
+    """The penalty over the parameters ``spec`` chooses, or None when there is nothing to penalize."""
     check_number("l1", l1)
     check_number("l2", l2)
     params = _penalized(model, spec)
     if not (l1 or l2) or not params:
         return None
-
-    def penalty() -> Tensor:
-        total = torch.zeros((), dtype=params[0].dtype)
-        for p in params:
-            if l1:
-                total = total + l1 * p.abs().sum()
-            if l2:
-                total = total + (0.5 * l2) * p.pow(2).sum()
-        return total
-
-    return penalty
+    return Penalty(params, l1, l2)

@@ -1,0 +1,296 @@
+"""``fit(..., compile=True)``: a training step compiled with ``torch.compile``, for small models on a CPU.
+
+For the models people train on a CPU (a few layers, thousands of parameters, batches of tens of rows) a step's
+time is dispatch, not arithmetic: each of the forward's, the backward's and the optimizer's few dozen tensor
+operations costs microseconds of Python and torch. Compiled, the whole step is one call into generated code:
+
+- the forward and the loss (with the penalty, if any) are differentiated by ``torch.func.grad_and_value`` over
+  the model's parameters (``torch.func.functional_call``), so the backward is compiled with them;
+- with a descend optimizer made of per-parameter rules (SGD, momentum, Nesterov, AdaGrad, RMSprop, Adam, AdamW,
+  clip by value, weight decay), its update is compiled into the same graph: the graph calls the rules' own
+  ``apply`` methods, as the optimizer's fast path does (nothing restates an update rule). Any other optimizer
+  (torch.optim's, or a descend chain with a rule over all gradients at once: clipping by the global norm,
+  skipping non-finite steps, accumulation) steps as usual on the compiled gradients.
+
+What stays as it was: every parameter's ``.grad`` holds the step's gradient afterwards (callbacks read it), the
+optimizer's state, step counts, learning-rate schedules and ``state_dict`` are the optimizer's own, and every
+hook runs. A step that something must watch from inside runs eagerly instead: the first one (the optimizer
+creates its state), any step while a forward hook or pre-hook is attached to the model (the diagnostics'
+activation statistics, every 50 steps by default), a batch of another shape than the first (an epoch's short
+last batch: no second compile), and a step whose gradient is not finite (the graph leaves everything as it
+was, then the optimizer's step and its hooks, the divergence guard's among them, decide as they always do).
+
+Numbers: a compiled step equals the eager one to rounding (the generated code contracts multiplications and
+additions differently), not bit for bit; seeded compiled runs repeat exactly. Compiling costs seconds once per
+process (less with torch's on-disk cache warm), so it pays on runs of thousands of steps; the figures are in
+``docs/benchmarks.md`` (``benchmarks/fit_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from descend.errors import ConfigError
+from descend.optim.base import GlobalTransform
+from descend.optim.chain import ChainOptimizer
+from descend.optim.fast import compiler_available
+from descend.optim.transforms import PerParam
+from descend.train.setup import Penalty
+
+__all__ = ["CompiledStep"]
+
+#: Graphs kept per step: one per layout of the optimizer's rules and settings (learning rates and step-dependent
+#: numbers are inputs, not part of the layout). A run that keeps changing its settings goes back to eager steps.
+_MAX_GRAPHS = 4
+
+#: Inductor's options for the step: no shape asserts in the generated wrapper (the loop only calls the graph on
+#: batches of the shape it was compiled for).
+INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
+
+
+def _has_forward_hooks(modules: list[nn.Module]) -> bool:
+    from torch.nn.modules import module as _module
+
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _fused_rules(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer's update can run inside the compiled graph: a descend chain of per-parameter
+    rules only, with fixed (not tensor) hyperparameters."""
+    if not isinstance(optimizer, ChainOptimizer):
+        return False
+    if any(isinstance(tr, GlobalTransform) or not isinstance(tr, PerParam) for tr in optimizer.transforms):
+        return False
+    return not any(isinstance(v, Tensor) for g in optimizer.param_groups for k, v in g.items() if k != "params")
+
+
+class CompiledStep:
+    """One compiled training step of ``loss_fn(model(x), y) + penalty`` and the optimizer's update.
+
+    ``usable(x, y)`` says whether this step may run compiled (see the module's notes for when it may not);
+    calling it runs the step on ``(x, y)``, leaves the gradients in ``.grad`` and returns the loss.
+    ``step`` is the loop's way of calling ``optimizer.step()`` (used for the steps the graph hands back).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                 penalty: Callable[[], Tensor] | None,
+                 optimizer: torch.optim.Optimizer, step: Callable[..., Any]) -> None:
+        if not compiler_available():
+            raise ConfigError("compile: torch.compile needs a C++ compiler (g++, c++ or clang++) on the PATH; "
+                              "expected compile=False on this machine")  # fmt: skip
+        for name, module in model.named_modules():
+            if getattr(module, "track_running_stats", False) or isinstance(module, nn.modules.batchnorm._NormBase):
+                raise ConfigError(
+                    f"compile: module {name or type(module).__name__!r} ({type(module).__name__}) updates running "
+                    "statistics during the forward, which the compiled step does not; expected compile=False "
+                    "for models with batch normalisation"
+                )
+        if penalty is not None and not isinstance(penalty, Penalty):
+            raise ConfigError("compile: the penalty must be a descend.train.setup.Penalty (fit's l1, l2 and penalize), "
+                              f"got {type(penalty).__name__}")  # fmt: skip
+        self.model, self.loss_fn, self.optimizer, self.step = model, loss_fn, optimizer, step
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.modules = list(model.modules())
+        index = {id(p): i for i, p in enumerate(self.params)}
+        if penalty is not None and any(id(p) not in index for p in penalty.params):
+            raise ConfigError("compile: the penalty covers parameters that are not trained; expected compile=False")
+        self.penalized = [] if penalty is None else [index[id(p)] for p in penalty.params]
+        self.penalty = penalty
+        self.fused = _fused_rules(optimizer)
+        self.shape: tuple[int, ...] | None = None  # the batch shape the graph is compiled for
+        self.enabled = True
+        self._graph: Callable[..., Any] | None = None
+        self._plans: dict[tuple[Any, ...], Any] = {}
+
+    # -- when ----------------------------------------------------------------------------------------------
+
+    def usable(self, x: Tensor, y: Tensor) -> bool:
+        if not self.enabled or _has_forward_hooks(self.modules):
+            return False
+        if self.shape is None:
+            if not all(self.optimizer.state.get(p) for p in self.params):
+                return False  # the first step runs eagerly: the optimizer makes its state
+            self._probe(x, y)  # resumed: the optimizer has its state, so the step need not be eager
+            return self.enabled and self.shape is not None
+        return tuple(x.shape) == self.shape
+
+    def eager_step_done(self, x: Tensor) -> None:
+        """After an eager step: the first one fixes the batch shape, and checks that every parameter got a
+        gradient (``torch.func`` would give an unused parameter zeros, where autograd leaves ``None`` and the
+        optimizer skips it; such models stay eager)."""
+        if self.shape is None and self.enabled:
+            if any(p.grad is None for p in self.params):
+                self.enabled = False
+                return
+            self.shape = tuple(x.shape)
+
+    def _probe(self, x: Tensor, y: Tensor) -> None:
+        """The same check without a step (a resumed run): a forward and backward whose gradients are dropped,
+        with the random state put back, so the run takes the steps an uninterrupted one takes."""
+        with torch.random.fork_rng(devices=[]):
+            for p in self.params:
+                p.grad = None
+            loss = self.loss_fn(self.model(x), y)
+            (loss + self.penalty() if self.penalty is not None else loss).backward()
+        self.eager_step_done(x)
+        for p in self.params:
+            p.grad = None
+
+    # -- the step ------------------------------------------------------------------------------------------
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        if not self.fused:
+            if self._graph is None:
+                self._graph = torch.compile(self._gradients, fullgraph=True, dynamic=False)
+            loss, grads = self._graph(self.params, x, y)
+            self._set_grads(grads)
+            self.step()
+            return loss
+        opt = self.optimizer
+        assert isinstance(opt, ChainOptimizer)
+        states = [opt.state[p] for p in self.params]
+        gstate = opt._global()
+        t = gstate["updates"]
+        for group in opt.param_groups:
+            if "lr_schedule" in group:
+                group["lr"] = float(group["lr_schedule"](t))
+        steps = [int(st["step"]) + 1 for st in states]
+        plan = self._plan(opt, states, steps)
+        if plan is None:  # settings keep changing: compiling each layout would cost more than it saves
+            self.enabled = False
+            return self._eager_fallback(x, y)
+        graph, units, keys = plan
+        values: list[float] = []
+        for group, rep, rules in units:
+            for tr in rules:
+                values.extend(float(v) for v in tr.scalars(group, steps[rep]).values() if not isinstance(v, bool))
+        tensors = [st[k] for st, ks in zip(states, keys) for k in ks]
+        counts = [st["step"] for st in states]
+        vec = torch.tensor(values, dtype=self.params[0].dtype)
+        loss, grads, ok = graph(self.params, x, y, tensors, counts, vec)
+        self._set_grads(grads)
+        if not bool(ok):  # the graph changed nothing: the optimizer and its hooks take this step as usual
+            self.step()
+            return loss
+        gstate["updates"] = t + 1
+        for group in opt.param_groups:
+            if "lr_schedule" in group:
+                group["lr"] = float(group["lr_schedule"](t + 1))
+        return loss
+
+    def _plan(self, opt: ChainOptimizer, states: list[dict[str, Any]], steps: list[int]) -> Any:
+        """The compiled graph for this layout, the (group, step, rules) units whose numbers ``vec`` carries in
+        order, and each parameter's state keys. The layout is which rules act on which parameter, their
+        settings that are not numbers (flags such as ``nesterov``) and the state they keep; a new layout (a
+        setting changed) is a new graph, up to ``_MAX_GRAPHS``."""
+        groups = self._groups()
+        names = [k for k in opt.defaults if k != "lr"]  # the rules' settings (not lr, nor what others keep there)
+        settings = tuple(tuple(g.get(k) for k in names) for g in opt.param_groups)
+        signature = (tuple(map(id, groups)), settings, tuple(steps[i] - steps[0] for i in range(len(steps))),
+                     tuple(len(st) for st in states))
+        cached = self._plans.get(signature)
+        if cached is not None:
+            return cached
+        if len(self._plans) >= _MAX_GRAPHS:
+            return None
+        units: list[tuple[dict[str, Any], int, tuple[PerParam, ...]]] = []  # (group, a parameter's index, rules)
+        unit_of: dict[tuple[int, int], int] = {}
+        unit_specs: list[tuple[Any, ...]] = []
+        layout = []
+        at = 0
+        for i, (p, group, step) in enumerate(zip(self.params, groups, steps)):
+            key = (id(group), step)
+            if key not in unit_of:
+                rules = tuple(tr for tr in opt.transforms if isinstance(tr, PerParam) and tr.active(group, p))
+                specs = []
+                for tr in rules:
+                    spec: list[tuple[str, bool | int]] = []
+                    for k, v in tr.scalars(group, step).items():
+                        if isinstance(v, bool):
+                            spec.append((k, v))
+                        else:
+                            spec.append((k, at))
+                            at += 1
+                    specs.append((tr, tuple(spec)))
+                unit_of[key] = len(units)
+                units.append((group, i, rules))
+                unit_specs.append(tuple(specs))
+            layout.append(unit_specs[unit_of[key]])
+        keys = [tuple(k for k, v in st.items() if k != "step" and isinstance(v, Tensor)) for st in states]
+        plan = (self._compile(tuple(zip(layout, keys))), units, keys)
+        self._plans[signature] = plan
+        return plan
+
+    def _eager_fallback(self, x: Tensor, y: Tensor) -> Tensor:
+        loss = self.loss_fn(self.model(x), y)
+        if self.penalty is not None:
+            loss = loss + self.penalty()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.step()
+        return loss
+
+    def _groups(self) -> list[dict[str, Any]]:
+        owner = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
+        missing = [n for n, p in zip(self.names, self.params) if id(p) not in owner]
+        if missing:
+            raise ConfigError(f"compile: parameter {missing[0]!r} is trained but not in the optimizer; "
+                              "expected an optimizer over every trainable parameter")  # fmt: skip
+        return [owner[id(p)] for p in self.params]
+
+    def _set_grads(self, grads: list[Tensor]) -> None:
+        for p, g in zip(self.params, grads):
+            p.grad = g
+
+    # -- what is compiled ----------------------------------------------------------------------------------
+
+    def _objective(self, tensors: list[Tensor], x: Tensor, y: Tensor) -> Tensor:
+        out = torch.func.functional_call(self.model, dict(zip(self.names, tensors)), (x,))
+        loss = self.loss_fn(out, y)
+        if self.penalty is not None:
+            loss = loss + self.penalty.over([tensors[i] for i in self.penalized])
+        return loss
+
+    def _gradients(self, params: list[Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
+        grads, loss = torch.func.grad_and_value(self._objective)([p.detach() for p in params], x, y)
+        return loss.detach(), grads
+
+    def _compile(self, layout: tuple[Any, ...]) -> Callable[..., Any]:
+        def fused_step(params: list[Tensor], x: Tensor, y: Tensor, tensors: list[Tensor], counts: list[Tensor],
+                       vec: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+            loss, grads = self._gradients(params, x, y)
+            ok = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+            at = 0
+            with torch.no_grad():
+                for p, g, count, (specs, keys) in zip(params, grads, counts, layout):
+                    state = dict(zip(keys, tensors[at:at + len(keys)]))
+                    at += len(keys)
+                    new_p = p.detach().clone()
+                    new_state = {k: v.clone() for k, v in state.items()}
+                    u = g
+                    for rule, spec in specs:
+                        u = rule.apply(u, new_p, new_state, {k: (j if isinstance(j, bool) else vec[j]) for k, j in spec})
+                    new_p.add_(u)
+                    p.copy_(torch.where(ok, new_p, p))  # a non-finite gradient moves nothing
+                    for k, v in state.items():
+                        v.copy_(torch.where(ok, new_state[k], v))
+                    count.add_(ok.to(count.dtype))
+            return loss, grads, ok
+
+        # Guards are kept on the tensors only (shapes, dtypes): the layout, the model's code and the rules are
+        # fixed for this graph, which the loop calls only on batches of its shape, in training mode. A fresh code
+        # object gives this graph a cache of its own (torch.compile keys its cache on the code), so no other
+        # fit, model or layout can ever be served it.
+        fn = types.FunctionType(fused_step.__code__.replace(), fused_step.__globals__, "fused_step", None,
+                                fused_step.__closure__)  # fmt: skip
+        options = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, **INDUCTOR_OPTIONS}
+        return torch.compile(fn, fullgraph=True, dynamic=False, options=options)
