@@ -457,6 +457,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         accumulate=args["accumulate"],
     )
     closure = closure_convention(optimizer)
+    if closure is not None and args["compile"]:
+        raise ConfigError(f"compile: {type(optimizer).__name__} re-evaluates the loss through a closure, which the "
+                          "compiled step does not; expected compile=False, or a first-order optimizer")  # fmt: skip
     if closure is not None and data.stream is not None:
         raise ConfigError(f"optimizer: {type(optimizer).__name__} steps on the whole training set, which a loader does "
                           "not hold; expected a first-order optimizer (sgd, momentum, adam, ...) or in-memory data")  # fmt: skip

@@ -4,7 +4,7 @@ Each step the guard reads the step's loss :math:`\\ell_t` (computed with the par
 before the optimizer moves, checks that the gradient is finite. The loss of a small batch is a noisy estimate of
 the training loss: with one row per step, one row's cross-entropy is routinely 100 times the median row's. So the
 guard judges losses over *blocks* of :math:`B = \\lceil \\text{rows} / b \\rceil` consecutive finite steps at batch
-size :math:`b` (read from the first training forward; :math:`B = 1` at ``rows`` or more rows a step, and for
+size :math:`b` (the first step's; :math:`B = 1` at ``rows`` or more rows a step, and for
 full-batch descent), whose mean :math:`\\bar\\ell` covers at least ``rows`` (32) rows, as one step of fit's default
 batch size does. Every rule below counts blocks, so the guard behaves the same per row seen at any batch size;
 at :math:`B = 1` a block is a step. A step or block is *abnormal* when
@@ -168,7 +168,7 @@ class DivergenceGuard(Callback):
         self.rollbacks = 0
         self.skips = 0
         self.scale = 1.0
-        self.block = 1  # steps per judged block: ceil(rows / batch size), read from the first training forward
+        self.block = 1  # steps per judged block: ceil(rows / batch size), set at the first step
         self.events: list[dict[str, Any]] = []
         self._recent: deque[float] = deque(maxlen=window)
         self._first: list[float] = []
@@ -183,7 +183,7 @@ class DivergenceGuard(Callback):
         self._prevented = False
         self._nonfinite_grad = False
         self._handle: Any = None
-        self._rows_handle: Any = None
+        self._sized = False  # whether ``block`` has been set from the batch size
         self._epoch_sum, self._epoch_count, self._intervened = 0.0, 0, False
         self._pending_sum, self._pending_count = 0.0, 0  # the open block's steps in this epoch
         self._rolled_back = False
@@ -196,13 +196,11 @@ class DivergenceGuard(Callback):
             self._handle.remove()
         if self.check_grads:
             self._handle = state.optimizer.register_step_pre_hook(self._before_step)
-        if self._rows_handle is not None:
-            self._rows_handle.remove()
-            self._rows_handle = None
-        if state.n_batches <= 1:  # full batch: the loss is the training loss itself, without sampling noise
+        # Full batch: the loss is the training loss itself, without sampling noise. Else the first step's
+        # batch size sets the block (``state.batch_rows``, read in on_step_end).
+        self._sized = state.n_batches <= 1
+        if self._sized:
             self.block = 1
-        else:
-            self._rows_handle = state.model.register_forward_pre_hook(self._read_batch_size)
         if self.scale != 1.0:  # resumed after rollbacks: fixed rates come scaled from the checkpoint, schedules not
             self._apply_scale(state.optimizer, 1.0, self.scale)
         if self._good is None:
@@ -215,6 +213,9 @@ class DivergenceGuard(Callback):
     def on_step_end(self, state: TrainState) -> None:
         if state.loss is None:
             return
+        if not self._sized and state.batch_rows > 0:
+            self.block = max(1, math.ceil(self.rows / state.batch_rows))
+            self._sized = True
         value = state.loss.item()
         prevented, self._prevented = self._prevented, False
         nonfinite_grad, self._nonfinite_grad = self._nonfinite_grad, False
@@ -251,22 +252,11 @@ class DivergenceGuard(Callback):
             state.stop = "diverged"
 
     def on_fit_end(self, state: TrainState) -> None:
-        for handle in (self._handle, self._rows_handle):
-            if handle is not None:
-                handle.remove()
-        self._handle = self._rows_handle = None
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
 
     # -- the rules -----------------------------------------------------------------------------------------
-
-    def _read_batch_size(self, module: torch.nn.Module, args: Any) -> None:
-        """Forward pre-hook, removed after the first training forward: the batch size sets the block."""
-        if not module.training or not torch.is_grad_enabled():
-            return  # an evaluation (validation loss, sharpness), not a training step
-        if args and isinstance(args[0], Tensor) and args[0].dim() > 0 and args[0].shape[0] > 0:
-            self.block = max(1, math.ceil(self.rows / int(args[0].shape[0])))
-        if self._rows_handle is not None:
-            self._rows_handle.remove()
-            self._rows_handle = None
 
     def _end_block(self, state: TrainState, mean: float) -> None:
         """Judge the block just completed, of mean loss ``mean`` (events report it as their ``loss``)."""

@@ -244,6 +244,7 @@ class Loop:
                     if set_lr is not None:
                         set_lr(s.step)
                     loss: Tensor = step(self.closure)  # loss at the start
+                    rows = self.n
                     if b == last:
                         self.grad_norm = self._grad_norm()
                 else:
@@ -253,6 +254,7 @@ class Loop:
                         xb, yb, _ = stream(idx, f"batch {b} of epoch {s.epoch + 1}")
                     else:
                         xb, yb = X.index_select(0, idx), y.index_select(0, idx)
+                    rows = len(xb)
                     if compiled is not None and compiled.usable(xb, yb):
                         if set_lr is not None:
                             set_lr(s.step)
@@ -276,7 +278,7 @@ class Loop:
                 s.step += 1
                 s.batch = b + 1
                 if step_hooks:
-                    s.loss = loss
+                    s.loss, s.batch_rows = loss, rows
                     self.elapsed += time.perf_counter() - start
                     start = time.perf_counter()
                     for cb in step_hooks:

@@ -47,6 +47,7 @@ class TrainState:
     batch: int = 0
     step: int = 0
     loss: Tensor | None = None
+    batch_rows: int = 0  #: rows in the latest step's batch (set by the loop before ``on_step_end``)
     row: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     stop: str | None = None

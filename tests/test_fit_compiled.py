@@ -1,0 +1,183 @@
+"""fit(compile=True): the compiled step against the eager one (same run to rounding), which steps run eagerly
+(counted exactly), a non-finite gradient handed to the divergence guard with nothing moved, bit-exact resume of a
+compiled run with dropout, and the refusals.
+
+Each distinct graph costs a compile of seconds, so the cases share one model shape and data set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import descend
+from descend import optim
+from descend.errors import ConfigError
+from descend.models import MLP
+from descend.optim.fast import compiler_available
+from descend.train import Callback, TrainState
+from descend.train import compiled as compiled_module
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning"),
+    pytest.mark.skipif(not compiler_available(), reason="torch.compile needs a C++ compiler"),
+]
+
+
+def dataset() -> SimpleNamespace:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 6, generator=g)
+    y = (X[:, :3].sum(1) + 0.8 * torch.randn(400, generator=g) > 0).long() + (X[:, 3] > 1).long()
+    return SimpleNamespace(X_train=X[:320], y_train=y[:320], X_val=X[320:], y_val=y[320:], task="multiclass", n_classes=3)
+
+
+# 320 rows in batches of 30: 10 full batches and a short one of 20 per epoch (run eagerly).
+ARGS: dict[str, Any] = {"epochs": 4, "batch_size": 30, "seed": 3, "tol": None, "early_stopping": False,
+                        "diagnostics": False, "progress": False}  # fmt: skip
+STEPS, SHORT = 4 * 11, 4
+
+
+def flat(m: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in m.state_dict().values()])
+
+
+@pytest.fixture
+def compiled_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many steps ran through the compiled graph (a spy on CompiledStep.__call__)."""
+    calls: list[int] = []
+    original = compiled_module.CompiledStep.__call__
+
+    def spy(self: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return original(self, x, y)
+
+    monkeypatch.setattr(compiled_module.CompiledStep, "__call__", spy)
+    return calls
+
+
+CASES = {
+    # optimizer, options: the fused update (a descend chain) in three shapes, and torch's Adam stepping on
+    # compiled gradients
+    "adam, l2 penalty, schedule": ("adam", {"lr": lambda t: 0.02 * 0.99**t, "l2": 1e-3}),
+    "nesterov, weight decay": ("nesterov", {"lr": 0.05, "optimizer_options": {"momentum": 0.9}, "weight_decay": 1e-3}),
+    "adamw": ("adamw", {"lr": 0.01}),
+    "torch Adam": (torch.optim.Adam, {"lr": 0.01}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_compiled_fit_equals_the_eager_fit(case: str, compiled_calls: list[int]) -> None:
+    optimizer, options = CASES[case]
+    torch.manual_seed(0)
+    eager = descend.fit(MLP(hidden=(16,)), dataset(), optimizer=optimizer, **options, **ARGS)
+    assert not compiled_calls
+    torch.manual_seed(0)
+    fast = descend.fit(MLP(hidden=(16,)), dataset(), optimizer=optimizer, compile=True, **options, **ARGS)
+    # Every step but the first (the optimizer makes its state) and each epoch's short last batch.
+    assert len(compiled_calls) == STEPS - 1 - SHORT and set(compiled_calls) == {30}
+    assert fast.steps == eager.steps == STEPS
+    # float32 over 44 steps: the generated code rounds differently (contractions), nothing else differs.
+    torch.testing.assert_close(flat(fast.model), flat(eager.model), rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast.history, eager.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["lr"] == pytest.approx(b["lr"], rel=1e-12)
+    assert eager.history[-1]["loss"] < eager.history[0]["loss"]  # it trained
+
+
+class Poison(Callback):
+    """Makes the loss non-finite for the step after ``at`` (through a factor the loss reads) and records the
+    parameters and the optimizer's update count around that step."""
+
+    def __init__(self, factor: torch.Tensor, at: int, model: torch.nn.Module, opt: Any) -> None:
+        self.factor, self.at, self.model, self.opt = factor, at, model, opt
+        self.seen: dict[str, Any] = {}
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.at:
+            self.seen["before"], self.seen["updates"] = flat(self.model).clone(), self.opt.updates
+            self.factor.fill_(float("nan"))
+        elif state.step == self.at + 1:
+            self.seen["after"], self.seen["updates_after"] = flat(self.model).clone(), self.opt.updates
+            self.seen["loss"] = float(state.loss)  # type: ignore[arg-type]
+            self.factor.fill_(1.0)
+
+
+def test_a_non_finite_gradient_moves_nothing_and_reaches_the_guard(tmp_path: Path, compiled_calls: list[int]) -> None:
+    factor = torch.ones(())
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out * factor, y)
+
+    torch.manual_seed(0)
+    model = MLP(6, 3, hidden=(16,))
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    poison = Poison(factor, 5, model, opt)
+    result = descend.fit(model, dataset(), optimizer=opt, loss=loss, compile=True, callbacks=[poison],
+                         run_dir=tmp_path / "run", **ARGS)  # fmt: skip
+    assert 6 in [i + 1 for i in range(len(compiled_calls))]  # step 6 went into the graph
+    assert poison.seen["loss"] != poison.seen["loss"]  # NaN: the poisoned step's loss
+    assert torch.equal(poison.seen["after"], poison.seen["before"])  # nothing moved
+    assert poison.seen["updates_after"] == poison.seen["updates"]  # and the optimizer counted no update
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    skips = [e for e in events if e["event"] == "guard_skip"]
+    assert len(skips) == 1 and skips[0]["step"] == 6
+    assert result.stop_reason == "max_epochs" and torch.isfinite(flat(result.model)).all()
+
+
+class Crash(Callback):
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_a_compiled_run_resumes_bit_for_bit(tmp_path: Path, compiled_calls: list[int]) -> None:
+    args = {**ARGS, "lr": 0.02}
+    reference = descend.fit(MLP(hidden=(16,), dropout=0.25), dataset(), compile=True, **args)
+    uninterrupted = len(compiled_calls)
+    with pytest.raises(KeyboardInterrupt):
+        descend.fit(MLP(hidden=(16,), dropout=0.25), dataset(), compile=True, run_dir=tmp_path / "run",
+                    checkpoint_every=4, callbacks=[Crash(26)], **args)  # fmt: skip
+    resumed = descend.fit(MLP(hidden=(16,), dropout=0.25), dataset(), compile=True, resume=tmp_path / "run", **args)
+    # The resumed run compiles its first step too (the optimizer state came with the checkpoint): the same steps
+    # run compiled as in the uninterrupted run, so the numbers are the same bit for bit.
+    assert len(compiled_calls) - uninterrupted == uninterrupted + (26 - 24)  # steps 25, 26 ran twice
+    assert torch.equal(flat(resumed.model), flat(reference.model))
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(reference.history)
+
+
+def test_a_parameter_without_gradient_keeps_the_run_eager(compiled_calls: list[int]) -> None:
+    class WithSpare(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(6, 3)
+            self.spare = torch.nn.Parameter(torch.ones(2))  # unused: autograd leaves its grad None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+    torch.manual_seed(0)
+    eager = descend.fit(WithSpare(), dataset(), lr=0.01, **ARGS)
+    torch.manual_seed(0)
+    fast = descend.fit(WithSpare(), dataset(), lr=0.01, compile=True, **ARGS)
+    assert not compiled_calls
+    assert torch.equal(flat(fast.model), flat(eager.model))
+
+
+def test_refusals() -> None:
+    with pytest.raises(ConfigError, match=r"compile: invalid compile='yes'; expected True or False"):
+        descend.fit(MLP(hidden=(4,)), dataset(), compile="yes", **ARGS)
+    bn = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    with pytest.raises(ConfigError, match=r"compile: module '1' \(BatchNorm1d\) .*batch normalisation"):
+        descend.fit(bn, dataset(), compile=True, **ARGS)
+    with pytest.raises(ConfigError, match=r"compile: LBFGS re-evaluates the loss through a closure"):
+        descend.fit(MLP(hidden=(4,)), dataset(), optimizer="lbfgs", batch_size="full", compile=True,
+                    **{k: v for k, v in ARGS.items() if k != "batch_size"})  # fmt: skip
