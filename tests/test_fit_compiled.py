@@ -181,3 +181,22 @@ def test_refusals() -> None:
     with pytest.raises(ConfigError, match=r"compile: LBFGS re-evaluates the loss through a closure"):
         descend.fit(MLP(hidden=(4,)), dataset(), optimizer="lbfgs", batch_size="full", compile=True,
                     **{k: v for k, v in ARGS.items() if k != "batch_size"})  # fmt: skip
+
+
+def test_a_step_torch_compile_cannot_take_goes_on_eagerly_with_a_warning(compiled_calls: list[int]) -> None:
+    class Branchy(torch.nn.Module):  # control flow on a tensor's value: no single graph holds it
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.net(x)
+            return out if float(out.sum()) > 0 else out * 2.0
+
+    torch.manual_seed(0)
+    eager = descend.fit(Branchy(), dataset(), lr=0.01, **ARGS)
+    torch.manual_seed(0)
+    with pytest.warns(RuntimeWarning, match=r"compile: torch.compile could not compile this training step .*eager"):
+        fast = descend.fit(Branchy(), dataset(), lr=0.01, compile=True, **ARGS)
+    assert len(compiled_calls) == 1  # tried once, then eager throughout
+    assert torch.equal(flat(fast.model), flat(eager.model))

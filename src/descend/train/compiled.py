@@ -29,6 +29,7 @@ process (less with torch's on-disk cache warm), so it pays on runs of thousands 
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +111,7 @@ class CompiledStep:
         self.enabled = True
         self._graph: Callable[..., Any] | None = None
         self._plans: dict[tuple[Any, ...], Any] = {}
+        self._ran: set[int] = set()  # the graphs that compiled and ran
 
     # -- when ----------------------------------------------------------------------------------------------
 
@@ -150,8 +152,14 @@ class CompiledStep:
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         if not self.fused:
             if self._graph is None:
-                self._graph = torch.compile(self._gradients, fullgraph=True, dynamic=False)
-            loss, grads = self._graph(self.params, x, y)
+                def gradients(params: list[Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
+                    return self._gradients(params, x, y)
+
+                self._graph = _compile(gradients)
+            out = self._first_call(self._graph, (self.params, x, y))
+            if out is None:
+                return self._eager_fallback(x, y)
+            loss, grads = out
             self._set_grads(grads)
             self.step()
             return loss
@@ -176,7 +184,10 @@ class CompiledStep:
         tensors = [st[k] for st, ks in zip(states, keys) for k in ks]
         counts = [st["step"] for st in states]
         vec = torch.tensor(values, dtype=self.params[0].dtype)
-        loss, grads, ok = graph(self.params, x, y, tensors, counts, vec)
+        out = self._first_call(graph, (self.params, x, y, tensors, counts, vec))
+        if out is None:
+            return self._eager_fallback(x, y)
+        loss, grads, ok = out
         self._set_grads(grads)
         if not bool(ok):  # the graph changed nothing: the optimizer and its hooks take this step as usual
             self.step()
@@ -229,6 +240,23 @@ class CompiledStep:
         plan = (self._compile(tuple(zip(layout, keys))), units, keys)
         self._plans[signature] = plan
         return plan
+
+    def _first_call(self, graph: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """``graph(*args)``; the first call of a graph compiles it, and if that fails (torch.compile cannot take
+        every model: data-dependent Python control flow, unsupported operations), the run goes on eagerly with
+        a warning saying why, instead of stopping. None then."""
+        if id(graph) in self._ran:
+            return graph(*args)
+        try:
+            out = graph(*args)
+        except Exception as e:  # any failure to compile; an error of the model itself recurs in the eager step
+            self.enabled = False
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            warnings.warn(f"compile: torch.compile could not compile this training step ({type(e).__name__}: "
+                          f"{reason[:300]}); the run goes on with eager steps", RuntimeWarning, stacklevel=2)  # fmt: skip
+            return None
+        self._ran.add(id(graph))
+        return out
 
     def _eager_fallback(self, x: Tensor, y: Tensor) -> Tensor:
         loss = self.loss_fn(self.model(x), y)
@@ -286,11 +314,14 @@ class CompiledStep:
                     count.add_(ok.to(count.dtype))
             return loss, grads, ok
 
-        # Guards are kept on the tensors only (shapes, dtypes): the layout, the model's code and the rules are
-        # fixed for this graph, which the loop calls only on batches of its shape, in training mode. A fresh code
-        # object gives this graph a cache of its own (torch.compile keys its cache on the code), so no other
-        # fit, model or layout can ever be served it.
-        fn = types.FunctionType(fused_step.__code__.replace(), fused_step.__globals__, "fused_step", None,
-                                fused_step.__closure__)  # fmt: skip
-        options = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, **INDUCTOR_OPTIONS}
-        return torch.compile(fn, fullgraph=True, dynamic=False, options=options)
+        return _compile(fused_step)
+
+
+def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile(fn)`` with guards on the tensors only (shapes, dtypes): the layout, the model's code and
+    the rules are fixed for one graph, which the loop calls only on batches of its shape, in training mode. A
+    fresh code object gives the graph a cache of its own (torch.compile keys its cache on the code), so no
+    other fit, model or layout is ever served it, and no fit counts against another's recompile limit."""
+    fresh = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, None, fn.__closure__)
+    options = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, **INDUCTOR_OPTIONS}
+    return torch.compile(fresh, fullgraph=True, dynamic=False, options=options)
