@@ -200,3 +200,27 @@ def test_a_step_torch_compile_cannot_take_goes_on_eagerly_with_a_warning(compile
         fast = descend.fit(Branchy(), dataset(), lr=0.01, compile=True, **ARGS)
     assert len(compiled_calls) == 1  # tried once, then eager throughout
     assert torch.equal(flat(fast.model), flat(eager.model))
+
+
+def test_train_compile_on_the_command_line(tmp_path: Path) -> None:
+    """``descend train --compile`` trains through the compiled step: recorded in config.json, and the epochs'
+    losses are the eager run's to rounding."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from descend.cli.main import cli
+    from descend.data import load_dataset
+
+    load_dataset("iris").frame.to_csv(tmp_path / "iris.csv", index=False)
+    args = ["train", str(tmp_path / "iris.csv"), "--target", "species", "--model", "mlp:8", "--batch-size", "16",
+            "--epochs", "3", "--no-early-stopping", "--no-diagnostics", "--quiet"]  # fmt: skip
+    losses = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        result = CliRunner().invoke(cli, [*args, *extra, "--out", str(tmp_path / name)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        with open(tmp_path / name / "metrics.csv") as f:
+            losses[name] = [float(row["loss"]) for row in csv.DictReader(f)]
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["arguments"]["compile"] is (name == "compiled")
+    assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-5)

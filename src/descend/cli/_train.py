@@ -104,7 +104,8 @@ class RecordCommand:
 def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[str, dict[str, Any]], loss: str,
                  optimizer: str, lr: float | str | None, schedule: str, batch_size: int | str, epochs: int,
                  early_stopping: bool | None, patience: int, seed: int, run_dir: Path | None, resume: Path | None,
-                 diagnostics: bool, health_every: int, sharpness_every: int, header: str = "") -> dict[str, Any]:
+                 diagnostics: bool, health_every: int, sharpness_every: int, header: str = "",
+                 compile: bool = False) -> dict[str, Any]:
     """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary.
 
     A run refused before it started (bad options found by fit) leaves no folder behind."""
@@ -151,7 +152,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
                 net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=rate,
                 batch_size=batch_size, epochs=epochs, early_stopping=stopping, seed=seed,
                 run_dir=None if resume else run_dir, resume=resume, callbacks=callbacks, diagnostics=diagnostics,
-                progress=False,
+                progress=False, compile=compile,
             )
         except descend.DescendError:
             if fresh and fresh[0].is_dir() and not (fresh[0] / "config.json").exists():
@@ -218,6 +219,9 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
               help="Record per-layer gradient norms every N steps.")
 @click.option("--sharpness-every", type=click.IntRange(min=1), default=SHARPNESS_EVERY, show_default=True,
               help="Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps.")
+@click.option("--compile", "compile_step", is_flag=True,
+              help="Compile each training step with torch.compile: several times faster per step on small models, "
+                   "after a compile of seconds; worth it on runs of thousands of steps.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder to write (new or empty). Default: runs/<data>-<model>-<time>.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -226,7 +230,8 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
           lr: float | str | None, schedule: str, batch_size: int | str, epochs: int, early_stopping: bool | None,
           patience: int, validation: float, scale: str, seed: int, diagnostics: bool, health_every: int,
-          sharpness_every: int, out: Path | None, resume: Path | None, quiet: bool, as_json: bool) -> None:
+          sharpness_every: int, compile_step: bool, out: Path | None, resume: Path | None, quiet: bool,
+          as_json: bool) -> None:
     """Train a model on the table DATA (CSV, Parquet, ...) to predict --target, print progress and a summary,
     and write a run folder with its report.html.
 
@@ -251,7 +256,7 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
         o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
         batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, patience=patience, seed=seed,
         run_dir=run_dir, resume=resume, diagnostics=diagnostics, health_every=health_every,
-        sharpness_every=sharpness_every, header=header,
+        sharpness_every=sharpness_every, header=header, compile=compile_step,
     )
     o.result(summary)
 
