@@ -1,19 +1,26 @@
 """Per-epoch time of descend.fit against a minimal hand-written loop and a typical DataLoader loop.
 
 Same data (digits through descend.data.prepare, 1438 training rows, 61 features), same model (an MLP with one
-hidden layer of 64 ReLU units), same optimizer (``--optimizer descend``: descend.optim.Adam, fit's default; ``torch``: torch.optim.Adam; lr 1e-3), batch size 32, same thread count
-(1, fit's choice for small models), in one process. The three loops run in interleaved rounds so a busy machine
-slows them alike; the figure per loop is the median over rounds of (wall time / epochs), and the ratios are of
-those medians.
+hidden layer of 64 ReLU units), same optimizer (``--optimizer descend``: descend.optim.Adam, fit's default;
+``torch``: torch.optim.Adam; lr 1e-3), batch size 32 (``--batch-size``), same thread count (1, fit's choice for
+small models), in one process. The loops run in interleaved rounds so a busy machine slows them alike; the figure
+per loop is the median over rounds of its per-epoch time, and the ratios are of those medians.
 
 - minimal: a seeded permutation per epoch, ``perm.split(BATCH)``, ``X[idx]``, forward, loss, backward, step.
 - dataloader: ``DataLoader(TensorDataset(X, y), batch_size=BATCH, shuffle=True)``, the usual tutorial loop.
 - fit: ``descend.fit`` with its defaults (early stopping on the validation loss with best-weight copies,
   validation metrics every epoch, per-epoch grad norm, history, the divergence guard, and the diagnostics:
-  gradient health every 25 steps, sharpness every 1000); no run folder.
+  gradient health every 50 steps, sharpness every 1000); no run folder.
 - fit, no diagnostics: the same with ``diagnostics=False`` (the training loop's own callbacks only).
+- fit, compile=True: fit with its defaults and each training step one torch.compile graph (forward, loss,
+  backward and, with descend's optimizer, the update; descend.train.compiled).
 
-Run: ``.venv/bin/python benchmarks/fit_overhead.py [--epochs 20] [--rounds 7] [--optimizer descend|torch]``.
+The fit variants run one epoch more than asked and are timed from the end of their first epoch to the end of the
+last (a callback reads the clock), so the one-off compile of the compiled variant, which happens in its first
+epoch, stays out of the per-epoch figure; it is printed on its own (the first epoch's time beyond a steady one).
+
+Run: ``.venv/bin/python benchmarks/fit_overhead.py [--epochs 20] [--rounds 7] [--optimizer descend|torch]
+[--batch-size 32]``.
 """
 
 from __future__ import annotations
