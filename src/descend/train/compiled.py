@@ -106,7 +106,10 @@ class CompiledStep:
             raise ConfigError("compile: the penalty covers parameters that are not trained; expected compile=False")
         self.penalized = [] if penalty is None else [index[id(p)] for p in penalty.params]
         self.penalty = penalty
-        self.fused = _fused_rules(optimizer)
+        owned = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        # The update goes into the graph only when the optimizer holds every trained parameter (one it does
+        # not hold keeps its gradient and is never moved, as without compiling: the optimizer's own step does that).
+        self.fused = _fused_rules(optimizer) and all(id(p) in owned for p in self.params)
         self.shape: tuple[int, ...] | None = None  # the batch shape the graph is compiled for
         self.enabled = True
         self._graph: Callable[..., Any] | None = None
@@ -269,10 +272,6 @@ class CompiledStep:
 
     def _groups(self) -> list[dict[str, Any]]:
         owner = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
-        missing = [n for n, p in zip(self.names, self.params) if id(p) not in owner]
-        if missing:
-            raise ConfigError(f"compile: parameter {missing[0]!r} is trained but not in the optimizer; "
-                              "expected an optimizer over every trainable parameter")  # fmt: skip
         return [owner[id(p)] for p in self.params]
 
     def _set_grads(self, grads: list[Tensor]) -> None:
