@@ -8,11 +8,13 @@ parameters from weight decay, and ``compile`` (see :class:`~descend.optim.chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from torch import Tensor
 
+from descend.optim.base import named_for
 from descend.optim.chain import ChainOptimizer
 from descend.optim.transforms import (
     add_decayed_weights,
@@ -47,12 +49,10 @@ class SGD(ChainOptimizer):
     def __init__(self, params: Params, lr: LR = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
                  weight_decay_mask: Mask = None, compile: bool | str = "auto") -> None:
-        super().__init__(
-            params,
-            [_maximize(maximize), add_decayed_weights(weight_decay, weight_decay_mask),
-             _momentum(momentum, dampening, nesterov), scale_by_learning_rate(lr)],
-            name=type(self).__name__, compile=compile,
-        )
+        with _named(type(self).__name__):
+            rules = [_maximize(maximize), add_decayed_weights(weight_decay, weight_decay_mask),
+                     _momentum(momentum, dampening, nesterov), scale_by_learning_rate(lr)]
+        super().__init__(params, rules, name=type(self).__name__, compile=compile)
 
 
 GradientDescent = SGD
@@ -103,12 +103,10 @@ class Adagrad(ChainOptimizer):
     def __init__(self, params: Params, lr: LR = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
                  weight_decay_mask: Mask = None, compile: bool | str = "auto") -> None:
-        super().__init__(
-            params,
-            [_maximize(maximize), add_decayed_weights(weight_decay, weight_decay_mask),
-             scale_by_adagrad(lr_decay, initial_accumulator_value, eps), scale_by_learning_rate(lr)],
-            name=type(self).__name__, compile=compile,
-        )
+        with _named(type(self).__name__):
+            rules = [_maximize(maximize), add_decayed_weights(weight_decay, weight_decay_mask),
+                     scale_by_adagrad(lr_decay, initial_accumulator_value, eps), scale_by_learning_rate(lr)]
+        super().__init__(params, rules, name=type(self).__name__, compile=compile)
 
 
 class RMSprop(ChainOptimizer):
@@ -127,12 +125,10 @@ class RMSprop(ChainOptimizer):
     def __init__(self, params: Params, lr: LR = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
                  maximize: bool = False, weight_decay_mask: Mask = None, compile: bool | str = "auto") -> None:
-        super().__init__(
-            params,
-            [_maximize(maximize), add_decayed_weights(weight_decay, weight_decay_mask),
-             scale_by_rms(alpha, eps, centered), _momentum(momentum, 0.0, False), scale_by_learning_rate(lr)],
-            name=type(self).__name__, compile=compile,
-        )
+        with _named(type(self).__name__):
+            rules = [_maximize(maximize), add_decayed_weights(weight_decay, weight_decay_mask),
+                     scale_by_rms(alpha, eps, centered), _momentum(momentum, 0.0, False), scale_by_learning_rate(lr)]
+        super().__init__(params, rules, name=type(self).__name__, compile=compile)
 
 
 class Adam(ChainOptimizer):
@@ -153,11 +149,12 @@ class Adam(ChainOptimizer):
     def __init__(self, params: Params, lr: LR = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
                  maximize: bool = False, weight_decay_mask: Mask = None, compile: bool | str = "auto") -> None:
-        decay = add_decayed_weights(weight_decay, weight_decay_mask)
-        if self.decoupled:
-            rules = [_maximize(maximize), scale_by_adam(betas, eps, amsgrad), decay, scale_by_learning_rate(lr)]
-        else:
-            rules = [_maximize(maximize), decay, scale_by_adam(betas, eps, amsgrad), scale_by_learning_rate(lr)]
+        with _named(type(self).__name__):
+            decay = add_decayed_weights(weight_decay, weight_decay_mask)
+            if self.decoupled:
+                rules = [_maximize(maximize), scale_by_adam(betas, eps, amsgrad), decay, scale_by_learning_rate(lr)]
+            else:
+                rules = [_maximize(maximize), decay, scale_by_adam(betas, eps, amsgrad), scale_by_learning_rate(lr)]
         super().__init__(params, rules, name=type(self).__name__, compile=compile)
 
 
@@ -179,6 +176,15 @@ class AdamW(Adam):
                  maximize: bool = False, weight_decay_mask: Mask = None, compile: bool | str = "auto") -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          weight_decay_mask=weight_decay_mask, compile=compile)
+
+
+@contextmanager
+def _named(owner: str) -> Iterator[None]:
+    """Bad arguments found while building the rules are reported under the optimizer's name."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise named_for(e, owner) from None
 
 
 def _maximize(value: bool) -> maximize:

@@ -120,3 +120,14 @@ def check(
 def check_bool(owner: str, name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{owner}: invalid {name}={value!r} ({type(value).__name__}); expected True or False")
+
+
+def named_for(error: ValueError | TypeError, owner: str) -> ValueError | TypeError:
+    """``error`` with the rule's name that starts its message replaced by ``owner``'s: a named optimizer's bad
+    argument reads ``"SGD: invalid lr=-1 ..."``, naming what the user called, not the rule inside it."""
+    said = str(error)
+    rule, sep, rest = said.partition(": ")
+    if not sep or not rule.replace("_", "").isalpha() or not rule.islower():
+        return error
+    return type(error)(f"{owner}: {rest}")
+

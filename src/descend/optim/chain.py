@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from descend.optim.base import GlobalTransform, Transform
+from descend.optim.base import GlobalTransform, Transform, named_for
 from descend.optim.fast import FastRules, worth_compiling
 from descend.optim.transforms import PerParam, ScaleByLearningRate, is_schedule
 
@@ -99,7 +99,12 @@ class ChainOptimizer(torch.optim.Optimizer):
             group["lr_schedule"] = lr
             group["lr"] = float(lr(self._updates()))  # type: ignore[misc]
         for tr in self.transforms:
-            tr.validate(group)
+            try:
+                tr.validate(group)
+            except (ValueError, TypeError) as e:
+                if self.name == "chain":  # a chain the user composed: the rule's name says which argument
+                    raise
+                raise named_for(e, self.name) from None
 
     # -- state --------------------------------------------------------------------------------------------
 
