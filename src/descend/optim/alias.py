@@ -93,7 +93,9 @@ class Adagrad(ChainOptimizer):
 
     ``g ← −g`` if ``maximize``; ``g ← g + λ p``; ``G_t = G_{t−1} + g²`` (``G_0 = initial_accumulator_value``);
     ``p ← p − α / (1 + (t − 1) η) · g / (√G_t + ε)``. ``α = lr``, ``η = lr_decay``, ``ε = eps``,
-    ``λ = weight_decay``, all >= 0. Same numbers as ``torch.optim.Adagrad``.
+    ``λ = weight_decay``, all >= 0. Same numbers as ``torch.optim.Adagrad``, with one difference by design: a
+    param group's own ``initial_accumulator_value`` sets that group's ``G_0`` (torch fills every group's
+    accumulator with the constructor's value and ignores the group's), as every other per-group setting works.
 
     >>> import torch; w = torch.nn.Parameter(torch.tensor([1.0])); opt = Adagrad([w], lr=0.1)
     >>> (w ** 2).sum().backward(); _ = opt.step(); w.data   # each coordinate moves by α on the first step
