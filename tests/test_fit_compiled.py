@@ -224,3 +224,25 @@ def test_train_compile_on_the_command_line(tmp_path: Path) -> None:
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config["arguments"]["compile"] is (name == "compiled")
     assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-5)
+
+
+def test_hooks_that_would_watch_inside_the_step_keep_it_eager(compiled_calls: list[int]) -> None:
+    """A gradient hook on a parameter, or an optimizer step hook other than the guard's, cannot run inside the
+    graph: those steps run eagerly, the hooks see every step, and the run is the eager one bit for bit."""
+    seen = {"grad": 0, "post": 0}
+
+    def run(compile: bool, hook: str | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = MLP(6, 3, hidden=(16,))
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        if hook == "grad":
+            model.net[0].weight.register_hook(lambda g: seen.__setitem__("grad", seen["grad"] + 1))
+        if hook == "post":
+            opt.register_step_post_hook(lambda o, a, k: seen.__setitem__("post", seen["post"] + 1))
+        result = descend.fit(model, dataset(), optimizer=opt, compile=compile, **ARGS)
+        return flat(result.model)
+
+    eager = run(False, None)
+    for hook in ("grad", "post"):
+        assert torch.equal(run(True, hook), eager)
+        assert not compiled_calls and seen[hook] == STEPS

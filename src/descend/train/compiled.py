@@ -15,10 +15,12 @@ operations costs microseconds of Python and torch. Compiled, the whole step is o
 What stays as it was: every parameter's ``.grad`` holds the step's gradient afterwards (callbacks read it), the
 optimizer's state, step counts, learning-rate schedules and ``state_dict`` are the optimizer's own, and every
 hook runs. A step that something must watch from inside runs eagerly instead: the first one (the optimizer
-creates its state), any step while a forward hook or pre-hook is attached to the model (the diagnostics'
-activation statistics, every 50 steps by default), a batch of another shape than the first (an epoch's short
-last batch: no second compile), and a step whose gradient is not finite (the graph leaves everything as it
-was, then the optimizer's step and its hooks, the divergence guard's among them, decide as they always do).
+creates its state), any step while a hook is attached to a module (forward or backward: the diagnostics'
+activation statistics, every 50 steps by default) or to a parameter's gradient, while a hook other than the
+divergence guard's is registered on ``optimizer.step`` (with the update in the graph), a batch of another shape
+than the first (an epoch's short last batch: no second compile), and a step whose gradient is not finite (the
+graph leaves everything as it was, then the optimizer's step and its hooks, the divergence guard's among them,
+decide as they always do).
 
 Numbers: a compiled step equals the eager one to rounding (the generated code contracts multiplications and
 additions differently), not bit for bit; seeded compiled runs repeat exactly. Compiling costs seconds once per
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -54,12 +56,33 @@ _MAX_GRAPHS = 4
 INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
 
 
-def _has_forward_hooks(modules: list[nn.Module]) -> bool:
+def _watched(modules: Sequence[nn.Module], params: Sequence[Tensor]) -> bool:
+    """Whether a hook would watch this step from inside: a module's forward or backward hook (global or its
+    own), or a gradient hook on a parameter. Compiled, none of them would run, so such a step runs eagerly."""
     from torch.nn.modules import module as _module
 
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+    if (_module._global_forward_hooks or _module._global_forward_pre_hooks or _module._global_backward_hooks
+            or _module._global_backward_pre_hooks):
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules):
+        return True
+    return any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None) for p in params)
+
+
+def _foreign_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a hook other than the divergence guard's gradient check is registered on ``optimizer.step``. The
+    graph applies the update itself, so it can stand in only for that check (a non-finite gradient moves nothing
+    and the step is handed to the optimizer, hooks and all)."""
+    from torch.optim import optimizer as _optimizer
+
+    from descend.train.guard import DivergenceGuard
+
+    if _optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks:
+        return True
+    if optimizer._optimizer_step_post_hooks:
+        return True
+    return not all(isinstance(getattr(h, "__self__", None), DivergenceGuard)
+                   for h in optimizer._optimizer_step_pre_hooks.values())
 
 
 def _fused_rules(optimizer: torch.optim.Optimizer) -> bool:
@@ -119,7 +142,9 @@ class CompiledStep:
     # -- when ----------------------------------------------------------------------------------------------
 
     def usable(self, x: Tensor, y: Tensor) -> bool:
-        if not self.enabled or _has_forward_hooks(self.modules):
+        if not self.enabled or _watched(self.modules, self.params):
+            return False
+        if self.fused and _foreign_step_hooks(self.optimizer):
             return False
         if self.shape is None:
             if not all(self.optimizer.state.get(p) for p in self.params):
