@@ -23,6 +23,7 @@ from descend.models import MLP
 from descend.optim.fast import compiler_available
 from descend.train import Callback, TrainState
 from descend.train import compiled as compiled_module
+from tests.test_run import Crash
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning"),
@@ -127,15 +128,6 @@ def test_a_non_finite_gradient_moves_nothing_and_reaches_the_guard(tmp_path: Pat
     skips = [e for e in events if e["event"] == "guard_skip"]
     assert len(skips) == 1 and skips[0]["step"] == 6
     assert result.stop_reason == "max_epochs" and torch.isfinite(flat(result.model)).all()
-
-
-class Crash(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, state: TrainState) -> None:
-        if state.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 def test_a_compiled_run_resumes_bit_for_bit(tmp_path: Path, compiled_calls: list[int]) -> None:
