@@ -133,3 +133,83 @@ def test_auto_compiles_only_large_models():
     small.param_groups[0]["params"][0].grad = torch.ones(10)
     small.step()
     assert small._fast is not None and small._fast._fn is None
+
+
+# Compiled chunks: large parameters (here >= 16 entries) go through the compiled function CHUNK (here 3) at a time.
+# Two groups, sizes that differ (one graph serves them all: shapes are dynamic), a remainder chunk, a parameter
+# whose gradient is missing every third step (its step count falls behind: a run of its own), a non-contiguous
+# parameter (readable path) and small ones (a flat bucket, compiled as a chunk of one). The lr halves at step 10.
+CHUNK_SHAPES = [(5, 6), (40,), (17,), (3, 4, 5), (20,), (2, 9), (33,), (3,), (2, 2)]  # groups: 4 | 3 + 2 small
+
+
+def _chunk_run(make, compile, monkeypatch, steps=25, dtype=torch.float64, momentum_at=None):
+    monkeypatch.setattr(fast_module, "FLAT_MAX", 16)
+    monkeypatch.setattr(fast_module, "CHUNK", 3)
+    gen = torch.Generator().manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in CHUNK_SHAPES]
+    ps.append(torch.nn.Parameter(torch.randn(6, 5, generator=gen, dtype=dtype).t()))  # not contiguous
+    opt = make([{"params": ps[:4]}, {"params": ps[4:], "lr": 0.02}], compile)
+    graphs = []
+    for step in range(steps):
+        for i, p in enumerate(ps):
+            p.grad = None if (i == 2 and step % 3 == 1) else fake_grad(p, step, i)
+        if step == 10:
+            for group in opt.param_groups:
+                group["lr"] = group["lr"] / 2
+        if momentum_at is not None and step == momentum_at:
+            for group in opt.param_groups:
+                group["momentum"] = 0.9
+        opt.step()
+        if opt._fast is not None and opt._fast._fn is not None:
+            graphs.append(opt._fast._fn.graphs())
+    return ps, opt, graphs
+
+
+def _assert_same(a, fast, b, ref, tol):
+    for x, y in zip(a, b):
+        assert_rel_close(x.detach(), y.detach(), tol, "param")
+        assert fast.state[x].keys() == ref.state[y].keys()
+        for key, v in ref.state[y].items():
+            if isinstance(v, torch.Tensor):
+                assert_rel_close(fast.state[x][key], v, tol, key)
+
+
+CHUNK_CONFIGS = [
+    ("adam", lambda ps, c: D.Adam(ps, lr=0.01, betas=(0.8, 0.99), compile=c)),
+    ("sgd-momentum", lambda ps, c: D.SGD(ps, lr=0.05, momentum=0.9, compile=c)),
+]
+
+
+@needs_compiler
+@pytest.mark.parametrize(("name", "make"), CHUNK_CONFIGS, ids=[c[0] for c in CHUNK_CONFIGS])
+def test_compiled_chunks_match_readable(name, make, monkeypatch):
+    # Compiled kernels may fuse a multiply and an add (one rounding instead of two): 1e-12 relative in float64.
+    torch._dynamo.utils.counters.clear()
+    a, fast, graphs = _chunk_run(make, True, monkeypatch)
+    b, ref, _ = _chunk_run(make, False, monkeypatch)
+    _assert_same(a, fast, b, ref, 1e-12)
+    # Chunks of 3 and of 1 (the remainder, the lagging parameter and the bucket): two graphs, made in the
+    # first two steps; neither the changing step count, nor the lr, nor sizes recompile.
+    assert graphs[1] == graphs[-1] == 2, graphs
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+    assert fast._fast is not None and all(fast._fast._fn.known.values())
+    # The non-contiguous parameter ran the readable path and is not in any compiled run.
+    runs = fast._fast._cached[2]
+    assert all(len(CHUNK_SHAPES) not in run.members for run in runs)
+
+
+@needs_compiler
+def test_compiled_chunks_stop_compiling_at_the_graph_cap(monkeypatch):
+    # Momentum switched on at step 5 needs new graphs (other rules; at that step the rule makes its buffer inside
+    # the compiled function, for the bucket and for the lagging parameter's chunk of one). With room for 3 graphs
+    # the configurations past the third run the readable path: no thrashing, the same numbers.
+    monkeypatch.setattr(fast_module, "MAX_GRAPHS", 3)
+    def make(ps, c):
+        return D.SGD(ps, lr=0.05, momentum=0.0, compile=c)
+
+    a, fast, graphs = _chunk_run(make, True, monkeypatch, steps=12, momentum_at=5)
+    b, ref, _ = _chunk_run(make, False, monkeypatch, steps=12, momentum_at=5)
+    _assert_same(a, fast, b, ref, 1e-12)
+    assert max(graphs) == 3, graphs
+    known = list(fast._fast._fn.known.values())
+    assert known.count(True) == 3 and known.count(False) >= 1, fast._fast._fn.known

@@ -9,11 +9,18 @@ The fast path removes what dominates:
   into it. Each step the gradients and parameters are copied into two persistent flat buffers of the bucket
   (``torch._foreach_copy_``), the rule runs once over the bucket, and the new values are copied back: a dozen
   dispatches for the bucket instead of a dozen per parameter. The user's parameters are never re-pointed.
-- *Compiled rules.* Through ``torch.compile`` a chain becomes one loop that reads ``g``, ``p`` and the state once
-  and writes them once. Large parameters get one compiled call each; a compiled bucket gets one for the bucket.
+- *Compiled rules.* Through ``torch.compile`` a chain becomes one loop per tensor that reads ``g``, ``p`` and the
+  state once and writes them once. Each compiled call costs tens of microseconds of guards and wrappers whatever
+  its size, so large parameters are compiled in chunks of ``CHUNK`` tensors (one call per chunk, a Python loop
+  over the chunk unrolled into the graph); a compiled bucket is a chunk of one. Shapes are dynamic, so
+  parameters of any sizes share one graph per chunk length: a run of ``n`` large parameters needs the graph of
+  ``CHUNK`` and, for the remainder, one more. The number of graphs per optimizer is capped below dynamo's
+  recompile limit (``MAX_GRAPHS``); a configuration past the cap, or one that recompiles, runs the readable path
+  instead of thrashing.
 
 Nothing here restates an update rule: a bucket runs the readable path itself on its flat tensors, and the
-compiled function calls the very ``apply`` methods of the readable path. Compiled, hyperparameters and
+compiled function calls the very ``apply`` methods of the readable path. Non-contiguous tensors run the
+readable path. Compiled, hyperparameters and
 step-dependent numbers (bias corrections, the learning rate) enter as 0-d tensors, so changing the learning
 rate, or a schedule, never triggers a recompile. Tests hold this path to the readable one
 (``tests/test_optim_fast.py``); the numbers behind the thresholds are in ``benchmarks/optim_step.py``.
@@ -23,15 +30,19 @@ from __future__ import annotations
 
 import functools
 import shutil
+import types
+from collections.abc import Hashable
 from typing import Any
 
 import torch
+import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
 from descend.optim.base import GlobalTransform, Transform
 from descend.optim.transforms import PerParam
 
-__all__ = ["COMPILE_MIN_NUMEL", "FLAT_MAX", "FastRules", "compiler_available", "worth_compiling"]
+__all__ = ["CHUNK", "COMPILE_MIN_NUMEL", "FLAT_MAX", "MAX_GRAPHS", "FastRules", "compiler_available",
+           "worth_compiling"]
 
 #: Parameters with fewer entries than this are flattened into their group's bucket. Below it a parameter's
 #: dispatches cost more than gathering it (a copy of ``g`` and ``p`` in, of ``p`` out); above it the extra
@@ -42,6 +53,14 @@ FLAT_MAX = 2**16
 #: compile costs 1-3 s once; on 10M parameters it saves tens of ms a step, on a small model ~0.1 ms, which a
 #: short fit never earns back.
 COMPILE_MIN_NUMEL = 2**20
+
+#: Large parameters per compiled call. Each call costs ~30 µs plus ~4 µs per tensor; each tensor of the chunk adds
+#: ~0.5 s to the one-off compile (see ``benchmarks/optim_step.py``).
+CHUNK = 16
+
+#: At most this many compiled graphs per optimizer (chunk lengths × rule configurations), and always fewer than
+#: dynamo's recompile limit: past it dynamo would silently stop compiling.
+MAX_GRAPHS = 6
 
 
 @functools.cache
@@ -61,6 +80,61 @@ def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[
     for rule, s in zip(rules, scalars):
         g = rule.apply(g, p, state, s)
     p.add_(g)
+
+
+def _apply_chunk(rules: tuple[PerParam, ...], gs: list[Tensor], ps: list[Tensor], states: list[dict[str, Tensor]],
+                 scalars: tuple[dict[str, Any], ...]) -> None:
+    for g, p, state in zip(gs, ps, states):
+        _apply_rules(rules, g, p, state, scalars)
+
+
+class _Compiled:
+    """``_apply_chunk`` compiled, with its own dynamo cache and a cap on the graphs it may hold.
+
+    A chunk's *signature* (its length, rules, state keys, dtype, device and flags) names the graph it needs.
+    A new signature compiles while fewer than ``cap`` graphs exist; a signature that finds no room, or whose
+    call grew the cache although its graph existed (a recompile), is refused from then on (``False``: the
+    caller runs the readable path).
+    """
+
+    def __init__(self) -> None:
+        # A code object of its own: dynamo caches graphs, and counts them against its limit, per code object,
+        # so optimizers do not share (and exhaust) one cache.
+        self.code = _apply_chunk.__code__.replace()
+        fn = types.FunctionType(self.code, _apply_chunk.__globals__, _apply_chunk.__name__)
+        self.fn = torch.compile(fn, fullgraph=True, dynamic=True)
+        config = torch._dynamo.config
+        limit = int(getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8)))
+        self.limit = limit
+        self.cap = max(0, min(MAX_GRAPHS, limit - 2))
+        self.known: dict[Hashable, bool] = {}
+
+    def graphs(self) -> int:
+        """The number of graphs dynamo holds for this function."""
+        return len(torch._dynamo.eval_frame._debug_get_cache_entry_list(self.code))
+
+    def __call__(self, signature: Hashable, rules: tuple[PerParam, ...], gs: list[Tensor], ps: list[Tensor],
+                 states: list[dict[str, Tensor]], scalars: tuple[dict[str, Any], ...]) -> bool:
+        seen = self.known.get(signature)
+        if seen is False:
+            return False
+        before = self.graphs()
+        if seen is None:
+            if before >= self.cap:
+                self.known[signature] = False
+                return False
+            # Without duck shaping, equal sizes get no symbol of their own: one graph serves any sizes.
+            with fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
+                self.fn(rules, gs, ps, states, scalars)
+            self.known[signature] = True
+            return True
+        if before >= self.limit - 1:  # no room left for a recompile: dynamo would fall back silently
+            self.known[signature] = False
+            return False
+        self.fn(rules, gs, ps, states, scalars)
+        if self.graphs() > before:
+            self.known[signature] = False
+        return True
 
 
 class _Bucket:
@@ -96,15 +170,38 @@ class _Bucket:
                 self._point(k, params, states)
 
 
+class _Run:
+    """Large parameters that share group, active rules, state keys, dtype, device and step: chunked together.
+
+    Holds the flat views the compiled function takes (of ``p`` and of each state tensor), made once per plan;
+    ``holds`` says whether the state still is the tensors they view.
+    """
+
+    def __init__(self, group: dict[str, Any], rules: tuple[PerParam, ...], members: list[int],
+                 params: list[Tensor], states: list[dict[str, Any]]) -> None:
+        self.group, self.rules, self.members = group, rules, members
+        self.point(params, states)
+
+    def point(self, params: list[Tensor], states: list[dict[str, Any]]) -> None:
+        self.tensors = [{k: v for k, v in states[i].items() if k != "step" and isinstance(v, Tensor)}
+                        for i in self.members]
+        self.p_flat = [_flat(params[i]) for i in self.members]
+        self.state_flat = [{k: _flat(v) for k, v in t.items()} for t in self.tensors]
+
+    def holds(self, states: list[dict[str, Any]]) -> bool:
+        return all(states[i].get(k) is v for i, t in zip(self.members, self.tensors) for k, v in t.items())
+
+
 class FastRules:
     """Runs the per-parameter rules of a chain in flat buckets and, with ``compile=True``, compiled."""
 
-    def __init__(self, *, compile: bool, flat_max: int | None = None) -> None:
+    def __init__(self, *, compile: bool, flat_max: int | None = None, chunk: int | None = None) -> None:
         self.compile = compile
         self.flat_max = FLAT_MAX if flat_max is None else flat_max
-        self._fn = torch.compile(_apply_rules, fullgraph=True, dynamic=None) if compile else None
+        self.chunk = CHUNK if chunk is None else chunk
+        self._fn = _Compiled() if compile else None
         self._buckets: dict[tuple[Any, ...], _Bucket] = {}
-        self._cached: tuple[Any, dict[tuple[Any, ...], list[int]], list[int]] | None = None
+        self._cached: tuple[Any, dict[tuple[Any, ...], list[int]], list[_Run], list[int]] | None = None
 
     def step(self, transforms: list[Transform], params: list[Tensor], grads: list[Tensor],
              states: list[dict[str, Any]], groups: list[dict[str, Any]], gstate: dict[str, Any]) -> None:
@@ -114,7 +211,7 @@ class FastRules:
             # A global rule in the middle needs every update at once: keep the readable path.
             _reference_step(transforms, params, grads, states, groups, gstate)
             return
-        buckets, alone = self._plan(transforms, params, states, groups)
+        buckets, runs, alone = self._plan(transforms, params, states, groups)
         kept: dict[tuple[Any, ...], _Bucket] = {}
         for key, members in buckets.items():
             first = states[members[0]]
@@ -122,35 +219,53 @@ class FastRules:
                              [grads[i] for i in members], [states[i] for i in members], groups[members[0]],
                              gstate, kept)
         self._buckets = kept
-        if not alone:
-            return
-        if self._fn is None:
+        if alone:  # not compiled, or not contiguous
             _reference_step(transforms, [params[i] for i in alone], [grads[i] for i in alone],
                             [states[i] for i in alone], [groups[i] for i in alone], gstate)
-            return
-        scalars_for: dict[tuple[int, int, torch.dtype], tuple[dict[str, Any], ...]] = {}
-        for i in alone:
-            p, g, state, group = params[i], grads[i], states[i], groups[i]
-            rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
-            tensors = {k: v for k, v in state.items() if k != "step" and isinstance(v, Tensor)}
-            if p.numel() == 0:
+        for run in runs:
+            self._run_chunks(run, params, grads, states, gstate)
+
+    def _run_chunks(self, run: _Run, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
+                    gstate: dict[str, Any]) -> None:
+        from descend.optim.chain import _reference_step
+
+        assert self._fn is not None
+        if not run.holds(states):
+            run.point(params, states)
+        members, rules, group = run.members, run.rules, run.group
+        p0 = params[members[0]]
+        scalars = tuple(_as_tensors(tr.scalars(group, int(states[members[0]]["step"])), p0.dtype) for tr in rules)
+        flags = tuple(v for s in scalars for v in s.values() if isinstance(v, bool))
+        keys = tuple(run.state_flat[0])
+        adopted = False
+        for lo in range(0, len(members), self.chunk):
+            part = members[lo:lo + self.chunk]
+            gs = [grads[i] for i in part]
+            flat_states = run.state_flat[lo:lo + self.chunk]
+            signature = (len(part), tuple(map(id, rules)), keys, p0.dtype, p0.device, flags)
+            if not (all(g.is_contiguous() for g in gs)
+                    and self._fn(signature, rules, [_flat(g) for g in gs], run.p_flat[lo:lo + self.chunk],
+                                 flat_states, scalars)):
+                _reference_step(list(rules), [params[i] for i in part], gs, [states[i] for i in part],
+                                [group] * len(part), gstate, active=True)
                 continue
-            if not (p.is_contiguous() and g.is_contiguous() and all(v.is_contiguous() for v in tensors.values())):
-                _reference_step(list(rules), [p], [g], [state], [group], gstate)
-                continue
-            t = int(state["step"])
-            at = (id(group), t, p.dtype)
-            if at not in scalars_for:  # the same numbers for every parameter of a group at one step
-                scalars_for[at] = tuple(_as_tensors(tr.scalars(group, t), p.dtype) for tr in rules)
-            self._fn(rules, g.view(-1), p.view(-1), {k: v.view(-1) for k, v in tensors.items()}, scalars_for[at])
+            # Written through aliases: tell autograd the parameters changed, as an in-place update would.
+            torch.autograd.graph.increment_version([params[i] for i in part])
+            for i, flat in zip(part, flat_states):  # state a rule created during the step (a lazy buffer)
+                for k, v in flat.items():
+                    if k not in states[i]:
+                        states[i][k] = v.view(params[i].shape)
+                        adopted = True
+        if adopted:
+            run.point(params, states)
 
     def _plan(self, transforms: list[Transform], params: list[Tensor], states: list[dict[str, Any]],
-              groups: list[dict[str, Any]]) -> tuple[dict[tuple[Any, ...], list[int]], list[int]]:
-        """Which parameters share a bucket (by position in ``params``), and which run alone.
+              groups: list[dict[str, Any]]) -> tuple[dict[tuple[Any, ...], list[int]], list[_Run], list[int]]:
+        """Which parameters share a bucket, which run in compiled chunks, and which run alone (readable).
 
-        Members of a bucket share group, active rules, state keys, dtype, device and step count. The plan is
-        kept while the parameters with a gradient, the groups' settings and the state keys stay the same
-        (then every step count moved on by one together); ``forget`` drops it.
+        Members of a bucket, and of a run of chunks, share group, active rules, state keys, dtype, device and
+        step count. The plan is kept while the parameters with a gradient, the groups' settings and the state
+        keys stay the same (then every step count moved on by one together); ``forget`` drops it.
         """
         distinct: list[dict[str, Any]] = []
         for group in groups:  # a group's parameters come one after the other
@@ -160,21 +275,29 @@ class FastRules:
                      tuple(tuple((k, v) for k, v in g.items() if k not in ("params", "lr")) for g in distinct),
                      tuple(len(st) for st in states))
         if self._cached is not None and self._cached[0] == signature:
-            return self._cached[1], self._cached[2]
+            return self._cached[1], self._cached[2], self._cached[3]
         buckets: dict[tuple[Any, ...], list[int]] = {}
+        large: dict[tuple[Any, ...], list[int]] = {}
         alone: list[int] = []
         for i, (p, state, group) in enumerate(zip(params, states, groups)):
+            rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
+            keys = tuple(k for tr in rules for k in tr.state_names if k in state)
+            key = (id(group), tuple(map(id, rules)), keys, p.dtype, p.device, int(state["step"]))
+            tensors = [p, *(v for k, v in state.items() if k != "step" and isinstance(v, Tensor))]
             if p.numel() < self.flat_max:
-                rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, p))
-                keys = tuple(k for tr in rules for k in tr.state_names if k in state)
-                key = (id(group), tuple(map(id, rules)), keys, p.dtype, p.device, int(state["step"]))
                 buckets.setdefault(key, []).append(i)
+            elif self._fn is not None and all(t.is_contiguous() for t in tensors):
+                large.setdefault(key, []).append(i)
             else:
                 alone.append(i)
         # A bucket's flat state lives on from step to step: its name holds its members, not its step count.
         named = {(*key[:5], tuple(id(params[i]) for i in members)): members for key, members in buckets.items()}
-        self._cached = (signature, named, alone)
-        return named, alone
+        runs = [_Run(groups[members[0]], tuple(tr for tr in transforms if isinstance(tr, PerParam)
+                                                and tr.active(groups[members[0]], params[members[0]])),
+                     members, params, states)
+                for members in large.values()]
+        self._cached = (signature, named, runs, alone)
+        return named, runs, alone
 
     def forget(self) -> None:
         """Drop the plan and the flat buckets (after a state was loaded: step counts may have changed)."""
@@ -200,14 +323,29 @@ class FastRules:
         flat_p, flat_g = bucket.p, bucket.g
         flat: dict[str, Any] = dict(bucket.buffers)
         rules = tuple(tr for tr in transforms if isinstance(tr, PerParam) and tr.active(group, params[0]))
-        if self._fn is None:
+        compiled = False
+        if self._fn is not None:
+            scalars = tuple(_as_tensors(tr.scalars(group, t), flat_p.dtype) for tr in rules)
+            flags = tuple(v for s in scalars for v in s.values() if isinstance(v, bool))
+            signature = (1, tuple(map(id, rules)), tuple(flat), flat_p.dtype, flat_p.device, flags)
+            compiled = self._fn(signature, rules, [flat_g], [flat_p], [flat], scalars)
+        if not compiled:
             flat["step"] = t
             _reference_step(list(rules), [flat_p], [flat_g], [flat], [group], gstate, active=True)
-        else:
-            scalars = tuple(_as_tensors(tr.scalars(group, t), flat_p.dtype) for tr in rules)
-            self._fn(rules, flat_g, flat_p, flat, scalars)
         bucket.adopt(flat, params, states)
         torch._foreach_copy_(params, bucket.p_views)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """Contiguous ``t`` as a 1-D tensor over the same memory, with no autograd base and no grad.
+
+    Not ``t.view(-1)``: dynamo guards a view on the shape of its base, so views of bases of other shapes
+    (a matrix, a vector) would each need a graph of their own.
+    """
+    if t.dim() == 1 and t._base is None and not t.requires_grad:
+        return t
+    return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(), (t.numel(),),
+                                                               (1,))
 
 
 def _as_tensors(scalars: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
