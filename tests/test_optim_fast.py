@@ -138,7 +138,8 @@ def test_auto_compiles_only_large_models():
 # Compiled chunks: large parameters (here >= 16 entries) go through the compiled function CHUNK (here 3) at a time.
 # Two groups, sizes that differ (one graph serves them all: shapes are dynamic), a remainder chunk, a parameter
 # whose gradient is missing every third step (its step count falls behind: a run of its own), a non-contiguous
-# parameter (readable path) and small ones (a flat bucket, compiled as a chunk of one). The lr halves at step 10.
+# parameter (readable path), small ones (a flat bucket, compiled as a chunk of one) and a group holding one
+# number (a bucket of size 1, which dynamo specialises: a graph of its own). The lr halves at step 10.
 CHUNK_SHAPES = [(5, 6), (40,), (17,), (3, 4, 5), (20,), (2, 9), (33,), (3,), (2, 2)]  # groups: 4 | 3 + 2 small
 
 
@@ -148,7 +149,8 @@ def _chunk_run(make, compile, monkeypatch, steps=25, dtype=torch.float64, moment
     gen = torch.Generator().manual_seed(0)
     ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in CHUNK_SHAPES]
     ps.append(torch.nn.Parameter(torch.randn(6, 5, generator=gen, dtype=dtype).t()))  # not contiguous
-    opt = make([{"params": ps[:4]}, {"params": ps[4:], "lr": 0.02}], compile)
+    ps.append(torch.nn.Parameter(torch.randn(1, generator=gen, dtype=dtype)))
+    opt = make([{"params": ps[:4]}, {"params": ps[4:-1], "lr": 0.02}, {"params": ps[-1:]}], compile)
     graphs = []
     for step in range(steps):
         for i, p in enumerate(ps):
@@ -188,10 +190,11 @@ def test_compiled_chunks_match_readable(name, make, monkeypatch):
     a, fast, graphs = _chunk_run(make, True, monkeypatch)
     b, ref, _ = _chunk_run(make, False, monkeypatch)
     _assert_same(a, fast, b, ref, 1e-12)
-    # Chunks of 3 and of 1 (the remainder, the lagging parameter and the bucket): two graphs, made in the
-    # first two steps; neither the changing step count, nor the lr, nor sizes recompile.
-    assert graphs[1] == graphs[-1] == 2, graphs
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+    # Chunks of 3 and of 1 (the remainder, the lagging parameter and the bucket), and the bucket of one number:
+    # three graphs, made in the first two steps; neither the changing step count, nor the lr, nor sizes
+    # recompile.
+    assert graphs[1] == graphs[-1] == 3, graphs
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 3
     assert fast._fast is not None and all(fast._fast._fn.known.values())
     # The non-contiguous parameter ran the readable path and is not in any compiled run.
     runs = fast._fast._cached[2]

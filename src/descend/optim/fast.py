@@ -188,6 +188,8 @@ class _Run:
         self.tensors = [{k: v for k, v in states[i].items() if k != "step" and isinstance(v, Tensor)}
                         for i in self.members]
         self.p_flat = [_flat(params[i]) for i in self.members]
+        # Dynamo specialises sizes 0 and 1: such a tensor needs a graph of its own, so the signature says so.
+        self.tiny = [params[i].numel() < 2 for i in self.members]
         self.state_flat = [{k: _flat(v) for k, v in t.items()} for t in self.tensors]
 
     def holds(self, states: list[dict[str, Any]]) -> bool:
@@ -244,7 +246,8 @@ class FastRules:
             part = members[lo:lo + self.chunk]
             gs = [grads[i] for i in part]
             flat_states = run.state_flat[lo:lo + self.chunk]
-            signature = (len(part), tuple(map(id, rules)), keys, p0.dtype, p0.device, flags)
+            signature = (len(part), tuple(map(id, rules)), keys, p0.dtype, p0.device, flags,
+                         tuple(run.tiny[lo:lo + self.chunk]))
             if not (all(g.is_contiguous() for g in gs)
                     and self._fn(signature, rules, [_flat(g) for g in gs], run.p_flat[lo:lo + self.chunk],
                                  flat_states, scalars)):
@@ -288,7 +291,7 @@ class FastRules:
             tensors = [p, *(v for k, v in state.items() if k != "step" and isinstance(v, Tensor))]
             if p.numel() < self.flat_max:
                 buckets.setdefault(key, []).append(i)
-            elif self._fn is not None and all(t.is_contiguous() for t in tensors):
+            elif self._fn is not None and p.numel() > 0 and all(t.is_contiguous() for t in tensors):
                 large.setdefault(key, []).append(i)
             else:
                 alone.append(i)
@@ -329,7 +332,8 @@ class FastRules:
         if self._fn is not None:
             scalars = tuple(_as_tensors(tr.scalars(group, t), flat_p.dtype) for tr in rules)
             flags = tuple(v for s in scalars for v in s.values() if isinstance(v, bool))
-            signature = (1, tuple(map(id, rules)), tuple(flat), flat_p.dtype, flat_p.device, flags)
+            signature = (1, tuple(map(id, rules)), tuple(flat), flat_p.dtype, flat_p.device, flags,
+                         (flat_p.numel() < 2,))
             compiled = self._fn(signature, rules, [flat_g], [flat_p], [flat], scalars)
         if not compiled:
             flat["step"] = t
