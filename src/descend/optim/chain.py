@@ -185,9 +185,7 @@ class ChainOptimizer(torch.optim.Optimizer):
             grads = out
 
         t = gstate["updates"]
-        for group in self.param_groups:
-            if "lr_schedule" in group:
-                group["lr"] = float(group["lr_schedule"](t))
+        self.scheduled_lr(t)
         for p, group, state in zip(params, groups, states):
             if not state:
                 state["step"] = torch.tensor(0.0, dtype=_step_dtype(p))
@@ -203,11 +201,20 @@ class ChainOptimizer(torch.optim.Optimizer):
         else:
             _reference_step(rest, params, grads, states, groups, gstate)
 
-        gstate["updates"] = t + 1
+        self.count_update(t)
+        return loss
+
+    def scheduled_lr(self, t: int) -> None:
+        """Set each scheduled group's ``lr`` to its schedule's value at update ``t`` (before the update)."""
         for group in self.param_groups:
             if "lr_schedule" in group:
-                group["lr"] = float(group["lr_schedule"](t + 1))
-        return loss
+                group["lr"] = float(group["lr_schedule"](t))
+
+    def count_update(self, t: int) -> None:
+        """Record update ``t`` as applied: ``updates`` becomes ``t + 1`` and schedules move on to it. For a caller
+        that applied the per-parameter rules itself (``fit``'s compiled step) after ``scheduled_lr(t)``."""
+        self._global()["updates"] = t + 1
+        self.scheduled_lr(t + 1)
 
     def _fast_path(self) -> FastRules | None:
         if self._compile_mode is False:

@@ -194,11 +194,8 @@ class CompiledStep:
         opt = self.optimizer
         assert isinstance(opt, ChainOptimizer)
         states = [opt.state[p] for p in self.params]
-        gstate = opt._global()
-        t = gstate["updates"]
-        for group in opt.param_groups:
-            if "lr_schedule" in group:
-                group["lr"] = float(group["lr_schedule"](t))
+        t = opt.updates
+        opt.scheduled_lr(t)
         steps = [int(st["step"]) + 1 for st in states]
         plan = self._plan(opt, states, steps)
         if plan is None:  # settings keep changing: compiling each layout would cost more than it saves
@@ -220,10 +217,7 @@ class CompiledStep:
         if not bool(ok):  # the graph changed nothing: the optimizer and its hooks take this step as usual
             self.step()
             return loss
-        gstate["updates"] = t + 1
-        for group in opt.param_groups:
-            if "lr_schedule" in group:
-                group["lr"] = float(group["lr_schedule"](t + 1))
+        opt.count_update(t)
         return loss
 
     def _plan(self, opt: ChainOptimizer, states: list[dict[str, Any]], steps: list[int]) -> Any:
