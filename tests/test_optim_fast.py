@@ -216,3 +216,32 @@ def test_compiled_chunks_stop_compiling_at_the_graph_cap(monkeypatch):
     assert max(graphs) == 3, graphs
     known = list(fast._fast._fn.known.values())
     assert known.count(True) == 3 and known.count(False) >= 1, fast._fast._fn.known
+
+
+@needs_compiler
+@pytest.mark.parametrize(("name", "make"), CHUNK_CONFIGS, ids=[c[0] for c in CHUNK_CONFIGS])
+def test_uniform_chunks_share_one_graph_across_sizes(name, make, monkeypatch):
+    # Chunks of 3: four tensors of 20 entries and three of 30 make one full chunk of each size (the uniform
+    # graph, one size symbol: one graph for both sizes); the fourth 20, a 17 and a 40 make a mixed chunk.
+    monkeypatch.setattr(fast_module, "FLAT_MAX", 16)
+    monkeypatch.setattr(fast_module, "CHUNK", 3)
+    shapes = [(20,), (5, 6), (20,), (17,), (5, 6), (20,), (40,), (20,), (6, 5)]
+
+    def run(compile):
+        gen = torch.Generator().manual_seed(1)
+        ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64)) for s in shapes]
+        opt = make(ps, compile)
+        for step in range(25):
+            for i, p in enumerate(ps):
+                p.grad = fake_grad(p, step, i)
+            if step == 10:
+                opt.param_groups[0]["lr"] /= 2
+            opt.step()
+        return ps, opt
+
+    a, fast = run(True)
+    b, ref = run(False)
+    _assert_same(a, fast, b, ref, 1e-12)
+    (only,) = fast._fast._cached[2]
+    assert [(len(c), uniform) for c, uniform in only.chunks] == [(3, True), (3, True), (3, False)]
+    assert fast._fast._uniform.graphs() == 1 and fast._fast._fn.graphs() == 1
