@@ -93,53 +93,54 @@ def _apply_chunk(rules: tuple[PerParam, ...], gs: list[Tensor], ps: list[Tensor]
 
 
 class _Compiled:
-    """``_apply_chunk`` compiled, with its own dynamo cache and a cap on the graphs it may hold.
+    """``_apply_chunk`` compiled once per chunk *signature*, with a cap on the graphs that may exist.
 
-    A chunk's *signature* (its length, rules, state keys, dtype, device and flags) names the graph it needs.
-    A new signature compiles while fewer than ``cap`` graphs exist; a signature that finds no room, or whose
-    call grew the cache although its graph existed (a recompile), is refused from then on (``False``: the
-    caller runs the readable path).
+    A chunk's signature (its length, rules, state keys, dtype, device, flags and which tensors hold fewer than 2
+    entries) names the graph it needs. Each signature gets a function of its own (a fresh code object: dynamo
+    caches graphs per code object), so its guards need only check the tensors (dtype, device, sizes, strides):
+    everything else the graph depends on is fixed by the signature, and checking it on every call (the rules,
+    the state's keys, the scalars' structure) cost more than the kernels of a small chunk. A new signature
+    compiles while fewer than ``cap`` exist; one that finds no room, or whose call recompiled, is refused from
+    then on (``False``: the caller runs the readable path).
     """
 
     def __init__(self, *, duck: bool = False) -> None:
         self.duck = duck
-        # A code object of its own: dynamo caches graphs, and counts them against its limit, per code object,
-        # so optimizers do not share (and exhaust) one cache.
-        self.code = _apply_chunk.__code__.replace()
-        fn = types.FunctionType(self.code, _apply_chunk.__globals__, _apply_chunk.__name__)
-        self.fn = torch.compile(fn, fullgraph=True, dynamic=True)
         config = torch._dynamo.config
         limit = int(getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8)))
-        self.limit = limit
         self.cap = max(0, min(MAX_GRAPHS, limit - 2))
         self.known: dict[Hashable, bool] = {}
+        self._fns: dict[Hashable, tuple[Any, Any]] = {}  # signature -> (code object, compiled function)
 
     def graphs(self) -> int:
-        """The number of graphs dynamo holds for this function."""
-        return len(torch._dynamo.eval_frame._debug_get_cache_entry_list(self.code))
+        """The number of graphs dynamo holds for this optimizer's chunks."""
+        return sum(len(torch._dynamo.eval_frame._debug_get_cache_entry_list(code)) for code, _ in self._fns.values())
 
     def __call__(self, signature: Hashable, rules: tuple[PerParam, ...], gs: list[Tensor], ps: list[Tensor],
                  states: list[dict[str, Tensor]], scalars: tuple[dict[str, Any], ...]) -> bool:
         seen = self.known.get(signature)
         if seen is False:
             return False
-        before = self.graphs()
         if seen is None:
-            if before >= self.cap:
+            if len(self._fns) >= self.cap:
                 self.known[signature] = False
                 return False
+            code = _apply_chunk.__code__.replace()
+            fn = torch.compile(types.FunctionType(code, _apply_chunk.__globals__, _apply_chunk.__name__),
+                               fullgraph=True, dynamic=True,
+                               options={"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe,
+                                        "size_asserts": False})  # fmt: skip
+            self._fns[signature] = (code, fn)
             # Without duck shaping every tensor's size is a symbol of its own: one graph serves chunks of any
             # sizes. With it (``duck``, for chunks of equally sized tensors) the chunk has one size symbol,
             # which saves reading and checking a size per tensor on every call.
             with fx_config.patch(use_duck_shape=self.duck):  # type: ignore[attr-defined]
-                self.fn(rules, gs, ps, states, scalars)
+                fn(rules, gs, ps, states, scalars)
             self.known[signature] = True
             return True
-        if before >= self.limit - 1:  # no room left for a recompile: dynamo would fall back silently
-            self.known[signature] = False
-            return False
-        self.fn(rules, gs, ps, states, scalars)
-        if self.graphs() > before:
+        code, fn = self._fns[signature]
+        fn(rules, gs, ps, states, scalars)
+        if len(torch._dynamo.eval_frame._debug_get_cache_entry_list(code)) > 1:  # it recompiled: stop using it
             self.known[signature] = False
         return True
 
