@@ -238,3 +238,20 @@ def test_hooks_that_would_watch_inside_the_step_keep_it_eager(compiled_calls: li
     for hook in ("grad", "post"):
         assert torch.equal(run(True, hook), eager)
         assert not compiled_calls and seen[hook] == STEPS
+
+
+def test_a_weight_decay_mask_is_applied_per_parameter(compiled_calls: list[int]) -> None:
+    """A rule active for some parameters of a group only (decay on matrices, not biases) is chosen per parameter
+    in the graph too; list-valued settings (betas as a list) are accepted."""
+
+    def run(compile: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = MLP(6, 3, hidden=(16,))
+        opt = optim.AdamW(model.parameters(), lr=0.01, betas=[0.9, 0.99], weight_decay=0.5,
+                          weight_decay_mask="matrices")  # fmt: skip
+        return flat(descend.fit(model, dataset(), optimizer=opt, compile=compile, **ARGS).model)
+
+    eager = run(False)
+    assert torch.allclose(run(True), eager, rtol=1e-5, atol=1e-6)
+    assert len(compiled_calls) == STEPS - 1 - SHORT
+

@@ -227,7 +227,7 @@ class CompiledStep:
         setting changed) is a new graph, up to ``_MAX_GRAPHS``."""
         groups = self._groups()
         names = [k for k in opt.defaults if k != "lr"]  # the rules' settings (not lr, nor what others keep there)
-        settings = tuple(tuple(g.get(k) for k in names) for g in opt.param_groups)
+        settings = tuple(tuple(_hashable(g.get(k)) for k in names) for g in opt.param_groups)
         signature = (tuple(map(id, groups)), settings, tuple(steps[i] - steps[0] for i in range(len(steps))),
                      tuple(len(st) for st in states))
         cached = self._plans.get(signature)
@@ -236,14 +236,16 @@ class CompiledStep:
         if len(self._plans) >= _MAX_GRAPHS:
             return None
         units: list[tuple[dict[str, Any], int, tuple[PerParam, ...]]] = []  # (group, a parameter's index, rules)
-        unit_of: dict[tuple[int, int], int] = {}
+        unit_of: dict[tuple[int, int, tuple[PerParam, ...]], int] = {}
         unit_specs: list[tuple[Any, ...]] = []
         layout = []
         at = 0
         for i, (p, group, step) in enumerate(zip(self.params, groups, steps)):
-            key = (id(group), step)
+            # The rules active for this parameter: a rule's mask (weight decay on matrices only) may choose
+            # parameters within a group, so parameters share a unit only when the same rules act on them.
+            rules = tuple(tr for tr in opt.transforms if isinstance(tr, PerParam) and tr.active(group, p))
+            key = (id(group), step, rules)
             if key not in unit_of:
-                rules = tuple(tr for tr in opt.transforms if isinstance(tr, PerParam) and tr.active(group, p))
                 specs = []
                 for tr in rules:
                     spec: list[tuple[str, bool | int]] = []
@@ -333,6 +335,11 @@ class CompiledStep:
             return loss, grads, ok
 
         return _compile(fused_step)
+
+
+def _hashable(value: Any) -> Any:
+    """A setting as part of a graph's signature: lists (``betas=[0.9, 0.99]`` is valid) as tuples."""
+    return tuple(map(_hashable, value)) if isinstance(value, list) else value
 
 
 def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
