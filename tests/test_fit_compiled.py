@@ -130,17 +130,22 @@ def test_a_non_finite_gradient_moves_nothing_and_reaches_the_guard(tmp_path: Pat
     assert result.stop_reason == "max_epochs" and torch.isfinite(flat(result.model)).all()
 
 
-def test_a_compiled_run_resumes_bit_for_bit(tmp_path: Path, compiled_calls: list[int]) -> None:
+@pytest.mark.parametrize(("every", "crash", "again"), [(4, 26, 2)])
+def test_a_compiled_run_resumes_bit_for_bit(every: int, crash: int, again: int, tmp_path: Path,
+                                            compiled_calls: list[int]) -> None:  # fmt: skip
+    """Resumed mid-epoch (from step 24), and just before an epoch's short last batch (from step 21, so the
+    resumed run's first batch is the short one, step 22)."""
     args = {**ARGS, "lr": 0.02}
     reference = descend.fit(MLP(hidden=(16,), dropout=0.25), dataset(), compile=True, **args)
     uninterrupted = len(compiled_calls)
     with pytest.raises(KeyboardInterrupt):
         descend.fit(MLP(hidden=(16,), dropout=0.25), dataset(), compile=True, run_dir=tmp_path / "run",
-                    checkpoint_every=4, callbacks=[Crash(26)], **args)  # fmt: skip
+                    checkpoint_every=every, callbacks=[Crash(crash)], **args)  # fmt: skip
     resumed = descend.fit(MLP(hidden=(16,), dropout=0.25), dataset(), compile=True, resume=tmp_path / "run", **args)
-    # The resumed run compiles its first step too (the optimizer state came with the checkpoint): the same steps
-    # run compiled as in the uninterrupted run, so the numbers are the same bit for bit.
-    assert len(compiled_calls) - uninterrupted == uninterrupted + (26 - 24)  # steps 25, 26 ran twice
+    # The resumed run compiles its first full batch too (the optimizer state came with the checkpoint): the same
+    # steps run compiled as in the uninterrupted run, so the numbers are the same bit for bit. ``again``: the
+    # steps after the checkpoint, up to the crash, that ran compiled twice.
+    assert len(compiled_calls) - uninterrupted == uninterrupted + again
     assert torch.equal(flat(resumed.model), flat(reference.model))
     strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
     assert strip(resumed.history) == strip(reference.history)
@@ -255,3 +260,63 @@ def test_a_weight_decay_mask_is_applied_per_parameter(compiled_calls: list[int])
     assert torch.allclose(run(True), eager, rtol=1e-5, atol=1e-6)
     assert len(compiled_calls) == STEPS - 1 - SHORT
 
+
+class Switch(Callback):
+    """At the end of the first epoch: sets every group's ``key`` to ``value``, or freezes ``param``."""
+
+    def __init__(self, opt: Any, key: str = "", value: Any = None, param: torch.nn.Parameter | None = None) -> None:
+        self.opt, self.key, self.value, self.param = opt, key, value, param
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if state.epoch != 0:
+            return
+        if self.param is not None:
+            self.param.requires_grad_(False)
+        else:
+            for group in self.opt.param_groups:
+                group[self.key] = self.value
+
+
+@pytest.mark.parametrize("change", ["momentum on"])
+def test_settings_changed_mid_run_are_followed(change: str, compiled_calls: list[int]) -> None:
+    """Momentum switched on mid-run keeps its buffer (the rule creates it on its first use, which the graph
+    cannot hand back: that step runs eagerly); a parameter frozen mid-run is no longer trained."""
+
+    def run(compile: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = MLP(6, 3, hidden=(16,))
+        if change == "momentum on":
+            opt: Any = optim.SGD(model.parameters(), lr=0.05)
+            switch = Switch(opt, "momentum", 0.9)
+        else:
+            opt = optim.Adam(model.parameters(), lr=0.01)
+            switch = Switch(opt, param=model.net[0].weight)
+        return flat(descend.fit(model, dataset(), optimizer=opt, compile=compile, callbacks=[switch], **ARGS).model)
+
+    eager = run(False)
+    assert torch.allclose(run(True), eager, rtol=1e-5, atol=1e-6)
+    assert compiled_calls  # the first epoch at least ran compiled
+
+
+def test_a_rollback_to_the_first_state_runs_on(tmp_path: Path, compiled_calls: list[int]) -> None:
+    """Two non-finite steps in a row roll back to the state before the first step, where the optimizer holds no
+    state yet: the next step runs eagerly (the optimizer makes its state again), then the run compiles on."""
+    factor = torch.ones(())
+
+    class Poison2(Callback):
+        def on_step_end(self, state: TrainState) -> None:
+            factor.fill_(float("nan") if state.step in (5, 6) else 1.0)
+
+    def run(compile: bool) -> tuple[torch.Tensor, descend.train.DivergenceGuard]:
+        torch.manual_seed(0)
+        model = MLP(6, 3, hidden=(16,))
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        guard = descend.train.DivergenceGuard()
+        result = descend.fit(model, dataset(), optimizer=opt, loss=lambda out, y: F.cross_entropy(out * factor, y),
+                             compile=compile, guard=guard, callbacks=[Poison2()], **ARGS)  # fmt: skip
+        return flat(result.model), guard
+
+    eager, eager_guard = run(False)
+    fast, fast_guard = run(True)
+    assert eager_guard.rollbacks == fast_guard.rollbacks == 1
+    assert torch.allclose(fast, eager, rtol=1e-5, atol=1e-6)

@@ -51,6 +51,9 @@ __all__ = ["CompiledStep"]
 #: numbers are inputs, not part of the layout). A run that keeps changing its settings goes back to eager steps.
 _MAX_GRAPHS = 4
 
+#: ``_plan``'s answer when a parameter lacks state its rules keep: run this step eagerly.
+_INCOMPLETE = object()
+
 #: Inductor's options for the step: no shape asserts in the generated wrapper (the loop only calls the graph on
 #: batches of the shape it was compiled for).
 INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
@@ -194,12 +197,16 @@ class CompiledStep:
         opt = self.optimizer
         assert isinstance(opt, ChainOptimizer)
         states = [opt.state[p] for p in self.params]
+        if not all(states):  # rolled back to before the first step (the guard): the optimizer makes its state
+            return self._eager_fallback(x, y)
         t = opt.updates
         opt.scheduled_lr(t)
         steps = [int(st["step"]) + 1 for st in states]
         plan = self._plan(opt, states, steps)
         if plan is None:  # settings keep changing: compiling each layout would cost more than it saves
             self.enabled = False
+            return self._eager_fallback(x, y)
+        if plan is _INCOMPLETE:
             return self._eager_fallback(x, y)
         graph, units, keys = plan
         values: list[float] = []
@@ -260,6 +267,10 @@ class CompiledStep:
                 units.append((group, i, rules))
                 unit_specs.append(tuple(specs))
             layout.append(unit_specs[unit_of[key]])
+            # A rule switched on mid-run (momentum from 0) makes its state on first use, which the graph, working
+            # on copies, would drop: that step runs eagerly (as it does, or fails, without compiling).
+            if any(k not in states[i] for tr in rules for k in tr.init(p, group)):
+                return _INCOMPLETE
         keys = [tuple(k for k, v in st.items() if k != "step" and isinstance(v, Tensor)) for st in states]
         plan = (self._compile(tuple(zip(layout, keys))), units, keys)
         self._plans[signature] = plan
