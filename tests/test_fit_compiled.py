@@ -277,7 +277,7 @@ class Switch(Callback):
                 group[self.key] = self.value
 
 
-@pytest.mark.parametrize("change", ["momentum on"])
+@pytest.mark.parametrize("change", ["momentum on", "freeze a layer"])
 def test_settings_changed_mid_run_are_followed(change: str, compiled_calls: list[int]) -> None:
     """Momentum switched on mid-run keeps its buffer (the rule creates it on its first use, which the graph
     cannot hand back: that step runs eagerly); a parameter frozen mid-run is no longer trained."""

@@ -20,7 +20,9 @@ activation statistics, every 50 steps by default) or to a parameter's gradient, 
 divergence guard's is registered on ``optimizer.step`` (with the update in the graph), a batch of another shape
 than the first (an epoch's short last batch: no second compile), and a step whose gradient is not finite (the
 graph leaves everything as it was, then the optimizer's step and its hooks, the divergence guard's among them,
-decide as they always do).
+decide as they always do). Steps also run eagerly while the optimizer lacks state its rules keep (after a
+rollback to the state before the first step; a rule switched on mid-run, such as momentum from 0, on its first
+use) and, for the rest of the run, once a parameter has been frozen or unfrozen (``requires_grad`` changed).
 
 Numbers: a compiled step equals the eager one to rounding (the generated code contracts multiplications and
 additions differently), not bit for bit; seeded compiled runs repeat exactly. Compiling costs seconds once per
@@ -126,6 +128,7 @@ class CompiledStep:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
+        self.frozen = [p for p in model.parameters() if not p.requires_grad]
         self.modules = list(model.modules())
         index = {id(p): i for i, p in enumerate(self.params)}
         if penalty is not None and any(id(p) not in index for p in penalty.params):
@@ -146,6 +149,10 @@ class CompiledStep:
 
     def usable(self, x: Tensor, y: Tensor) -> bool:
         if not self.enabled or _watched(self.modules, self.params):
+            return False
+        # The graph differentiates the parameters trained when the fit began: one frozen or unfrozen since
+        # (requires_grad changed) is left to eager steps, where autograd gives it a gradient or not.
+        if not all(p.requires_grad for p in self.params) or any(p.requires_grad for p in self.frozen):
             return False
         if self.fused and _foreign_step_hooks(self.optimizer):
             return False
