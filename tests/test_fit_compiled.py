@@ -130,7 +130,7 @@ def test_a_non_finite_gradient_moves_nothing_and_reaches_the_guard(tmp_path: Pat
     assert result.stop_reason == "max_epochs" and torch.isfinite(flat(result.model)).all()
 
 
-@pytest.mark.parametrize(("every", "crash", "again"), [(4, 26, 2)])
+@pytest.mark.parametrize(("every", "crash", "again"), [(4, 26, 2), (7, 22, 0)])
 def test_a_compiled_run_resumes_bit_for_bit(every: int, crash: int, again: int, tmp_path: Path,
                                             compiled_calls: list[int]) -> None:  # fmt: skip
     """Resumed mid-epoch (from step 24), and just before an epoch's short last batch (from step 21, so the

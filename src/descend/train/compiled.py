@@ -105,12 +105,13 @@ class CompiledStep:
 
     ``usable(x, y)`` says whether this step may run compiled (see the module's notes for when it may not);
     calling it runs the step on ``(x, y)``, leaves the gradients in ``.grad`` and returns the loss.
-    ``step`` is the loop's way of calling ``optimizer.step()`` (used for the steps the graph hands back).
+    ``step`` is the loop's way of calling ``optimizer.step()`` (used for the steps the graph hands back);
+    ``rows`` the rows of a full batch (None: unknown, the first batch's), the only size the graph is compiled for.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
                  penalty: Callable[[], Tensor] | None,
-                 optimizer: torch.optim.Optimizer, step: Callable[..., Any]) -> None:
+                 optimizer: torch.optim.Optimizer, step: Callable[..., Any], rows: int | None = None) -> None:
         if not compiler_available():
             raise ConfigError("compile: torch.compile needs a C++ compiler (g++, c++ or clang++) on the PATH; "
                               "expected compile=False on this machine")  # fmt: skip
@@ -140,6 +141,7 @@ class CompiledStep:
         # not hold keeps its gradient and is never moved, as without compiling: the optimizer's own step does that).
         self.fused = _fused_rules(optimizer) and all(id(p) in owned for p in self.params)
         self.shape: tuple[int, ...] | None = None  # the batch shape the graph is compiled for
+        self.rows = rows
         self.enabled = True
         self._graph: Callable[..., Any] | None = None
         self._plans: dict[tuple[Any, ...], Any] = {}
@@ -157,6 +159,8 @@ class CompiledStep:
         if self.fused and _foreign_step_hooks(self.optimizer):
             return False
         if self.shape is None:
+            if self.rows is not None and len(x) != self.rows:
+                return False  # resumed at an epoch's short last batch: the next full one fixes the shape
             if not all(self.optimizer.state.get(p) for p in self.params):
                 return False  # the first step runs eagerly: the optimizer makes its state
             self._probe(x, y)  # resumed: the optimizer has its state, so the step need not be eager
@@ -164,10 +168,10 @@ class CompiledStep:
         return tuple(x.shape) == self.shape
 
     def eager_step_done(self, x: Tensor) -> None:
-        """After an eager step: the first one fixes the batch shape, and checks that every parameter got a
+        """After an eager step: the first one on a full batch fixes the batch shape, and checks that every parameter got a
         gradient (``torch.func`` would give an unused parameter zeros, where autograd leaves ``None`` and the
         optimizer skips it; such models stay eager)."""
-        if self.shape is None and self.enabled:
+        if self.shape is None and self.enabled and (self.rows is None or len(x) == self.rows):
             if any(p.grad is None for p in self.params):
                 self.enabled = False
                 return

@@ -154,7 +154,9 @@ class Loop:
         if compile and self.closure is None:
             from descend.train.compiled import CompiledStep
 
-            self.compiled = CompiledStep(model, loss_fn, penalty, optimizer, self.step)
+            # A full batch's rows (an epoch's last batch may be short): batch_size, or a DataLoader's own.
+            rows = batch_size if data.stream is None else getattr(data.stream.loader, "batch_size", None)
+            self.compiled = CompiledStep(model, loss_fn, penalty, optimizer, self.step, rows)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
