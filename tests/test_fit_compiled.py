@@ -320,3 +320,33 @@ def test_a_rollback_to_the_first_state_runs_on(tmp_path: Path, compiled_calls: l
     fast, fast_guard = run(True)
     assert eager_guard.rollbacks == fast_guard.rollbacks == 1
     assert torch.allclose(fast, eager, rtol=1e-5, atol=1e-6)
+
+
+class Scaled(torch.nn.Module):
+    """An MLP whose outputs a 0-d parameter scales (a temperature)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = MLP(6, 3, hidden=(16,))
+        self.t = torch.nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) * self.t
+
+
+@pytest.mark.parametrize("shape", ["mlp", "with a 0-d parameter"])
+def test_a_float64_model_equals_the_eager_fit(shape: str, compiled_calls: list[int]) -> None:
+    """float64: the step counts (0-d float64 tensors, which torch.compile does not write back when the graph
+    changes them in place) advance as in the eager fit, and so do a 0-d parameter's moments."""
+
+    def run(compile: bool) -> tuple[torch.Tensor, list[float]]:
+        torch.manual_seed(0)
+        model = (MLP(6, 3, hidden=(16,)) if shape == "mlp" else Scaled()).double()
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        result = descend.fit(model, dataset(), optimizer=opt, compile=compile, **ARGS)
+        return flat(result.model), [float(st["step"]) for st in opt.state.values() if "step" in st]
+
+    (eager, eager_steps), (fast, fast_steps) = run(False), run(True)
+    assert fast_steps == eager_steps == [STEPS] * len(eager_steps)
+    torch.testing.assert_close(fast, eager, rtol=1e-9, atol=1e-12)
+    assert len(compiled_calls) == STEPS - 1 - SHORT

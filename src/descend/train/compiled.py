@@ -140,6 +140,9 @@ class CompiledStep:
         # The update goes into the graph only when the optimizer holds every trained parameter (one it does
         # not hold keeps its gradient and is never moved, as without compiling: the optimizer's own step does that).
         self.fused = _fused_rules(optimizer) and all(id(p) in owned for p in self.params)
+        # torch.compile does not write back in-place changes to a 0-d float64 tensor that does not require grad
+        # (seen with torch 2.13): a 0-d float64 parameter's state would not move, so its update stays eager.
+        self.fused = self.fused and not any(p.dim() == 0 and p.dtype == torch.float64 for p in self.params)
         self.shape: tuple[int, ...] | None = None  # the batch shape the graph is compiled for
         self.rows = rows
         self.enabled = True
@@ -227,7 +230,7 @@ class CompiledStep:
         tensors = [st[k] for st, ks in zip(states, keys) for k in ks]
         counts = [st["step"] for st in states]
         vec = torch.tensor(values, dtype=self.params[0].dtype)
-        out = self._first_call(graph, (self.params, x, y, tensors, counts, vec))
+        out = self._first_call(graph, (self.params, x, y, tensors, vec))
         if out is None:
             return self._eager_fallback(x, y)
         loss, grads, ok = out
@@ -235,6 +238,7 @@ class CompiledStep:
         if not bool(ok):  # the graph changed nothing: the optimizer and its hooks take this step as usual
             self.step()
             return loss
+        torch._foreach_add_(counts, 1.0)  # outside the graph: see the 0-d float64 note in __init__
         opt.count_update(t)
         return loss
 
@@ -335,13 +339,13 @@ class CompiledStep:
         return loss.detach(), grads
 
     def _compile(self, layout: tuple[Any, ...]) -> Callable[..., Any]:
-        def fused_step(params: list[Tensor], x: Tensor, y: Tensor, tensors: list[Tensor], counts: list[Tensor],
+        def fused_step(params: list[Tensor], x: Tensor, y: Tensor, tensors: list[Tensor],
                        vec: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
             loss, grads = self._gradients(params, x, y)
             ok = torch.stack([torch.isfinite(g).all() for g in grads]).all()
             at = 0
             with torch.no_grad():
-                for p, g, count, (specs, keys) in zip(params, grads, counts, layout):
+                for p, g, (specs, keys) in zip(params, grads, layout):
                     state = dict(zip(keys, tensors[at:at + len(keys)]))
                     at += len(keys)
                     new_p = p.detach().clone()
@@ -353,7 +357,6 @@ class CompiledStep:
                     p.copy_(torch.where(ok, new_p, p))  # a non-finite gradient moves nothing
                     for k, v in state.items():
                         v.copy_(torch.where(ok, new_state[k], v))
-                    count.add_(ok.to(count.dtype))
             return loss, grads, ok
 
         return _compile(fused_step)
