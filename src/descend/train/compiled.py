@@ -24,6 +24,14 @@ decide as they always do). Steps also run eagerly while the optimizer lacks stat
 rollback to the state before the first step; a rule switched on mid-run, such as momentum from 0, on its first
 use) and, for the rest of the run, once a parameter has been frozen or unfrozen (``requires_grad`` changed).
 
+Limits, by design: the graph's guards check only tensors (shapes, dtypes), so the Python values the step reads
+are those of the first call, for the whole fit: a module's attributes (a dropout's ``p``, ``training``), the
+loss function's options and numbers in its closure, the penalty's ``l1`` and ``l2``. A run that changes such a
+value mid-run (a callback annealing a loss weight kept as a float) should not compile, or keep it in a tensor.
+A graph is kept per layout of the optimizer's param groups (the group objects themselves): a divergence-guard
+rollback loads a saved optimizer state, whose groups are new objects, so the next step compiles again (under a
+second with torch's cache warm); past ``_MAX_GRAPHS`` layouts the run goes on eagerly.
+
 Numbers: a compiled step equals the eager one to rounding (the generated code contracts multiplications and
 additions differently), not bit for bit; seeded compiled runs repeat exactly. Compiling costs seconds once per
 process (less with torch's on-disk cache warm), so it pays on runs of thousands of steps; the figures are in
