@@ -69,6 +69,7 @@ CASES = {
     "nesterov, weight decay": ("nesterov", {"lr": 0.05, "optimizer_options": {"momentum": 0.9}, "weight_decay": 1e-3}),
     "adamw": ("adamw", {"lr": 0.01}),
     "torch Adam": (torch.optim.Adam, {"lr": 0.01}),
+    "torch SGD": (torch.optim.SGD, {"lr": 0.05, "optimizer_options": {"momentum": 0.9}}),
 }
 
 
@@ -83,10 +84,12 @@ def test_compiled_fit_equals_the_eager_fit(case: str, compiled_calls: list[int])
     # Every step but the first (the optimizer makes its state) and each epoch's short last batch.
     assert len(compiled_calls) == STEPS - 1 - SHORT and set(compiled_calls) == {30}
     assert fast.steps == eager.steps == STEPS
-    # float32 over 44 steps: the generated code rounds differently (contractions), nothing else differs.
-    torch.testing.assert_close(flat(fast.model), flat(eager.model), rtol=1e-5, atol=1e-6)
+    # float32 over 44 steps: the generated code rounds differently (contractions), nothing else differs. torch's
+    # optimizers run their own step compiled, which orders Adam's arithmetic otherwise: a looser bound.
+    rtol, atol = (2e-4, 1e-5) if case.startswith("torch") else (1e-5, 1e-6)
+    torch.testing.assert_close(flat(fast.model), flat(eager.model), rtol=rtol, atol=atol)
     for a, b in zip(fast.history, eager.history):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["lr"] == pytest.approx(b["lr"], rel=1e-12)
+        assert a["loss"] == pytest.approx(b["loss"], rel=rtol) and a["lr"] == pytest.approx(b["lr"], rel=1e-12)
     assert eager.history[-1]["loss"] < eager.history[0]["loss"]  # it trained
 
 
@@ -350,3 +353,29 @@ def test_a_float64_model_equals_the_eager_fit(shape: str, compiled_calls: list[i
     assert fast_steps == eager_steps == [STEPS] * len(eager_steps)
     torch.testing.assert_close(fast, eager, rtol=1e-9, atol=1e-12)
     assert len(compiled_calls) == STEPS - 1 - SHORT
+
+
+def test_a_torch_optimizer_whose_lr_changes_goes_back_to_its_eager_step(compiled_calls: list[int]) -> None:
+    """torch's compiled step guards on the lr's value: a new lr recompiles it once, which retires it; the steps
+    go on with torch's eager step on the compiled gradients, and the run is the eager one to rounding."""
+
+    class Halve(Callback):
+        def __init__(self, opt: torch.optim.Optimizer) -> None:
+            self.opt = opt
+
+        def on_step_end(self, state: TrainState) -> None:
+            if state.step == 20:
+                for group in self.opt.param_groups:
+                    group["lr"] /= 2
+
+    def run(compile: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = MLP(6, 3, hidden=(16,))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        descend.fit(model, dataset(), optimizer=opt, compile=compile, callbacks=[Halve(opt)], **ARGS)
+        return flat(model)
+
+    eager = run(False)
+    torch.testing.assert_close(run(True), eager, rtol=2e-4, atol=1e-5)
+    assert len(compiled_calls) == STEPS - 1 - SHORT  # the gradients stayed compiled throughout
+

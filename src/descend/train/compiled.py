@@ -157,6 +157,7 @@ class CompiledStep:
         self._graph: Callable[..., Any] | None = None
         self._plans: dict[tuple[Any, ...], Any] = {}
         self._ran: set[int] = set()  # the graphs that compiled and ran
+        self._torch_step = None if self.fused else _compiled_torch_step(optimizer)
 
     # -- when ----------------------------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class CompiledStep:
                 return self._eager_fallback(x, y)
             loss, grads = out
             self._set_grads(grads)
-            self.step()
+            self._optimizer_step()
             return loss
         opt = self.optimizer
         assert isinstance(opt, ChainOptimizer)
@@ -298,6 +299,19 @@ class CompiledStep:
         plan = (self._compile(tuple(zip(layout, keys))), units, keys)
         self._plans[signature] = plan
         return plan
+
+    def _optimizer_step(self) -> None:
+        """The optimizer's step on the compiled gradients: for torch.optim's own optimizers their step compiled
+        too (torch supports compiling them), with the hooks run around it as the loop's step runs them. A
+        recompile (an lr set to a new number each step, as a schedule does: torch guards on it) retires it and
+        the eager step serves from then on."""
+        if self._torch_step is None:
+            self.step()
+            return
+        code, step = self._torch_step
+        step()
+        if len(torch._dynamo.eval_frame._debug_get_cache_entry_list(code)) > 1:
+            self._torch_step = None
 
     def _first_call(self, graph: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """``graph(*args)``; the first call of a graph compiles it, and if that fails (torch.compile cannot take
@@ -383,3 +397,19 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     fresh = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, None, fn.__closure__)
     options = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, **INDUCTOR_OPTIONS}
     return torch.compile(fresh, fullgraph=True, dynamic=False, options=options)
+
+
+def _compiled_torch_step(optimizer: torch.optim.Optimizer) -> tuple[Any, Callable[[], Any]] | None:
+    """For one of torch.optim's own optimizers: (the code object, a step that runs its ``step`` compiled, hooks
+    eager around it); None for any other optimizer, or one whose ``step`` was replaced on the instance."""
+    func = getattr(type(optimizer).step, "__wrapped__", None)
+    if (func is None or "step" in vars(optimizer) or isinstance(optimizer, ChainOptimizer)
+            or not type(optimizer).__module__.startswith("torch.optim")):
+        return None
+    from descend.train.loop import plain_step
+
+    # A code object of its own, as for the step's graphs: this optimizer's graphs only, under its own limit.
+    fresh = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                               func.__closure__)  # fmt: skip
+    return fresh.__code__, plain_step(optimizer, torch.compile(fresh))
+

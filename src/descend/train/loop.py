@@ -43,14 +43,15 @@ def closure_convention(optimizer: torch.optim.Optimizer) -> str | None:
     return kind if kind in ("loss", "backward") else None
 
 
-def plain_step(optimizer: torch.optim.Optimizer) -> Callable[..., Any]:
+def plain_step(optimizer: torch.optim.Optimizer, inner: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """``optimizer.step`` without the profiler annotation torch wraps around it, unless a profiler is running.
 
     torch wraps every optimizer's ``step`` in a profiler ``record_function``, whose enter and exit cost on a small
     model about a tenth of a step. The returned callable does what the wrapper does (global and per-optimizer step
     pre-hooks, which may replace the arguments, then the step, then the post-hooks) without the annotation; while
     a profiler is running it calls ``optimizer.step`` itself, so profiles still show every step. An optimizer
-    whose ``step`` was replaced on the instance (as torch's LR schedulers do) is called as it is.
+    whose ``step`` was replaced on the instance (as torch's LR schedulers do) is called as it is. ``inner``, if
+    given, runs in place of the optimizer's own step function (fit's compiled step passes torch's step compiled).
     """
     from itertools import chain
 
@@ -60,6 +61,7 @@ def plain_step(optimizer: torch.optim.Optimizer) -> Callable[..., Any]:
     func = getattr(type(optimizer).step, "__wrapped__", None)
     if func is None or "step" in vars(optimizer):
         return optimizer.step
+    func = inner if inner is not None else func
     pre, post = torch_optimizer._global_optimizer_pre_hooks, torch_optimizer._global_optimizer_post_hooks
 
     def step(closure: Any = None) -> Any:
