@@ -10,7 +10,9 @@ operations costs microseconds of Python and torch. Compiled, the whole step is o
   clip by value, weight decay), its update is compiled into the same graph: the graph calls the rules' own
   ``apply`` methods, as the optimizer's fast path does (nothing restates an update rule). Any other optimizer
   (torch.optim's, or a descend chain with a rule over all gradients at once: clipping by the global norm,
-  skipping non-finite steps, accumulation) steps as usual on the compiled gradients.
+  skipping non-finite steps, accumulation) steps on the compiled gradients; torch.optim's own optimizers run
+  that step compiled too (``torch.compile`` of their ``step``, hooks eager around it), until an lr set to a new
+  value recompiles it (torch guards on the number), after which their eager step serves.
 
 What stays as it was: every parameter's ``.grad`` holds the step's gradient afterwards (callbacks read it), the
 optimizer's state, step counts, learning-rate schedules and ``state_dict`` are the optimizer's own, and every
