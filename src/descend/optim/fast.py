@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import shutil
 import types
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ from torch import Tensor
 from descend.optim.base import GlobalTransform, Transform
 from descend.optim.transforms import PerParam
 
-__all__ = ["CHUNK", "COMPILE_MIN_NUMEL", "FLAT_MAX", "MAX_GRAPHS", "FastRules", "compiler_available",
+__all__ = ["CHUNK", "COMPILE_MIN_NUMEL", "FLAT_MAX", "MAX_GRAPHS", "FastRules", "compile_own", "compiler_available",
            "worth_compiling"]
 
 #: Parameters with fewer entries than this are flattened into their group's bucket. Below it a parameter's
@@ -77,6 +77,24 @@ def worth_compiling(param_groups: list[dict[str, Any]]) -> bool:
     """True when the parameters are numerous enough for compiling to pay (see ``COMPILE_MIN_NUMEL``)."""
     total = sum(p.numel() for g in param_groups for p in g["params"])
     return total >= COMPILE_MIN_NUMEL and compiler_available()
+
+
+def compile_own(fn: Callable[..., Any], *, dynamic: bool | None,
+                tensor_guards: bool = True) -> tuple[types.CodeType, Callable[..., Any]]:
+    """``torch.compile(fn)`` on a fresh copy of its code object, and that code object (to count its graphs).
+
+    torch.compile keeps graphs, and counts them against its recompile limit, per code object; a copy gives
+    this caller a cache of its own, which no other optimizer, fit or layout is ever served and none exhausts.
+    With ``tensor_guards`` the graphs' guards check only the tensors (dtype, device, sizes, strides), for callers
+    that fix everything else a graph depends on themselves (one compiled copy per signature or layout), and the
+    generated wrapper leaves out its size asserts.
+    """
+    code = fn.__code__.replace()
+    fresh = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    options: dict[str, Any] = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, "size_asserts": False}
+    compiled = torch.compile(fresh, fullgraph=True, dynamic=dynamic, options=options) if tensor_guards \
+        else torch.compile(fresh, dynamic=dynamic)
+    return code, compiled
 
 
 def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[str, Tensor],
@@ -125,11 +143,7 @@ class _Compiled:
             if len(self._fns) >= self.cap:
                 self.known[signature] = False
                 return False
-            code = _apply_chunk.__code__.replace()
-            fn = torch.compile(types.FunctionType(code, _apply_chunk.__globals__, _apply_chunk.__name__),
-                               fullgraph=True, dynamic=True,
-                               options={"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe,
-                                        "size_asserts": False})  # fmt: skip
+            code, fn = compile_own(_apply_chunk, dynamic=True)
             self._fns[signature] = (code, fn)
             # Without duck shaping every tensor's size is a symbol of its own: one graph serves chunks of any
             # sizes. With it (``duck``, for chunks of equally sized tensors) the chunk has one size symbol,

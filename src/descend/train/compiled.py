@@ -42,7 +42,6 @@ process (less with torch's on-disk cache warm), so it pays on runs of thousands 
 
 from __future__ import annotations
 
-import types
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,7 +52,7 @@ from torch import Tensor, nn
 from descend.errors import ConfigError
 from descend.optim.base import GlobalTransform
 from descend.optim.chain import ChainOptimizer
-from descend.optim.fast import compiler_available
+from descend.optim.fast import compile_own, compiler_available
 from descend.optim.transforms import PerParam
 from descend.train.setup import Penalty
 
@@ -65,11 +64,6 @@ _MAX_GRAPHS = 4
 
 #: ``_plan``'s answer when a parameter lacks state its rules keep: run this step eagerly.
 _INCOMPLETE = object()
-
-#: Inductor's options for the step: no shape asserts in the generated wrapper (the loop only calls the graph on
-#: batches of the shape it was compiled for).
-INDUCTOR_OPTIONS: dict[str, Any] = {"size_asserts": False}
-
 
 def _watched(modules: Sequence[nn.Module], params: Sequence[Tensor]) -> bool:
     """Whether a hook would watch this step from inside: a module's forward or backward hook (global or its
@@ -211,7 +205,7 @@ class CompiledStep:
                 def gradients(params: list[Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
                     return self._gradients(params, x, y)
 
-                self._graph = _compile(gradients)
+                self._graph = _graph(gradients)
             out = self._first_call(self._graph, (self.params, x, y))
             if out is None:
                 return self._eager_fallback(x, y)
@@ -383,22 +377,18 @@ class CompiledStep:
                         v.copy_(torch.where(ok, new_state[k], v))
             return loss, grads, ok
 
-        return _compile(fused_step)
+        return _graph(fused_step)
+
+
+def _graph(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled for one layout and batch shape (``compile_own``'s tensor-only guards): the loop calls it
+    only on batches of that shape, in training mode, and the layout, the model's code and the rules are fixed."""
+    return compile_own(fn, dynamic=False)[1]
 
 
 def _hashable(value: Any) -> Any:
     """A setting as part of a graph's signature: lists (``betas=[0.9, 0.99]`` is valid) as tuples."""
     return tuple(map(_hashable, value)) if isinstance(value, list) else value
-
-
-def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile(fn)`` with guards on the tensors only (shapes, dtypes): the layout, the model's code and
-    the rules are fixed for one graph, which the loop calls only on batches of its shape, in training mode. A
-    fresh code object gives the graph a cache of its own (torch.compile keys its cache on the code), so no
-    other fit, model or layout is ever served it, and no fit counts against another's recompile limit."""
-    fresh = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, None, fn.__closure__)
-    options = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, **INDUCTOR_OPTIONS}
-    return torch.compile(fresh, fullgraph=True, dynamic=False, options=options)
 
 
 def _compiled_torch_step(optimizer: torch.optim.Optimizer) -> tuple[Any, Callable[[], Any]] | None:
@@ -410,8 +400,8 @@ def _compiled_torch_step(optimizer: torch.optim.Optimizer) -> tuple[Any, Callabl
         return None
     from descend.train.loop import plain_step
 
-    # A code object of its own, as for the step's graphs: this optimizer's graphs only, under its own limit.
-    fresh = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
-                               func.__closure__)  # fmt: skip
-    return fresh.__code__, plain_step(optimizer, torch.compile(fresh))
+    # torch's own guards (its step reads the param groups' numbers): a code object of its own, as for the step's
+    # graphs, so this optimizer's graphs are its own, under its own limit.
+    code, compiled = compile_own(func, dynamic=None, tensor_guards=False)
+    return code, plain_step(optimizer, compiled)
 
