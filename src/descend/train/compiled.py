@@ -48,12 +48,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _module
+from torch.optim import optimizer as _optimizer
 
 from descend.errors import ConfigError
 from descend.optim.base import GlobalTransform
 from descend.optim.chain import ChainOptimizer
 from descend.optim.fast import compile_own, compiler_available
 from descend.optim.transforms import PerParam
+from descend.train.guard import DivergenceGuard
 from descend.train.setup import Penalty
 
 __all__ = ["CompiledStep"]
@@ -68,8 +71,6 @@ _INCOMPLETE = object()
 def _watched(modules: Sequence[nn.Module], params: Sequence[Tensor]) -> bool:
     """Whether a hook would watch this step from inside: a module's forward or backward hook (global or its
     own), or a gradient hook on a parameter. Compiled, none of them would run, so such a step runs eagerly."""
-    from torch.nn.modules import module as _module
-
     if (_module._global_forward_hooks or _module._global_forward_pre_hooks or _module._global_backward_hooks
             or _module._global_backward_pre_hooks):
         return True
@@ -82,10 +83,6 @@ def _foreign_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
     """Whether a hook other than the divergence guard's gradient check is registered on ``optimizer.step``. The
     graph applies the update itself, so it can stand in only for that check (a non-finite gradient moves nothing
     and the step is handed to the optimizer, hooks and all)."""
-    from torch.optim import optimizer as _optimizer
-
-    from descend.train.guard import DivergenceGuard
-
     if _optimizer._global_optimizer_pre_hooks or _optimizer._global_optimizer_post_hooks:
         return True
     if optimizer._optimizer_step_post_hooks:
@@ -108,7 +105,8 @@ class CompiledStep:
     """One compiled training step of ``loss_fn(model(x), y) + penalty`` and the optimizer's update.
 
     ``usable(x, y)`` says whether this step may run compiled (see the module's notes for when it may not);
-    calling it runs the step on ``(x, y)``, leaves the gradients in ``.grad`` and returns the loss.
+    calling it runs the step on ``(x, y)``, leaves the gradients in ``.grad`` and returns the loss, or None
+    when it finds, after all, that this step must run eagerly (the loop then takes it as without compiling).
     ``step`` is the loop's way of calling ``optimizer.step()`` (used for the steps the graph hands back);
     ``rows`` the rows of a full batch (None: unknown, the first batch's), the only size the graph is compiled for.
     """
@@ -199,7 +197,7 @@ class CompiledStep:
 
     # -- the step ------------------------------------------------------------------------------------------
 
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor | None:
         if not self.fused:
             if self._graph is None:
                 def gradients(params: list[Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -208,7 +206,7 @@ class CompiledStep:
                 self._graph = _graph(gradients)
             out = self._first_call(self._graph, (self.params, x, y))
             if out is None:
-                return self._eager_fallback(x, y)
+                return None
             loss, grads = out
             self._set_grads(grads)
             self._optimizer_step()
@@ -217,16 +215,16 @@ class CompiledStep:
         assert isinstance(opt, ChainOptimizer)
         states = [opt.state[p] for p in self.params]
         if not all(states):  # rolled back to before the first step (the guard): the optimizer makes its state
-            return self._eager_fallback(x, y)
+            return None
         t = opt.updates
         opt.scheduled_lr(t)
         steps = [int(st["step"]) + 1 for st in states]
         plan = self._plan(opt, states, steps)
         if plan is None:  # settings keep changing: compiling each layout would cost more than it saves
             self.enabled = False
-            return self._eager_fallback(x, y)
+            return None
         if plan is _INCOMPLETE:
-            return self._eager_fallback(x, y)
+            return None
         graph, units, keys = plan
         values: list[float] = []
         for group, rep, rules in units:
@@ -237,7 +235,7 @@ class CompiledStep:
         vec = torch.tensor(values, dtype=self.params[0].dtype)
         out = self._first_call(graph, (self.params, x, y, tensors, vec))
         if out is None:
-            return self._eager_fallback(x, y)
+            return None
         loss, grads, ok = out
         self._set_grads(grads)
         if not bool(ok):  # the graph changed nothing: the optimizer and its hooks take this step as usual
@@ -292,7 +290,7 @@ class CompiledStep:
             if any(k not in states[i] for tr in rules for k in tr.init(p, group)):
                 return _INCOMPLETE
         keys = [tuple(k for k, v in st.items() if k != "step" and isinstance(v, Tensor)) for st in states]
-        plan = (self._compile(tuple(zip(layout, keys))), units, keys)
+        plan = (self._fused_graph(tuple(zip(layout, keys))), units, keys)
         self._plans[signature] = plan
         return plan
 
@@ -326,15 +324,6 @@ class CompiledStep:
         self._ran.add(id(graph))
         return out
 
-    def _eager_fallback(self, x: Tensor, y: Tensor) -> Tensor:
-        loss = self.loss_fn(self.model(x), y)
-        if self.penalty is not None:
-            loss = loss + self.penalty()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.step()
-        return loss
-
     def _groups(self) -> list[dict[str, Any]]:
         owner = {id(p): g for g in self.optimizer.param_groups for p in g["params"]}
         return [owner[id(p)] for p in self.params]
@@ -356,7 +345,7 @@ class CompiledStep:
         grads, loss = torch.func.grad_and_value(self._objective)([p.detach() for p in params], x, y)
         return loss.detach(), grads
 
-    def _compile(self, layout: tuple[Any, ...]) -> Callable[..., Any]:
+    def _fused_graph(self, layout: tuple[Any, ...]) -> Callable[..., Any]:
         def fused_step(params: list[Tensor], x: Tensor, y: Tensor, tensors: list[Tensor],
                        vec: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
             loss, grads = self._gradients(params, x, y)

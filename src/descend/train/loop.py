@@ -259,10 +259,13 @@ class Loop:
                     else:
                         xb, yb = X.index_select(0, idx), y.index_select(0, idx)
                     rows = len(xb)
+                    done = None
                     if compiled is not None and compiled.usable(xb, yb):
                         if set_lr is not None:
                             set_lr(s.step)
-                        loss = compiled(xb, yb)
+                        done = compiled(xb, yb)  # None: this step runs eagerly after all
+                    if done is not None:
+                        loss = done
                         if b == last:
                             self.grad_norm = self._grad_norm()
                     else:
