@@ -97,16 +97,18 @@ class Poison(Callback):
     """Makes the loss non-finite for the step after ``at`` (through a factor the loss reads) and records the
     parameters and the optimizer's update count around that step."""
 
-    def __init__(self, factor: torch.Tensor, at: int, model: torch.nn.Module, opt: Any) -> None:
-        self.factor, self.at, self.model, self.opt = factor, at, model, opt
+    def __init__(self, factor: torch.Tensor, at: int, model: torch.nn.Module, opt: Any, calls: list[int]) -> None:
+        self.factor, self.at, self.model, self.opt, self.calls = factor, at, model, opt, calls
         self.seen: dict[str, Any] = {}
 
     def on_step_end(self, state: TrainState) -> None:
         if state.step == self.at:
             self.seen["before"], self.seen["updates"] = flat(self.model).clone(), self.opt.updates
+            self.seen["calls"] = len(self.calls)
             self.factor.fill_(float("nan"))
         elif state.step == self.at + 1:
             self.seen["after"], self.seen["updates_after"] = flat(self.model).clone(), self.opt.updates
+            self.seen["calls_after"] = len(self.calls)
             self.seen["loss"] = float(state.loss)  # type: ignore[arg-type]
             self.factor.fill_(1.0)
 
@@ -120,10 +122,10 @@ def test_a_non_finite_gradient_moves_nothing_and_reaches_the_guard(tmp_path: Pat
     torch.manual_seed(0)
     model = MLP(6, 3, hidden=(16,))
     opt = optim.Adam(model.parameters(), lr=0.01)
-    poison = Poison(factor, 5, model, opt)
+    poison = Poison(factor, 5, model, opt, compiled_calls)
     result = descend.fit(model, dataset(), optimizer=opt, loss=loss, compile=True, callbacks=[poison],
                          run_dir=tmp_path / "run", **ARGS)  # fmt: skip
-    assert 6 in [i + 1 for i in range(len(compiled_calls))]  # step 6 went into the graph
+    assert poison.seen["calls_after"] == poison.seen["calls"] + 1  # the poisoned step 6 went into the graph
     assert poison.seen["loss"] != poison.seen["loss"]  # NaN: the poisoned step's loss
     assert torch.equal(poison.seen["after"], poison.seen["before"])  # nothing moved
     assert poison.seen["updates_after"] == poison.seen["updates"]  # and the optimizer counted no update
