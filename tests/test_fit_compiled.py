@@ -206,7 +206,7 @@ def test_a_step_torch_compile_cannot_take_goes_on_eagerly_with_a_warning(compile
 
 def test_train_compile_on_the_command_line(tmp_path: Path) -> None:
     """``descend train --compile`` trains through the compiled step: recorded in config.json, and the epochs'
-    losses are the eager run's to rounding."""
+    losses are the eager run's to rounding; an optimizer it cannot take is refused with exit 2."""
     import csv
 
     from click.testing import CliRunner
@@ -226,6 +226,12 @@ def test_train_compile_on_the_command_line(tmp_path: Path) -> None:
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config["arguments"]["compile"] is (name == "compiled")
     assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-5)
+    # An optimizer the compiled step cannot take: exit 2, one line naming why, and no run folder left behind.
+    refused = CliRunner().invoke(cli, [*args[:-3], "--optimizer", "lbfgs", "--batch-size", "full", "--compile",
+                                       "--out", str(tmp_path / "refused")])  # fmt: skip
+    assert refused.exit_code == 2 and not (tmp_path / "refused").exists()
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and "compile: LBFGS re-evaluates the loss through a closure" in lines[0], refused.output
 
 
 def test_hooks_that_would_watch_inside_the_step_keep_it_eager(compiled_calls: list[int]) -> None:
