@@ -38,7 +38,7 @@ from torch import Tensor
 
 from descend.errors import ConfigError
 
-__all__ = ["DEFAULTS", "LOSSES", "TASKS", "Loss", "check_output", "get"]
+__all__ = ["DEFAULTS", "LOSSES", "TASKS", "Loss", "check_output", "get", "standardised", "training_objective"]
 
 TASKS = ("regression", "binary", "multiclass")
 DEFAULTS = {"regression": "mse", "binary": "bce", "multiclass": "cross_entropy"}
@@ -165,3 +165,34 @@ def check_output(output_shape: tuple[int, ...], target_shape: tuple[int, ...], t
         f"model: output shape {shown} does not fit the {task} target of shape "
         f"(n{''.join(f', {d}' for d in tail)}); expected {expected}"
     )
+
+
+def standardised(fn: Callable[[Tensor, Tensor], Tensor], shift: Tensor, scale: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss a target-scaled regression trains on: ``fn`` with output and target both standardised,
+
+    .. math:: \\ell'(f, y) = \\ell\\left(\\frac{f - \\mu}{\\sigma}, \\frac{y - \\mu}{\\sigma}\\right),
+
+    :math:`\\mu` = ``shift``, :math:`\\sigma` = ``scale`` (per output column, broadcast over the batch). For a model
+    that predicts :math:`\\sigma g(x) + \\mu` this is :math:`\\ell(g(x), (y - \\mu)/\\sigma)`: the loss, its gradients and
+    its curvature are those of the standardised problem, whatever the target's units.
+
+    Example:
+        >>> mse = get("mse", "regression")
+        >>> loss = standardised(mse, torch.tensor([100.0]), torch.tensor([10.0]))
+        >>> float(loss(torch.tensor([[120.0]]), torch.tensor([[100.0]])))
+        4.0
+    """
+
+    def loss(output: Tensor, target: Tensor) -> Tensor:
+        return fn((output - shift) / scale, (target - shift) / scale)
+
+    return loss
+
+
+def training_objective(fn: Callable[[Tensor, Tensor], Tensor], model: torch.nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """``fn`` as the model was trained on it: :func:`standardised` by the model's output scale when it carries one
+    (a regression trained with ``scale_target``), else ``fn`` itself."""
+    shift, scale = getattr(model, "output_shift", None), getattr(model, "output_scale", None)
+    if isinstance(shift, Tensor) and isinstance(scale, Tensor):
+        return standardised(fn, shift, scale)
+    return fn

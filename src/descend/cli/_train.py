@@ -112,8 +112,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     import shutil
 
     import descend
-    from descend import losses, models
-    from descend.inspect.diagnostics import training_loss
+    from descend import models
     from descend.report import run_report
     from descend.train import EarlyStopping, Recorder
 
@@ -130,11 +129,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     if diagnostics and health_every != HEALTH_EVERY:
         monitors.append(HealthMonitor(every=health_every))
     if diagnostics and sharpness_every != SHARPNESS_EVERY:
-        spec = getattr(net, "default_loss", None) if loss == "auto" else loss
-        loss_obj = losses.get(spec if spec in losses.LOSSES and data.task in losses.LOSSES[spec] else None, data.task)
-        y = data.y_train.long() if data.task == "multiclass" else data.y_train
-        batch_loss = training_loss(net, loss_obj, data.X_train, y, seed=seed)
-        monitors.append(SharpnessMonitor(batch_loss, every=sharpness_every))
+        monitors.append(SharpnessMonitor(every=sharpness_every))  # on fit's own objective, in its units
     callbacks: list[Any] = [*monitors, Recorder(steps=True),
                             RecordCommand(command, rate if schedule != "constant" else None, total_steps).callback()]
     if out.talking:

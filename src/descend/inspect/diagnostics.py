@@ -91,7 +91,8 @@ def default_callbacks(
 ) -> list[Callback]:
     """The diagnostic callbacks to add to ``present``: those of the three kinds it lacks.
 
-    ``loss`` is the closure for the sharpness monitor (see :func:`training_loss`); None leaves sharpness out.
+    ``loss`` is the closure for the sharpness monitor (see :func:`training_loss`), also given to a monitor in
+    ``present`` built without one; None leaves sharpness out.
     A caller's :class:`Findings` is kept as it is (with the monitors it was given).
     """
     added: list[Callback] = []
@@ -100,6 +101,8 @@ def default_callbacks(
         health = HealthMonitor()
         added.append(health)
     sharp = next((cb for cb in present if isinstance(cb, SharpnessMonitor)), None)
+    if sharp is not None and sharp.loss_fn is None:
+        sharp.loss_fn = loss  # a monitor that asked for fit's own objective (None: fit has none to give)
     if sharp is None and loss is not None:
         sharp = SharpnessMonitor(loss)
         added.append(sharp)

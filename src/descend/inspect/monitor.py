@@ -131,7 +131,10 @@ class SharpnessMonitor(_Records):
 
     Args:
         loss_fn: a closure returning the loss whose curvature to track, usually on a fixed batch (for
-            full-batch training, the training loss). It is evaluated in the model's current mode.
+            full-batch training, the training loss). It is evaluated in the model's current mode. None (only
+            inside ``descend.fit``'s callbacks): fit's own training objective on its fixed batch
+            (:func:`~descend.inspect.diagnostics.training_loss`), in the units the run trains in (a standardised
+            target for a target-scaled regression), so the sharpness is comparable with ``2/lr``.
         every: cadence in steps, >= 1 (default 1000: one measurement, two Lanczos runs of up to 20 products
             with Adam, costs about 30 mini-batch steps of a small MLP, so about 3% of the training time at this
             cadence; see ``benchmarks/inspect_overhead.py``).
@@ -149,10 +152,10 @@ class SharpnessMonitor(_Records):
 
     filename = "curvature.jsonl"
 
-    def __init__(self, loss_fn: Callable[[], Tensor], *, every: int = 1000, tol: float = 1e-2,
+    def __init__(self, loss_fn: Callable[[], Tensor] | None = None, *, every: int = 1000, tol: float = 1e-2,
                  max_iter: int = 20) -> None:
         super().__init__()
-        if not callable(loss_fn):
+        if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"SharpnessMonitor: invalid loss_fn={loss_fn!r}; expected a callable returning the loss")
         self.loss_fn = loss_fn
         self.every = check_int("SharpnessMonitor", "every", every)
@@ -160,10 +163,12 @@ class SharpnessMonitor(_Records):
         self.max_iter = check_int("SharpnessMonitor", "max_iter", max_iter)
 
     def on_step_end(self, state: TrainState) -> None:
-        if state.step % self.every == 0:
+        if state.step % self.every == 0 and self.loss_fn is not None:
             self._write(self.measure(state))
 
     def measure(self, state: TrainState) -> dict[str, Any]:
+        if self.loss_fn is None:
+            raise TypeError("SharpnessMonitor: no loss_fn to measure; pass one, or let descend.fit supply its own")
         group = state.optimizer.param_groups[0]
         lr = float(group["lr"])
         momentum = float(group.get("momentum", 0.0) or 0.0)

@@ -114,8 +114,9 @@ def run_landscape(run_dir: str | os.PathLike[str], *, data: Any = None, target: 
     dtype = next(saved.model.parameters()).dtype
     X = X.to(dtype)
     y = y.long() if run.task == "multiclass" else y.to(dtype)
-    loss = losses.get(saved.meta.get("loss") or None, run.task)
     model = saved.model
+    # The loss the run trained on: a target-scaled regression's in standardised units, as in its metrics.csv.
+    loss = losses.training_objective(losses.get(saved.meta.get("loss") or None, run.task), model)
 
     def loss_fn() -> torch.Tensor:
         return loss(model(X), y)

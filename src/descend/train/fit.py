@@ -434,11 +434,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         data.batch = _stream_batch(X_dtype, y_dtype, shaped, transform, classes)
     scaled = _target_scale(args["scale_target"], model, data.task, named_loss, data.stream is not None, y)
     if scaled is not None:
-        mu, sigma = scaled[0].to(y.dtype), scaled[1].to(y.dtype)
-        raw_loss = loss_fn
-
-        def loss_fn(output: Tensor, target: Tensor) -> Tensor:  # both sides standardised
-            return raw_loss((output - mu) / sigma, (target - mu) / sigma)
+        loss_fn = _losses.standardised(loss_fn, scaled[0].to(y.dtype), scaled[1].to(y.dtype))
 
     lr = args["lr"]
     auto = isinstance(lr, str) and lr == "auto"
