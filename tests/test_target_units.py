@@ -12,6 +12,7 @@ import torch
 
 import descend
 from descend.inspect import SharpnessMonitor
+from descend.models import MLP
 
 
 def _data(y_units: bool) -> SimpleNamespace:
@@ -29,7 +30,7 @@ def _data(y_units: bool) -> SimpleNamespace:
 def _fit(y_units: bool, model: str, optimizer: str, batch_size: int | str) -> tuple[list[float], list[float]]:
     monitor = SharpnessMonitor(every=5, tol=1e-10, max_iter=60)  # fit supplies its own objective
     torch.manual_seed(0)
-    net = descend.models.MLP(5, 1).double() if model == "mlp" else model
+    net = MLP(5, 1).double() if model == "mlp" else model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = descend.fit(net, _data(y_units), optimizer=optimizer, lr=0.05, batch_size=batch_size, epochs=10 if batch_size == "full" else 3,

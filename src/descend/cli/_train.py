@@ -165,7 +165,11 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     report = run_report(result.run_dir)
     final = result.final
     out.line(f"stopped: {result.stop_reason} after {result.epochs} epochs ({result.steps} steps, {seconds:.1f} s); "
-             f"converged: {'yes' if result.converged else 'no'}")
+             f"converged: {'yes' if result.converged else 'no'}{' (the descent diverged)' if result.diverged else ''}")
+    guard = result.guard or {}
+    if guard.get("rollbacks") or guard.get("skips"):
+        out.line(f"guard: {guard['rollbacks']} rollback(s), learning rate scaled by {guard['lr_scale']:g}; "
+                 f"{guard['skips']} bad batch(es) skipped (see events.jsonl)")
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("val_") or k == "loss")
     out.line(f"{'best epoch ' + str(result.best_epoch) + ' (weights restored)' if result.best_epoch else 'final'}: "
              f"{shown}")
@@ -178,7 +182,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     out.line(f"report: {report}", bold=True)
     return {
         "run_dir": str(result.run_dir), "report": str(report), "stop_reason": result.stop_reason,
-        "converged": result.converged, "epochs": result.epochs, "steps": result.steps, "best_epoch": result.best_epoch,
+        "converged": result.converged, "diverged": result.diverged, "guard": result.guard, "epochs": result.epochs, "steps": result.steps, "best_epoch": result.best_epoch,
         "seconds": round(seconds, 3), "final": final, "findings": [f.rule for f in findings],
         "lr": found.lr if found is not None else lr,
     }

@@ -62,6 +62,8 @@ from descend.train.state import Callback
 __all__ = ["ConvergenceWarning", "FitResult", "fit"]
 
 CONVERGED = ("loss_threshold", "tolerance", "early_stopping")
+LIMITS = ("max_epochs", "max_steps")  # stops on a budget: the run did not converge, and is warned about
+DIVERGED_RISE = 1e3  # without a guard, an epoch loss this many times the first epoch's is a divergence
 # Arguments that may differ when resuming: they do not change the trajectory.
 _RESUME_FREE = ("resume", "run_dir", "callbacks", "progress", "checkpoint_every")
 
@@ -89,6 +91,13 @@ class FitResult:
     findings: list[Any] = field(default_factory=list)
     """What the diagnostics found (:class:`descend.inspect.Finding`: ``rule``, ``message``, ``evidence``,
     ``suggestion``, ``step``/``epoch``/``layer``); empty when ``diagnostics=False`` or all was well."""
+    diverged: bool = False
+    """Whether the descent blew up at some point, whatever stopped it: the divergence guard rolled it back or
+    stopped it, or (without a guard) an epoch's training loss was non-finite or over ``DIVERGED_RISE`` times the
+    first epoch's. A diverged run is never ``converged``."""
+    guard: dict[str, Any] | None = None
+    """What the divergence guard did: ``rollbacks``, ``skips`` (bad batches skipped), ``lr_scale`` (the product of
+    its reductions); None without a guard."""
 
     @property
     def final(self) -> dict[str, float]:
@@ -367,8 +376,11 @@ def fit(
             ones, an epoch's short last batch, a non-finite gradient) run eagerly. Results equal the eager
             run's to rounding, not bit for bit. Not for full-batch second-order optimizers or batch norm.
 
-    When training ends on ``epochs`` or ``max_steps`` or diverges, ``converged`` is False and a
-    :class:`ConvergenceWarning` is issued.
+    ``converged`` is True when a convergence rule stopped the run (``loss_threshold``, ``tol``, early stopping)
+    and the descent never diverged (``FitResult.diverged``); a run that ends on ``epochs`` or ``max_steps``, or
+    that diverged, whatever stopped it, is not converged and issues a :class:`ConvergenceWarning`. A stop asked
+    for by a callback of the caller's (``state.stop = "my_reason"``) is not converged and not warned about. The
+    returned model is in evaluation mode.
     """
     args = dict(locals())
     _check_arguments(args)
@@ -574,18 +586,39 @@ def _start_run(run: RunFolder, args: dict[str, Any], config: dict[str, Any], loo
     run.log_event("resume", step=loop.state.step, epoch=loop.state.epoch, batch=loop.state.batch)
 
 
+def _divergence(history: list[dict[str, float]], guard: DivergenceGuard | None, reason: str) -> str | None:
+    """Why the run counts as diverged (a sentence), or None."""
+    if reason == "diverged":
+        return "the descent diverged: the training loss is not finite, or the divergence guard ran out of rollbacks"
+    if guard is not None and guard.rollbacks:
+        return (f"the divergence guard rolled the descent back {guard.rollbacks} time(s) and scaled the learning rate "
+                f"by {guard.scale:g}")  # fmt: skip
+    losses = [float(r["loss"]) for r in history]
+    if guard is None and losses:
+        first = abs(losses[0]) or 1e-300
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v) or abs(v) > DIVERGED_RISE * first), None)
+        if bad is not None:
+            return (f"the training loss reached {losses[bad]:.3g} at epoch {bad + 1}, {DIVERGED_RISE:g}+ times the "
+                    f"first epoch's {losses[0]:.3g}")  # fmt: skip
+    return None
+
+
 def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> FitResult:
     state = loop.state
+    loop.model.eval()  # predictions from the returned model are deterministic (dropout off, running statistics)
     reason = state.stop or "max_epochs"
-    converged = reason in CONVERGED
+    guard = next((cb for cb in loop.callbacks if isinstance(cb, DivergenceGuard)), None)
+    diverged = _divergence(state.history, guard, reason)
+    converged = reason in CONVERGED and diverged is None
     best = next((cb.best_epoch for cb in loop.callbacks if isinstance(cb, EarlyStopping) and cb.restore_best), None)
-    if not converged:
-        message = {
-            "max_epochs": f"stopped after the maximum of {state.epochs} epochs without converging",
-            "max_steps": f"stopped after the maximum of {state.step} steps without converging",
-            "diverged": "the descent diverged: the training loss is not finite, or the divergence guard ran out of "
-            "rollbacks (see the guard_* events; try a smaller lr)",
-        }.get(reason, f"stopped ({reason}) without converging")
+    message = None
+    if reason in LIMITS:
+        limit = f"{state.epochs} epochs" if reason == "max_epochs" else f"{state.step} steps"
+        message = f"stopped after the maximum of {limit} without converging"
+    elif reason == "diverged" or (diverged is not None and reason in CONVERGED):
+        message = (f"{diverged} (see the guard_* events; try a smaller lr)" if reason == "diverged" else
+                   f"stopped by {reason}, but not converged: {diverged}")  # fmt: skip
+    if message is not None:  # a stop asked for by the caller's own callback is not warned about
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
         if run is not None:
             run.log_event("warning", category="not_converged", message=message)
@@ -595,13 +628,16 @@ def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> Fit
         model=loop.model, history=state.history, converged=converged, stop_reason=reason, epochs=len(state.history),
         steps=state.step, task=data.task, loss=loss_name, best_epoch=best,
         run_dir=run.path if run is not None else None, data=data.prepared, findings=collect_findings(loop.callbacks),
+        diverged=diverged is not None,
+        guard=None if guard is None else {"rollbacks": guard.rollbacks, "skips": guard.skips, "lr_scale": guard.scale},
     )  # fmt: skip
     if run is not None:
         save_model(loop.model, run.path / "model", task=data.task, data=data.prepared, loss=loss_name)
         run.log_event("end", stop_reason=reason, converged=converged, steps=state.step)
         run.write_json(
             "summary.json",
-            {"status": "complete", "stop_reason": reason, "converged": converged, "epochs": result.epochs,
-             "steps": state.step, "best_epoch": best, "final": result.final},
+            {"status": "complete", "stop_reason": reason, "converged": converged, "diverged": diverged is not None,
+             "divergence": diverged, "guard": result.guard, "epochs": result.epochs, "steps": state.step,
+             "best_epoch": best, "final": result.final},
         )  # fmt: skip
     return result
