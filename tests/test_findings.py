@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from descend.data.datasets import load_dataset
-from descend.inspect.findings import Finding, Findings, diagnose
+from descend.inspect.findings import EXCLUDES, RULES, Finding, Findings, diagnose
 from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
 from descend.train import Callback, DivergenceGuard, FitResult, TrainState, fit
 
@@ -374,3 +374,66 @@ def test_lr_too_high_when_the_guard_runs_out_on_a_rising_loss() -> None:
     assert f.evidence == {"stop_reason": "diverged", "first_loss": losses[0], "lowest_loss": losses[low],
                           "lowest_epoch": low + 1, "last_loss": losses[-1]}
     assert f.epoch == len(losses) and f"ended at {losses[-1]:.4g}" in f.message
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_the_probe_leaves_model_and_optimizer_bit_identical(optimizer: str) -> None:
+    # Oracle: a twin trained identically without the probe. After the probe, both take the same five steps; every
+    # parameter, gradient and optimizer state tensor must be equal bit for bit (a state left changed, or a rate
+    # left at 10x, would show at once).
+    from descend.inspect.diagnostics import training_loss
+    from descend.inspect.findings import probe_higher_lr
+    from descend.optim import Adam, Momentum
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 3, generator=g), torch.randn(64, 1, generator=g)
+    twins = []
+    for _ in range(2):
+        model = mlp(3, 8, 1, nn.Tanh)
+        opt = Adam(model.parameters(), lr=1e-3) if optimizer == "adam" else Momentum(model.parameters(), lr=1e-2)
+        for _ in range(3):
+            opt.zero_grad()
+            (model(x) - y).pow(2).mean().backward()
+            opt.step()
+        twins.append((model, opt))
+    (model, opt), (twin, twin_opt) = twins
+    before, after = probe_higher_lr(model, opt, training_loss(model, nn.functional.mse_loss, x, y))
+    assert after < before
+    for m, o in twins:
+        for _ in range(5):
+            o.zero_grad()
+            (m(x) - y).pow(2).mean().backward()
+            o.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b) and torch.equal(a.grad, b.grad)
+    assert opt.param_groups[0]["lr"] == twin_opt.param_groups[0]["lr"]
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        for key, value in opt.state[p].items():
+            other = twin_opt.state[q][key]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+
+
+def test_contradicting_findings_are_never_both_raised() -> None:
+    # A run that diverged (a non-finite epoch) after its validation loss rose: the divergence explains both, so
+    # over_fitting is left out (EXCLUDES); a steadily falling loss that reached 3.6e-15 is converged, not slow.
+    rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.0 / e if e < 10 else e / 50} for e in range(1, 31)]
+    rows.append({"epoch": 31, "loss": math.inf, "val_loss": math.inf})
+    assert [f.rule for f in diagnose(rows)] == ["lr_too_high"]
+    tiny = [{"epoch": e, "loss": 3.6e-15 * 2.0 ** (40 - e)} for e in range(1, 41)]
+    assert diagnose(tiny) == []
+    for rule, overridden in EXCLUDES.items():
+        assert rule not in overridden and set(overridden) <= set(RULES)
+
+
+def test_advice_leaves_out_what_the_run_already_does() -> None:
+    # dead units in a net already initialised with He: the advice does not say "use He initialisation".
+    record = {"step": 10, "grad_norm": {"0": 1.0, "2": 1.0}, "param_norm": {"0": 1.0, "2": 1.0},
+              "update_ratio": {"0": 1e-3, "2": 1e-3}, "global_grad_norm": 1.4,
+              "activations": {"1": {"module": "ReLU", "dead_fraction": 0.9, "units": 64}}}
+    (f,) = diagnose([{"epoch": 1, "loss": 1.0}], [record] * 3, setup={"init": "he", "lr": 0.01})
+    assert f.rule == "dead_relus" and "use He" not in f.suggestion and "already used" in f.suggestion
+    assert "lr=0.001" in f.suggestion and "--lr 0.001" in f.suggestion
+    over = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.0 / e if e < 10 else e / 50} for e in range(1, 31)]
+    (f,) = diagnose(over, early_stopping={"best_epoch": 9, "restored": True}, setup={"l2": 1e-3, "dropout": 0.2})
+    assert "Early stopping kept epoch 9's weights" in f.message
+    assert "early_stopping=True" not in f.suggestion and "dropout" not in f.suggestion and "l2=0.001" in f.suggestion

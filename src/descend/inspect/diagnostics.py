@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -36,9 +36,11 @@ from torch import Tensor, nn
 
 from descend.inspect.findings import Finding, Findings
 from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
+from descend.train.callbacks import EarlyStopping
+from descend.train.guard import DivergenceGuard
 from descend.train.state import Callback
 
-__all__ = ["SHARPNESS_ROWS", "collect_findings", "default_callbacks", "training_loss"]
+__all__ = ["SHARPNESS_ROWS", "TrainingLoss", "collect_findings", "default_callbacks", "training_loss"]
 
 SHARPNESS_ROWS = 256
 
@@ -52,7 +54,7 @@ def training_loss(
     penalty: Callable[[], Tensor] | None = None,
     rows: int = SHARPNESS_ROWS,
     seed: int = 0,
-) -> Callable[[], Tensor]:
+) -> TrainingLoss:
     r"""A closure returning the training objective on a fixed batch: :math:`J_B(\theta)` of ``descend.fit``.
 
     The batch :math:`B` is ``rows`` training rows (>= 1; all of them if there are fewer) drawn once without
@@ -71,29 +73,71 @@ def training_loss(
     if rows < n:
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:rows].sort().values
         X, y = X.index_select(0, idx), y.index_select(0, idx)
+    return TrainingLoss(model, loss_fn, X, y, penalty)
 
-    def loss() -> Tensor:
-        was_training = model.training
-        model.eval()
+
+class TrainingLoss:
+    """The closure :func:`training_loss` returns; :meth:`baseline` is the loss of the best constant prediction."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], X: Tensor, y: Tensor,
+                 penalty: Callable[[], Tensor] | None) -> None:
+        self.model, self.loss_fn, self.X, self.y, self.penalty = model, loss_fn, X, y, penalty
+
+    def __call__(self) -> Tensor:
+        was_training = self.model.training
+        self.model.eval()
         try:
-            value = loss_fn(model(X), y)
+            value = self.loss_fn(self.model(self.X), self.y)
         finally:
-            model.train(was_training)
-        return value + penalty() if penalty is not None else value
+            self.model.train(was_training)
+        return value + self.penalty() if self.penalty is not None else value
 
-    return loss
+    def baseline(self) -> float:
+        r""":math:`\min_c \ell(c, y)` over one output row :math:`c` repeated for every row of the batch: the loss
+        of predicting the mean (regression, in the objective's units) or the class frequencies (classification),
+        which a model has to beat to have learned anything. Found by L-BFGS from :math:`c = 0`; the model is
+        not touched.
+
+        Example:
+            >>> y = torch.tensor([[0.0], [2.0]])
+            >>> round(TrainingLoss(torch.nn.Linear(1, 1), torch.nn.functional.mse_loss, y, y, None).baseline(), 6)
+            1.0
+        """
+        with torch.no_grad():
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                shape = self.model(self.X[:1]).shape[1:]
+            finally:
+                self.model.train(was_training)
+        c = torch.zeros(shape, dtype=self.X.dtype if self.X.is_floating_point() else torch.float32,
+                        device=self.X.device, requires_grad=True)
+        solver = torch.optim.LBFGS([c], max_iter=200, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+        def objective() -> Tensor:
+            solver.zero_grad()
+            value = self.loss_fn(c.expand(len(self.y), *shape), self.y)
+            value.backward()
+            return value
+
+        solver.step(objective)
+        with torch.no_grad():
+            return float(self.loss_fn(c.expand(len(self.y), *shape), self.y))
 
 
 def default_callbacks(
     present: Sequence[Callback],
     *,
     loss: Callable[[], Tensor] | None,
+    options: Mapping[str, Any] | None = None,
 ) -> list[Callback]:
     """The diagnostic callbacks to add to ``present``: those of the three kinds it lacks.
 
-    ``loss`` is the closure for the sharpness monitor (see :func:`training_loss`), also given to a monitor in
-    ``present`` built without one; None leaves sharpness out.
-    A caller's :class:`Findings` is kept as it is (with the monitors it was given).
+    ``loss`` is the closure for the sharpness monitor (see :func:`training_loss`); None leaves sharpness out.
+    The added :class:`Findings` reads the monitors, the :class:`~descend.train.EarlyStopping` and
+    :class:`~descend.train.DivergenceGuard` among ``present`` (what they did is evidence), ``loss`` for its
+    probe, and ``options`` (fit's options: ``l2``, ``clip_norm``, ...) so its advice leaves out what the run
+    already does. A caller's :class:`Findings` is kept as it is (with the monitors it was given).
     """
     added: list[Callback] = []
     health = next((cb for cb in present if isinstance(cb, HealthMonitor)), None)
@@ -107,7 +151,10 @@ def default_callbacks(
         sharp = SharpnessMonitor(loss)
         added.append(sharp)
     if not any(isinstance(cb, Findings) for cb in present):
-        added.append(Findings(health=health, sharpness=sharp))
+        stopping = next((cb for cb in present if isinstance(cb, EarlyStopping)), None)
+        guard = next((cb for cb in present if isinstance(cb, DivergenceGuard)), None)
+        added.append(Findings(health=health, sharpness=sharp, early_stopping=stopping, guard=guard, loss=loss,
+                              options=options))
     return added
 
 
