@@ -1,53 +1,67 @@
-"""The divergence guard: roll back to the last good state when the loss blows up, and try again more gently.
+"""The divergence guard: tell a diverging descent from mini-batch noise and from bad batches, and act on each.
 
-Each step the guard reads the step's loss :math:`\\ell_t` (computed with the parameters before the step) and,
-before the optimizer moves, checks that the gradient is finite. The loss of a small batch is a noisy estimate of
-the training loss: with one row per step, one row's cross-entropy is routinely 100 times the median row's. So the
-guard judges losses over *blocks* of :math:`B = \\lceil \\text{rows} / b \\rceil` consecutive finite steps at batch
-size :math:`b` (the first step's; :math:`B = 1` at ``rows`` or more rows a step, and for
-full-batch descent), whose mean :math:`\\bar\\ell` covers at least ``rows`` (32) rows, as one step of fit's default
-batch size does. Every rule below counts blocks, so the guard behaves the same per row seen at any batch size;
-at :math:`B = 1` a block is a step. A step or block is *abnormal* when
+Each step the guard reads the step's loss :math:`\\ell_t` (computed with the parameters before the step; for a
+closure optimizer such as L-BFGS, the objective after the step) and, before the optimizer moves, checks that the
+gradient is finite. The loss of a small batch is a noisy estimate of the training loss, so the guard judges
+*blocks* of :math:`B = \\lceil \\text{rows} / b \\rceil` consecutive finite steps at batch size :math:`b` (the first
+step's; :math:`B = 1` at ``rows`` (32) or more rows a step, and for full-batch descent), by their mean :math:`x_k`.
+Over the normal blocks it keeps, with :math:`\\alpha = 2 / (\\text{window} + 1)`:
 
-- the step's gradient or loss is not finite (the optimizer's update is then prevented: every ``p.grad`` is set to
-  None before ``optimizer.step()`` runs, so nothing changes; the step is left out of its block), or
-- the block is a *spike*: :math:`\\bar\\ell > s \\cdot \\max(m, f)`, with :math:`m` the median of the last ``window``
-  normal block means (the *level*), :math:`s` = ``spike``, and the floor :math:`f = 10^{-4}\\,\\bar\\ell_0` (the mean
-  of the run's first 10 normal blocks), so that noise on a loss near zero does not count as a spike.
+- the *level*, a moving average :math:`m_k = m_{k-1} + \\alpha (x_k - m_{k-1})`, and its lowest value
+  :math:`m^*` (judged after the first 10 blocks in mini-batch descent, from the first step at full batch);
+- the *spread* :math:`d_k`, the noise of one block: :math:`d_k^2` is the moving average (weight
+  :math:`\\alpha / 4`) of :math:`\\tfrac12 (x_k - x_{k-1})^2`; successive differences leave out the trend of a
+  healthy descent, which deviations from :math:`m` would count as noise. :math:`d^*` is :math:`d` when
+  :math:`m^*` was reached: the noise of the run while it was healthy;
+- the *floor* :math:`f = 10^{-3} \\bar x_0` (:math:`\\bar x_0` the mean of the first 10 blocks): differences of loss
+  below it are not judged; relative rules near zero loss are meaningless, so every rule asks both for a factor
+  and for a number of spreads.
 
-The loss is *rising* when its level climbs above ``rise`` times the lowest level seen, :math:`m > r \\cdot
-\\max(\\min m, f)`: a learning rate a few times too large makes the loss hover well above where it was without
-single blocks standing out, and the median needs half the window to be high before it moves. Judged on single
-rows (batch size 1), the median of 20 losses swings by far more than ``rise`` from noise alone (iris with Adam:
-five rollbacks in a healthy run); on blocks of 32 rows it does not.
+A block is a *spike* when :math:`x_k > s \\max(m, f)` and :math:`x_k - m > s \\max(d, f)` (:math:`s` = ``spike``;
+at full batch, with no sampling noise, the first condition alone). The level is *rising* when
+:math:`m > r \\max(m^*, f)` and :math:`m - m^* > n \\max(d^*, f)` (:math:`r` = ``rise``, :math:`n` = ``noise``):
+at near-zero loss a batch loss going from 0.02 to 0.04 is noise a few spreads wide, not divergence. At full
+batch, *growth* is two steps in a row each multiplying the loss by more than 2, to its highest in ``window`` steps.
 
-What it does:
+A step is *bad* when its loss or its gradient is not finite (or the gradient's norm overflows): the update is
+then prevented (every ``p.grad`` is set to None before ``optimizer.step()`` runs, so nothing changes). The guard
+separates three causes, named in each event's ``cause``:
 
 ==================================================== ==================================================================
 situation                                            action
 ==================================================== ==================================================================
-an isolated non-finite step (no abnormal step or     *skip*: the update was prevented, the batch is skipped, a
-block since the last normal block), e.g. a batch     ``guard_skip`` event is recorded; the learning rate is unchanged
-holding a NaN
-a non-finite step after an abnormal one,             *rollback*: model and optimizer go back to the last good
-``patience`` abnormal steps or blocks in a row, or   state, every learning rate is multiplied by ``factor``, a
-a rising loss                                        ``guard_rollback`` event is recorded
+*bad batch*: a bad step with finite parameters,      *skip*: nothing moved, a ``guard_skip`` event (``reason``,
+after normal blocks                                  ``loss``, the batch's ``rows`` when the data is in memory); the
+                                                     learning rate is unchanged. If the check missed the gradient and
+                                                     the update went through, the model goes back to the last good
+                                                     state, at the same learning rate
+*bad data*: two or more bad batches in a row         each skipped as above; when the run of them ends, one
+                                                     ``guard_bad_data`` event with the ``count``, ``first_step`` and
+                                                     their ``rows``; the learning rate is unchanged
+*divergence*: a spike in ``patience`` blocks in a    *rollback*: model and optimizer go back to the last good state,
+row (one at full batch), a level rising for          every learning rate is multiplied by ``factor``, a
+``patience`` blocks, full-batch growth, or a bad     ``guard_rollback`` event (``reason``: spike, rising, growth,
+step that the update caused: non-finite parameters,  non_finite_params, non_finite_after_abnormal,
+a bad step while a spike or rise is pending, a       non_finite_full_batch, non_finite_streak)
+non-finite full batch after a finite one, or bad
+steps for a whole epoch (at least 10)
 more than ``max_retries`` rollbacks                  *stop*: the model keeps the last good state, ``stop_reason`` is
                                                      ``"diverged"``, a ``guard_stop`` event says why
 ==================================================== ==================================================================
 
 The last good state is kept in memory on a cadence: every ``every`` normal blocks the guard copies the model and
 the optimizer (a *candidate*); a candidate becomes the *good* state once ``every`` further normal blocks have
-passed, if the level is within 1.5 times the lowest level, so a state taken while the loss was starting to climb
-is not trusted. The guard holds at most two copies of the model and optimizer state. A rollback restores the
-optimizer's state too, so its step count (and a schedule driven by it) go back with it; the data order moves on,
-so the batches since the good state are not replayed. With a schedule the factor multiplies the schedule's values.
+passed, if the level is within :math:`\\max(1.5\\,m^*, m^* + d)`, so a state taken while the loss was starting to
+climb is not trusted. The guard holds at most two copies of the model and optimizer state. A rollback restores
+the optimizer's state too, so its step count (and a schedule driven by it) go back with it, and the statistics
+above; the data order moves on, so the batches since the good state are not replayed. With a schedule the factor
+multiplies the schedule's values.
 
 An epoch in which the guard only skipped batches (or left out spiking blocks) reports as its ``loss`` the mean over
 its other steps; an epoch with a rollback or the stop, or without any other step, keeps the loss the loop saw (the
 mean over every step, non-finite if one was), so the history shows that the descent blew up there. Either way the
-run does not stop as "diverged" for a loss the guard handled. The guard's counters, learning-rate scale, block
-and saved states are part of checkpoints, so a resumed run behaves as the uninterrupted one.
+run does not stop as "diverged" for a loss the guard handled. The guard's counters, learning-rate scale, statistics,
+block and saved states are part of checkpoints, so a resumed run behaves as the uninterrupted one.
 
 ``descend.fit`` adds a guard by default (``guard=True``); pass ``guard=False`` to train without one, or a
 ``DivergenceGuard(...)`` to change its settings.
@@ -60,8 +74,8 @@ Example:
     >>> data = SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None, task="regression")
     >>> guard = DivergenceGuard()
     >>> r = descend.fit("linear", data, optimizer="sgd", lr=0.05, epochs=3, guard=guard, tol=None)
-    >>> r.stop_reason, guard.skips, guard.rollbacks
-    ('max_epochs', 3, 0)
+    >>> r.stop_reason, guard.skips, guard.rollbacks, guard.diverged
+    ('max_epochs', 3, 0, False)
 """
 
 from __future__ import annotations
@@ -78,8 +92,12 @@ from descend.train.state import Callback, TrainState
 
 __all__ = ["DivergenceGuard"]
 
-_FLOOR_FRACTION = 1e-4
-_FIRST = 10  # normal blocks needed before spikes are judged, and that set the floor
+_FLOOR_FRACTION = 1e-3  # of the initial loss: below it, differences of loss are not judged
+_FIRST = 10  # normal blocks that set the initial loss; mini-batch rules are judged after them
+_GROWTH = 2.0  # full batch: two steps in a row growing the loss by this factor, to its highest, are divergence
+_SLOWER = 4  # the spread's average is this many times slower than the level's
+_LONG_STREAK = 10  # bad steps in a row (at least an epoch's) that are no longer taken for bad data
+_MAX_ROWS = 1024  # row indices kept for a run of bad batches
 
 
 class _ScaledSchedule:
@@ -112,28 +130,37 @@ def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
         raise ConfigError(f"DivergenceGuard: invalid {name}={value!r}; expected {accepted}")
 
 
+def _finite_params(model: torch.nn.Module) -> bool:
+    sums = [p.detach().sum() for p in model.parameters()]
+    return not sums or math.isfinite(torch.stack(sums).sum().item())
+
+
 class DivergenceGuard(Callback):
-    """Roll back to the last good state on a non-finite or spiking loss, reduce the learning rate, retry.
+    """Tell a diverging descent from noise and from bad batches: skip bad batches, roll back divergence.
 
     Args:
         factor: multiplies every learning rate at each rollback, in (0, 1). Default 0.1.
-        spike: a block mean above ``spike`` times its level is abnormal, > 1. Default 10.
-        rise: a level above ``rise`` times the lowest level triggers a rollback, > 1. Default 3.
-        patience: abnormal steps or blocks in a row that trigger a rollback, int >= 1. Default 3.
-        window: how many recent normal block means make the level (their median), int >= 1. Default 20.
+        spike: a block mean above ``spike`` times its level, and ``spike`` spreads above it, is abnormal, > 1.
+            Default 10.
+        rise: the level must exceed ``rise`` times its lowest value to be rising, > 1. Default 3.
+        noise: ... and exceed its lowest value by ``noise`` spreads, > 0. Default 4.
+        patience: abnormal blocks (spikes, or a rising level) in a row that trigger a rollback, int >= 1. Default 3.
+        window: the level's average spans about ``window`` blocks (its weight is ``2 / (window + 1)``), int >= 1.
+            Default 20.
         every: normal blocks between copies of the state (the candidate good state), int >= 1. Default 20.
         max_retries: rollbacks allowed before the run stops, int >= 0. Default 5.
         rows: the fewest rows a judged loss covers, int >= 1. Default 32: at batch size ``b`` the guard judges the
             mean of ``ceil(rows / b)`` consecutive steps (``block`` after the first step).
         check_grads: before each step, check that the gradient is finite and prevent the update if not.
-            ``"last"`` (default) checks the last parameter's gradient (usually the output layer's bias, which
-            every example's loss reaches, so a NaN in a batch shows there) for a few microseconds a step;
-            ``"all"`` checks every gradient (one fused norm: costs about 15% of a small model's step); False
-            checks none. What the check misses shows as a non-finite loss on the next step, after the update,
-            and costs a rollback instead of a skip.
+            ``"all"`` (default) checks every parameter's gradient (one fused norm per step and one
+            synchronisation: about 1% of a small MLP's step, see ``docs/benchmarks.md``); ``"last"`` only the last
+            parameter's (usually the output layer's bias, which every example's loss reaches); False none. A
+            non-finite gradient the check misses shows as a non-finite loss after the update, which the guard
+            then undoes (back to the last good state, at the same learning rate).
 
-    After the run, ``rollbacks``, ``skips`` and ``scale`` (the product of the factors applied) tell what it did;
-    ``events`` lists the same records as events.jsonl.
+    After the run: ``rollbacks``, ``skips`` and ``scale`` (the product of the factors applied) tell what it did;
+    ``diverged`` whether it saw the descent diverge (a rollback or the stop), ``diverged_steps`` the steps at which
+    it did; ``events`` lists the same records as events.jsonl.
 
     Example:
         >>> DivergenceGuard(factor=0.5, max_retries=10).factor
@@ -146,48 +173,68 @@ class DivergenceGuard(Callback):
         factor: float = 0.1,
         spike: float = 10.0,
         rise: float = 3.0,
+        noise: float = 4.0,
         patience: int = 3,
         window: int = 20,
         every: int = 20,
         max_retries: int = 5,
         rows: int = 32,
-        check_grads: str | bool = "last",
+        check_grads: str | bool = "all",
     ) -> None:
         _check("factor", factor, 0 < factor < 1, "a number in (0, 1)")
         _check("spike", spike, spike > 1, "a number > 1")
         _check("rise", rise, rise > 1, "a number > 1")
+        _check("noise", noise, noise > 0, "a number > 0")
         for name, value, low in (("patience", patience, 1), ("window", window, 1), ("every", every, 1),
                                  ("max_retries", max_retries, 0), ("rows", rows, 1)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"DivergenceGuard: invalid {name}={value!r}; expected an int >= {low}")
-        self.factor, self.spike, self.rise = float(factor), float(spike), float(rise)
-        self.patience, self.window, self.rows = patience, window, rows
         if check_grads not in ("last", "all", False):
             raise ConfigError(f"DivergenceGuard: invalid check_grads={check_grads!r}; expected 'last', 'all' or False")
+        self.factor, self.spike, self.rise, self.noise = float(factor), float(spike), float(rise), float(noise)
+        self.patience, self.window, self.rows = patience, window, rows
         self.every, self.max_retries, self.check_grads = every, max_retries, check_grads
         self.rollbacks = 0
         self.skips = 0
         self.scale = 1.0
         self.block = 1  # steps per judged block: ceil(rows / batch size), set at the first step
+        self.diverged_steps: list[int] = []
         self.events: list[dict[str, Any]] = []
-        self._recent: deque[float] = deque(maxlen=window)
+        self._alpha = 2.0 / (window + 1)
+        # the loss statistics, over normal blocks
+        self._n = 0  # normal blocks seen
+        self._level = 0.0  # m: moving average of block means
+        self._var = 0.0  # slower moving average of half the squared change of block mean
+        self._last = 0.0  # the last normal block's mean
+        self._spread = 0.0  # d: its square root
+        self._best = math.inf  # m*: the lowest level
+        self._best_spread = 0.0  # the spread when the level was lowest
         self._first: list[float] = []
         self._floor = 0.0
-        self._level = math.inf
-        self._best = math.inf
-        self._strikes = 0
+        self._recent: deque[float] = deque(maxlen=window)  # full batch: the last losses (the growth rule)
+        self._strikes = 0  # spiking blocks in a row
+        self._high = 0  # blocks in a row with a rising level
         self._blocks = 0  # normal blocks so far: the candidate cadence
         self._block_sum, self._block_steps = 0.0, 0
+        # bad batches in a row: count, first step, their rows
+        self._streak, self._streak_step, self._streak_rows = 0, 0, list[int]()
         self._good: dict[str, Any] | None = None
         self._candidate: dict[str, Any] | None = None
         self._prevented = False
         self._nonfinite_grad = False
         self._handle: Any = None
+        self._full = False  # full-batch descent: no sampling noise
+        self._epoch_steps = 1  # steps per epoch
         self._sized = False  # whether ``block`` has been set from the batch size
         self._epoch_sum, self._epoch_count, self._intervened = 0.0, 0, False
         self._pending_sum, self._pending_count = 0.0, 0  # the open block's steps in this epoch
         self._rolled_back = False
         self._gave_up = False
+
+    @property
+    def diverged(self) -> bool:
+        """Whether the guard saw the descent diverge: it rolled back at least once, or stopped the run."""
+        return bool(self.diverged_steps)
 
     # -- hooks ---------------------------------------------------------------------------------------------
 
@@ -198,9 +245,11 @@ class DivergenceGuard(Callback):
             self._handle = state.optimizer.register_step_pre_hook(self._before_step)
         # Full batch: the loss is the training loss itself, without sampling noise. Else the first step's
         # batch size sets the block (``state.batch_rows``, read in on_step_end).
-        self._sized = state.n_batches <= 1
-        if self._sized:
+        self._full = state.n_batches <= 1
+        self._sized = self._full
+        if self._full:
             self.block = 1
+        self._epoch_steps = max(state.n_batches, 1)
         if self.scale != 1.0:  # resumed after rollbacks: fixed rates come scaled from the checkpoint, schedules not
             self._apply_scale(state.optimizer, 1.0, self.scale)
         if self._good is None:
@@ -220,6 +269,8 @@ class DivergenceGuard(Callback):
         prevented, self._prevented = self._prevented, False
         nonfinite_grad, self._nonfinite_grad = self._nonfinite_grad, False
         if math.isfinite(value) and not nonfinite_grad:
+            if self._streak:
+                self._end_streak(state)
             self._block_sum += value
             self._block_steps += 1
             self._pending_sum += value
@@ -228,18 +279,25 @@ class DivergenceGuard(Callback):
                 self._end_block(state, value if self.block == 1 else self._block_sum / self._block_steps)
             return
         self._intervened = True
-        reason = "non_finite_grad" if math.isfinite(value) else "non_finite_loss"
-        if self._strikes == 0:
-            self._strikes = 1
-            self.skips += 1
-            if prevented:  # nothing moved: the batch is simply skipped
-                self._log(state, "guard_skip", reason=reason, loss=value)
-            else:  # the update already happened (check_grads off): undo it, keep the learning rate
-                self._log(state, "guard_skip", reason=reason, loss=value, rolled_back_to=self._good_step())
-                self._restore(state, reduce=False)
+        seen = "non_finite_grad" if math.isfinite(value) else "non_finite_loss"
+        reason = self._diverging(state, prevented, value)
+        if reason is not None:
+            self._rollback(state, reason, value, seen=seen)
             return
-        self._strikes += 1
-        self._rollback(state, reason, value)
+        self.skips += 1
+        if self._streak == 0:
+            self._streak_step = state.step
+        self._streak += 1
+        rows = self._rows(state)
+        if rows is not None and len(self._streak_rows) < _MAX_ROWS:
+            self._streak_rows.extend(rows[: _MAX_ROWS - len(self._streak_rows)])
+        extra: dict[str, Any] = {} if rows is None else {"rows": rows}
+        if prevented:  # nothing moved: the batch is simply skipped
+            self._log(state, "guard_skip", reason=seen, cause="bad_batch", loss=value, **extra)
+        else:  # the update already happened (the check missed it): undo it, keep the learning rate
+            self._log(state, "guard_skip", reason=seen, cause="bad_batch", loss=value,
+                      rolled_back_to=self._good_step(), **extra)  # fmt: skip
+            self._restore(state, reduce=False)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self._intervened and state.row:
@@ -252,6 +310,8 @@ class DivergenceGuard(Callback):
             state.stop = "diverged"
 
     def on_fit_end(self, state: TrainState) -> None:
+        if self._streak:
+            self._end_streak(state)
         if self._handle is not None:
             self._handle.remove()
         self._handle = None
@@ -265,35 +325,95 @@ class DivergenceGuard(Callback):
         if self._is_spike(mean):
             self._intervened = True
             self._strikes += 1
-            if self._strikes >= self.patience:
+            if self._full or self._strikes >= self.patience:
                 self._rollback(state, "spike", mean)
+            return
+        if self._full and self._is_growing(mean):
+            self._intervened = True
+            self._rollback(state, "growth", mean)
             return
         self._strikes = 0
         self._epoch_sum += pending_sum
         self._epoch_count += pending_count
         self._add(mean)
         self._blocks += 1
-        if self._level > self.rise * max(self._best, self._floor):
+        self._high = self._high + 1 if self._is_rising() else 0
+        if self._high >= self.patience:
             self._rollback(state, "rising", mean)
         elif self._blocks % self.every == 0:
             self._take_candidate(state)
 
     def _add(self, value: float) -> None:
-        self._recent.append(value)
+        self._n += 1
+        if self._n > 1:  # running means at first, then moving averages
+            # half the squared difference of successive block means: the noise's variance, which a trend in the
+            # loss (the descent itself) hardly adds to, unlike deviations from the moving average
+            weight = max(self._alpha / _SLOWER, 1 / (self._n - 1))
+            self._var += weight * (0.5 * (value - self._last) ** 2 - self._var)
+            self._spread = math.sqrt(self._var)
+        self._last = value
+        self._level += max(self._alpha, 1 / self._n) * (value - self._level)
+        if self._full:
+            self._recent.append(value)
         if len(self._first) < _FIRST:
             self._first.append(value)
-            if len(self._first) == _FIRST:
-                self._floor = _FLOOR_FRACTION * sum(self._first) / _FIRST
-        if len(self._recent) == self.window:
-            ordered = sorted(self._recent)
-            self._level = ordered[self.window // 2]
-            self._best = min(self._best, self._level)
+            self._floor = _FLOOR_FRACTION * sum(self._first) / len(self._first)
+        if self._warm() and self._level <= self._best:
+            self._best, self._best_spread = self._level, self._spread
+
+    def _warm(self) -> bool:
+        """Whether the statistics are judged: after the first full-batch loss; after ``_FIRST`` blocks else."""
+        return self._n >= (1 if self._full else _FIRST)
 
     def _is_spike(self, value: float) -> bool:
-        if len(self._first) < _FIRST or not self._recent:
+        if not self._warm():
             return False
-        level = self._level if self._level < math.inf else sorted(self._recent)[len(self._recent) // 2]
-        return value > self.spike * max(level, self._floor)
+        level = max(self._level, self._floor)
+        if self._full:  # no sampling noise: a jump by ``spike`` times is divergence
+            return value > self.spike * level
+        return value > self.spike * level and value - self._level > self.spike * max(self._spread, self._floor)
+
+    def _is_growing(self, value: float) -> bool:
+        """Full batch: the last two steps each multiplied the loss by more than ``_GROWTH``, to its highest."""
+        if len(self._recent) < 2:
+            return False
+        before, last = self._recent[-2], self._recent[-1]
+        return value > _GROWTH * last and last > _GROWTH * before and value > max(self._recent)
+
+    def _is_rising(self) -> bool:
+        if not self._warm() or self._best == math.inf:
+            return False
+        best = max(self._best, self._floor)
+        spread = max(self._best_spread, self._floor)
+        return self._level > self.rise * best and self._level - best > self.noise * spread
+
+    def _diverging(self, state: TrainState, prevented: bool, value: float) -> str | None:
+        """Why a bad step is divergence rather than a bad batch (None: a bad batch)."""
+        if self._strikes or self._high:
+            return "non_finite_after_abnormal"
+        if self._full and self._streak == 0 and self._n:  # the same rows gave a finite loss a step ago
+            return "non_finite_full_batch"
+        if self._streak + 1 >= max(self._epoch_steps, _LONG_STREAK):
+            return "non_finite_streak"
+        if not prevented and not math.isfinite(value):
+            return None  # the batch's own loss, taken before the update: the update it made is undone
+        if not _finite_params(state.model):
+            return "non_finite_params"
+        return None
+
+    def _rows(self, state: TrainState) -> list[int] | None:
+        index = getattr(state, "batch_index", None)
+        return None if index is None else [int(i) for i in index.tolist()]
+
+    def _end_streak(self, state: TrainState) -> None:
+        """A run of bad batches ended: two or more in a row are reported as a data problem, in one event."""
+        if self._streak >= 2:
+            extra: dict[str, Any] = {"rows": list(self._streak_rows)} if self._streak_rows else {}
+            message = (f"{self._streak} batches in a row gave a non-finite loss or gradient with finite parameters: "
+                       "the data holds bad values (the batches were skipped, the learning rate kept)")  # fmt: skip
+            self._log(state, "guard_bad_data", cause="bad_data", count=self._streak, first_step=self._streak_step,
+                      message=message, **extra)  # fmt: skip
+        self._streak, self._streak_rows = 0, []
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.check_grads == "last":
@@ -302,14 +422,18 @@ class DivergenceGuard(Callback):
                 return
         else:
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            if not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True))):
+            # One norm per gradient (fused), their sum, one synchronisation: non-finite if any entry is, or if the
+            # gradient is so large that its norm overflows.
+            if not grads or math.isfinite(torch.stack(torch._foreach_norm(grads)).sum().item()):
                 return
         self._nonfinite_grad = self._prevented = True
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad = None
 
-    def _rollback(self, state: TrainState, reason: str, value: float) -> None:
+    def _rollback(self, state: TrainState, reason: str, value: float, **extra: Any) -> None:
+        self.diverged_steps.append(state.step)
+        self._streak, self._streak_rows = 0, []
         if self.rollbacks >= self.max_retries:
             self._restore(state, reduce=False)
             self._gave_up = self._rolled_back = True
@@ -317,15 +441,16 @@ class DivergenceGuard(Callback):
                 f"the loss kept diverging after {self.rollbacks} rollbacks (learning rates scaled by {self.scale:g}); "
                 f"the model holds the last good state, from step {self._good_step()}; try a smaller lr"
             )
-            self._log(state, "guard_stop", reason=reason, loss=value, message=message)
+            self._log(state, "guard_stop", reason=reason, cause="divergence", loss=value, message=message, **extra)
             state.stop = "diverged"
             return
         good_step = self._good_step()
         self._rolled_back = True
         self._restore(state, reduce=True)
         self.rollbacks += 1
-        self._log(state, "guard_rollback", reason=reason, loss=value, rolled_back_to=good_step, lr_scale=self.scale,
-                  lr=float(state.optimizer.param_groups[0]["lr"]), retries_left=self.max_retries - self.rollbacks)
+        self._log(state, "guard_rollback", reason=reason, cause="divergence", loss=value, rolled_back_to=good_step,
+                  lr_scale=self.scale, lr=float(state.optimizer.param_groups[0]["lr"]),
+                  retries_left=self.max_retries - self.rollbacks, **extra)  # fmt: skip
 
     def _restore(self, state: TrainState, *, reduce: bool) -> None:
         good = self._good
@@ -337,13 +462,14 @@ class DivergenceGuard(Callback):
         # The optimizer's learning rates are now those of the good state, taken at scale good["scale"].
         self._apply_scale(state.optimizer, self.scale / good["scale"], self.scale)
         self._candidate = None
-        self._strikes = 0
+        self._strikes = self._high = 0
         # The open block's steps were finite: they stay in the epoch's loss, but the block starts again.
         self._epoch_sum += self._pending_sum
         self._epoch_count += self._pending_count
         self._block_sum, self._block_steps, self._pending_sum, self._pending_count = 0.0, 0, 0.0, 0
+        self._n, self._level, self._var, self._best, self._best_spread, self._last = good["stats"]
+        self._spread = math.sqrt(self._var)
         self._recent = deque(good["recent"], maxlen=self.window)
-        self._level, self._best = float(good["level"]), float(good["best"])
 
     def _apply_scale(self, optimizer: torch.optim.Optimizer, ratio: float, total: float) -> None:
         """Multiply fixed learning rates by ``ratio``; make schedules' values ``total`` times their own."""
@@ -368,17 +494,16 @@ class DivergenceGuard(Callback):
             "scale": self.scale,
             "model": {k: v.detach().clone() for k, v in state.model.state_dict().items()},
             "optimizer": _clone(state.optimizer.state_dict()),
+            "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
             "recent": list(self._recent),
-            "level": self._level,
-            "best": self._best,
         }
 
     def _take_candidate(self, state: TrainState) -> None:
-        if self._candidate is not None and self._level <= 1.5 * max(self._best, self._floor):
+        best = max(self._best, self._floor)
+        if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
             self._good = self._candidate
         self._candidate = None
-        sums = [p.detach().sum() for p in state.model.parameters()]
-        if sums and math.isfinite(torch.stack(sums).sum().item()):
+        if _finite_params(state.model):
             self._candidate = self._snapshot(state)
 
     def _good_step(self) -> int | None:
@@ -392,18 +517,29 @@ class DivergenceGuard(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "rollbacks": self.rollbacks, "skips": self.skips, "scale": self.scale, "block": self.block,
-            "recent": list(self._recent), "first": list(self._first), "floor": self._floor, "level": self._level,
-            "best": self._best, "strikes": self._strikes, "blocks": self._blocks, "block_sum": self._block_sum,
-            "block_steps": self._block_steps, "good": self._good, "candidate": self._candidate,
-            "gave_up": self._gave_up,
+            "diverged_steps": list(self.diverged_steps), "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
+            "first": list(self._first), "floor": self._floor, "recent": list(self._recent),
+            "strikes": self._strikes, "high": self._high, "blocks": self._blocks, "block_sum": self._block_sum,
+            "block_steps": self._block_steps, "streak": [self._streak, self._streak_step, list(self._streak_rows)],
+            "good": self._good, "candidate": self._candidate, "gave_up": self._gave_up,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks, self.skips, self.scale = int(state["rollbacks"]), int(state["skips"]), float(state["scale"])
+        if "stats" not in state:  # a checkpoint of the median-based guard: its statistics start again
+            self.block, self._good, self._gave_up = int(state.get("block", 1)), state["good"], bool(state["gave_up"])
+            if self._good is not None:
+                self._good.setdefault("stats", [0, 0.0, 0.0, math.inf, 0.0, 0.0])
+            return
+        self.block, self._blocks = int(state["block"]), int(state["blocks"])
+        self.diverged_steps = [int(s) for s in state["diverged_steps"]]
+        n, level, var, best, best_spread, self._last = state["stats"]
+        self._n, self._level, self._var, self._spread = int(n), float(level), float(var), math.sqrt(float(var))
+        self._best, self._best_spread = float(best), float(best_spread)
+        self._first, self._floor = [float(v) for v in state["first"]], float(state["floor"])
         self._recent = deque(state["recent"], maxlen=self.window)
-        self._first, self._floor, self._strikes = list(state["first"]), float(state["floor"]), int(state["strikes"])
-        self._level, self._best = float(state["level"]), float(state["best"])
+        self._strikes, self._high = int(state["strikes"]), int(state["high"])
+        self._block_sum, self._block_steps = float(state["block_sum"]), int(state["block_steps"])
+        streak, step, rows = state["streak"]
+        self._streak, self._streak_step, self._streak_rows = int(streak), int(step), [int(r) for r in rows]
         self._good, self._candidate, self._gave_up = state["good"], state["candidate"], bool(state["gave_up"])
-        # checkpoints written before blocks existed judged every step
-        self.block, self._blocks = int(state.get("block", 1)), int(state.get("blocks", 0))
-        self._block_sum, self._block_steps = float(state.get("block_sum", 0.0)), int(state.get("block_steps", 0))

@@ -247,10 +247,11 @@ class Loop:
                 if self.closure is not None:  # full batch: the optimizer evaluates the loss where it needs to
                     if set_lr is not None:
                         set_lr(s.step)
-                    loss: Tensor = step(self.closure)  # loss at the start
+                    step(self.closure)
                     rows = self.n
                     if b == last:
                         self.grad_norm = self._grad_norm()
+                    loss = self._objective_after()
                 else:
                     if idx is None:
                         xb, yb = X, y
@@ -286,6 +287,7 @@ class Loop:
                 s.batch = b + 1
                 if step_hooks:
                     s.loss, s.batch_rows = loss, rows
+                    s.batch_index = idx if stream is None else None
                     self.elapsed += time.perf_counter() - start
                     start = time.perf_counter()
                     for cb in step_hooks:
@@ -320,6 +322,13 @@ class Loop:
             return loss
 
         return closure
+
+    @torch.no_grad()
+    def _objective_after(self) -> Tensor:
+        """The full-batch objective after a closure optimizer's step. The value ``step`` returns is the one at the
+        start of the step (torch's convention); the epoch's row and the step hooks see where the step went."""
+        loss = self.loss_fn(self.model(self.data.X), self.y)
+        return loss + self.penalty() if self.penalty is not None else loss
 
     def _grad_norm(self) -> float:
         grads = [p.grad for p in self.params if p.grad is not None]

@@ -48,6 +48,9 @@ class TrainState:
     step: int = 0
     loss: Tensor | None = None
     batch_rows: int = 0  #: rows in the latest step's batch (set by the loop before ``on_step_end``)
+    #: the latest step's rows, as positions in the training set (set with ``loss``); None for a full batch or a
+    #: loader's batches. The loop's own index tensor, shared, not a copy: read it, do not change it.
+    batch_index: Tensor | None = None
     row: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     stop: str | None = None

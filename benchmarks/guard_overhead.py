@@ -1,0 +1,81 @@
+"""What the divergence guard costs a step: descend.fit with and without it, and with the diagnostics.
+
+Same setting as ``fit_overhead.py``: digits through descend.data.prepare (1438 training rows, 61 features), an MLP
+with one hidden layer of 64 ReLU units, descend.optim.Adam at lr 1e-3, batch size 32 (45 steps an epoch), one
+thread. Variants, all with early stopping off and no run folder:
+
+- bare: ``guard=False, diagnostics=False``;
+- guard "all" / "last" / no check: the guard alone, checking every gradient (the default), the last parameter's,
+  or none (``check_grads=False``: the guard's per-step bookkeeping only);
+- guard + diagnostics: fit's defaults (the guard checking every gradient, gradient health every 50 steps,
+  sharpness every 1000).
+
+The figure per variant is the median over rounds of the training time per epoch (the loop's own clock, the
+epoch row's ``time``: steps and step hooks, not validation), the variants run in interleaved rounds so a busy
+machine slows them alike, and the ratios are of those medians to bare.
+
+Run: ``flock /tmp/descend-bench.lock .venv/bin/python benchmarks/guard_overhead.py [--epochs 20] [--rounds 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import warnings
+from typing import Any
+
+import torch
+
+import descend
+from descend.data import DataWarning, load_dataset, prepare
+from descend.models import MLP
+from descend.train import DivergenceGuard
+
+
+def epoch_time(data: descend.data.PreparedData, epochs: int, guard: Any, diagnostics: bool) -> float:
+    torch.manual_seed(0)
+    model = MLP(data.n_features, data.n_classes, hidden=(64,))
+    result = descend.fit(model, data, optimizer=descend.optim.Adam, lr=1e-3, batch_size=32, epochs=epochs + 1,
+                         tol=None, early_stopping=False, guard=guard, diagnostics=diagnostics, progress=False,
+                         threads=1, seed=0)  # fmt: skip
+    return statistics.median(row["time"] for row in result.history[1:])  # the first epoch warms up
+
+
+VARIANTS: dict[str, Any] = {
+    "bare": lambda: (False, False),
+    'guard "all"': lambda: (DivergenceGuard(), False),
+    'guard "last"': lambda: (DivergenceGuard(check_grads="last"), False),
+    "guard, no check": lambda: (DivergenceGuard(check_grads=False), False),
+    "guard + diagnostics": lambda: (True, True),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", DataWarning)
+    warnings.simplefilter("ignore", descend.train.ConvergenceWarning)
+    torch.set_num_threads(1)
+    data = prepare(load_dataset("digits"), seed=0)
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.rounds):
+        for name, make in VARIANTS.items():
+            guard, diagnostics = make()
+            times[name].append(epoch_time(data, args.epochs, guard, diagnostics))
+    steps = -(-len(data.X_train) // 32)
+    base = statistics.median(times["bare"])
+    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch "
+          f"{torch.__version__}, load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds of {args.epochs} epochs, "
+          f"{steps} steps an epoch")  # fmt: skip
+    print(f"{'variant':<22}{'ms/epoch':>10}{'us/step':>10}{'x bare':>9}")
+    for name, values in times.items():
+        m = statistics.median(values)
+        print(f"{name:<22}{1e3 * m:>10.2f}{1e6 * m / steps:>10.1f}{m / base:>9.3f}")
+
+
+if __name__ == "__main__":
+    main()
