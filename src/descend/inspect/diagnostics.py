@@ -20,7 +20,8 @@ cadences cost at most 10% of the training time of a small MLP trained with mini-
 Example:
     >>> import torch
     >>> from descend.train import fit
-    >>> X = torch.randn(128, 3); y = (X[:, 0] > 0).float()
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(128, 3, generator=g); y = (X[:, 0] > 0).float()
     >>> result = fit("logistic", (X, y), epochs=30, lr=0.05, progress=False)
     >>> result.findings
     []

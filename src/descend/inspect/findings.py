@@ -49,8 +49,9 @@ over_fitting            validation loss lowest at epoch k, then >= 5 epochs late
 lr_too_low              not converged, and: the largest layer update ratio < 1e-5 on every recent record while
                         the gradient is >= 0.1 x its first epoch's; or the training loss (and the validation
                         loss, if any) is still falling at the end, at a rate that would lower it by >= 25% in
-                        as many epochs again or at >= 0.5 x the reference, and early stopping did not stop the
-                        run; or the loss has *settled high* and the probe lowers it by >= 10%
+                        as many epochs again or at >= 0.5 x the reference, early stopping did not stop the run
+                        and the (validation) accuracy is below 100%; or the loss has *settled high* and the
+                        probe lowers it by >= 10%
 under_fitting           >= 10 epochs; the training loss has settled high: it is not still falling and is >= 0.7
                         x the reference (>= 0.5 x the first epoch's without one); the validation loss (median
                         of the last 5) <= 1.25 x the training loss; the probe (when there is one) lowers it by
@@ -532,8 +533,8 @@ def over_fitting(ev: Evidence) -> Finding | None:
         f"{int(rows[-1]['epoch'])} while the training loss kept falling ({train[best]:.4g} -> {train[-1]:.4g}): "
         f"the model is memorising the training rows{gap_note}.{did}",
         ", ".join(fixes) + ".",
-        {"best_epoch": epoch, "best_val_loss": val[best], "last_val_loss": val[-1], "last_loss": train[-1],
-         "early_stopping_kept": kept}, epoch=epoch,
+        {"best_epoch": epoch, "best_val_loss": val[best], "last_val_loss": val[-1],
+         **({"early_stopping_kept": kept} if kept is not None else {})}, epoch=epoch,
     )
 
 
@@ -569,7 +570,11 @@ def lr_too_low(ev: Evidence) -> Finding | None:
                        {"max_update_ratio": largest[-1]}, step=recent[-1]["step"])
     falling = _still_falling(losses)
     val = _val(rows)
-    if falling is not None and (-falling["rate"] * len(losses) <= math.log(0.75) or losses[-1] >= 0.5 * ev.reference()) \
+    accuracy = rows[-1].get("val_accuracy", rows[-1].get("accuracy"))
+    # every row classified right: on separable data the loss falls for ever as the margins grow; nothing is slow
+    separated = isinstance(accuracy, (int, float)) and accuracy >= 0.999
+    if falling is not None and not separated \
+            and (falling["rate"] * len(losses) >= math.log(1 / 0.75) or losses[-1] >= 0.5 * ev.reference()) \
             and ev.stop != "early_stopping" and (val is None or _still_falling(val) is not None):
         w = int(falling["window"])
         return Finding(
