@@ -22,8 +22,8 @@ def run(code: str) -> str:
 
 @pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning", "ignore::descend.data.DataWarning")
 def test_every_block_runs_and_prints_what_the_page_claims() -> None:
-    assert len(BLOCKS) == 5
-    variants, regression, loader, callback, compiled = (run(b).split("\n") for b in BLOCKS)
+    assert len(BLOCKS) == 6
+    variants, auto, regression, loader, callback, compiled = (run(b).split("\n") for b in BLOCKS)
     rows = [line.split() for line in variants if line]
     assert [r[0] for r in rows] == ["full", "1", "32"]
     per_epoch = [1, 455, 15]  # steps per epoch over 455 training rows: full batch, one row, ceil(455 / 32)
@@ -31,6 +31,7 @@ def test_every_block_runs_and_prints_what_the_page_claims() -> None:
     assert all(float(r[3]) >= 0.93 for r in rows)  # 20 epochs: full batch has taken only 20 steps
     r2 = float(regression[0].split()[0])
     assert r2 >= 0.45
+    assert auto[0].startswith("True")
     assert loader[0].split()[0] == "True" and float(loader[0].split()[1]) > 0
     assert callback[0] == "target_accuracy True"
     assert compiled[0] == "same True True"

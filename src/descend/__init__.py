@@ -6,6 +6,9 @@ imported when first used.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from descend import optim
 from descend.errors import ConfigError, DataError, DescendError, ModelFolderError
 from descend.train import FitResult, fit, load
@@ -23,3 +26,12 @@ __all__ = [
     "load",
     "optim",
 ]
+
+# Subpackages imported on first use (``descend.tune.find_lr`` works after a bare ``import descend``).
+_LAZY = ("data", "inspect", "losses", "metrics", "models", "report", "schedules", "train", "tune")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"descend.{name}")
+    raise AttributeError(f"module 'descend' has no attribute {name!r}")

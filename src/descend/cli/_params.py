@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-__all__ = ["BATCH", "LR", "MODEL", "NAMES_LIST", "SCHEDULES", "ModelSpec", "NameList", "build_schedule"]
+__all__ = ["BATCH", "LR", "MODEL", "NAMES_LIST", "SCHEDULES", "ModelSpec", "NameList"]
 
 MODELS = ("mlp", "linear", "logistic", "softmax", "svm")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "newton", "lbfgs")
@@ -119,38 +119,3 @@ MODEL = ModelSpec()
 LR = LearningRate()
 BATCH = BatchSize()
 NAMES_LIST = NameList
-
-
-def default_lr(optimizer: str) -> float:
-    """The default learning rate of a named optimizer (its class's ``lr`` default)."""
-    import inspect
-
-    from descend import optim
-
-    classes = {"sgd": optim.SGD, "momentum": optim.Momentum, "nesterov": optim.Nesterov, "adagrad": optim.Adagrad,
-               "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW, "newton": optim.Newton,
-               "lbfgs": optim.LBFGS}
-    return float(inspect.signature(classes[optimizer]).parameters["lr"].default)
-
-
-def build_schedule(kind: str, lr: float, *, total_steps: int) -> Any:
-    """The schedule named ``kind`` peaking at ``lr``, spread over ``total_steps`` (decays every third of the run
-    for ``step``; ``exponential`` ends at 1% of ``lr``; ``warmup-cosine`` warms up over 5% of the steps)."""
-    from descend import schedules
-
-    n = max(total_steps, 2)
-    if kind == "constant":
-        return schedules.constant(lr)
-    if kind == "cosine":
-        return schedules.cosine_annealing(lr, n)
-    if kind == "warmup-cosine":
-        return schedules.warmup_cosine(lr, n, warmup_steps=max(1, n // 20))
-    if kind == "step":
-        return schedules.step_decay(lr, max(1, n // 3), gamma=0.1)
-    if kind == "exponential":
-        return schedules.exponential_decay(lr, 0.01 ** (1 / n))
-    if kind == "one-cycle":
-        return schedules.one_cycle(lr, n)
-    if kind == "plateau":
-        return schedules.ReduceOnPlateau(lr, patience=max(1, 3), factor=0.5)
-    raise click.BadParameter(f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import sys
 import time
 import warnings
@@ -20,8 +19,6 @@ from descend.cli._params import (
     MODEL,
     OPTIMIZERS,
     SCHEDULES,
-    build_schedule,
-    default_lr,
 )
 from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
 
@@ -46,19 +43,6 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-def tuner() -> Any:
-    """The learning-rate finder of descend.tune (issue 6), or a clear refusal while it is not there."""
-    import descend.tune as tune
-
-    finder = getattr(tune, "lr_find", None) or getattr(tune, "range_test", None)
-    if finder is None:
-        raise BadInput(
-            "the learning-rate finder (descend.tune) is not available in this version yet; give --lr a number "
-            "(e.g. --lr 1e-3), or compare a few with: descend compare DATA --target COL --optimizers adam --lrs 1e-3,1e-2"
-        )
-    return finder
-
-
 def prepare_table(out: Out, source: Any, *, target: str | None, task: str, validation: float, seed: int,
                   scale: str) -> Any:
     """``descend.data.prepare`` with its warnings shown on stderr (not as Python warnings)."""
@@ -73,12 +57,10 @@ def prepare_table(out: Out, source: Any, *, target: str | None, task: str, valid
 
 
 class RecordCommand:
-    """On fit start, write ``command.json`` and ``schedule.csv`` into the run folder (before summary.json)."""
+    """On fit start, write ``command.json`` into the run folder (before summary.json)."""
 
-    def __init__(self, command: dict[str, Any], schedule: Any, total_steps: int) -> None:
+    def __init__(self, command: dict[str, Any]) -> None:
         self.command = command
-        self.schedule = schedule
-        self.total_steps = total_steps
 
     def callback(self) -> Any:
         from descend.train import Callback, TrainState
@@ -87,16 +69,8 @@ class RecordCommand:
 
         class _Record(Callback):
             def on_fit_start(self, state: TrainState) -> None:
-                run = state.run_dir
-                if run is None:
-                    return
-                run.write_json("command.json", owner.command)
-                if owner.schedule is not None and not hasattr(owner.schedule, "step"):
-                    from descend.schedules import sample
-
-                    rates = sample(owner.schedule, owner.total_steps)
-                    lines = ["step,lr"] + [f"{i},{float(v)!r}" for i, v in enumerate(rates)]
-                    (Path(run.path) / "schedule.csv").write_text("\n".join(lines) + "\n")
+                if state.run_dir is not None:
+                    state.run_dir.write_json("command.json", owner.command)
 
         return _Record()
 
@@ -117,11 +91,6 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     from descend.train import EarlyStopping, Recorder
 
     net = models.get(model[0], **model[1])
-    steps_per_epoch = 1 if batch_size == "full" else math.ceil(len(data.X_train) / int(batch_size))
-    total_steps = steps_per_epoch * epochs
-    rate: Any = lr
-    if schedule != "constant":
-        rate = build_schedule(schedule, float(lr) if lr is not None else default_lr(optimizer), total_steps=total_steps)
     # fit watches the descent by default (health every HEALTH_EVERY steps, sharpness every SHARPNESS_EVERY
     # except for closure optimizers, findings); a monitor built here replaces fit's only when the cadence differs,
     # so the defaults leave fit's choices (and its exceptions) alone.
@@ -130,8 +99,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
         monitors.append(HealthMonitor(every=health_every))
     if diagnostics and sharpness_every != SHARPNESS_EVERY:
         monitors.append(SharpnessMonitor(every=sharpness_every))  # on fit's own objective, in its units
-    callbacks: list[Any] = [*monitors, Recorder(steps=True),
-                            RecordCommand(command, rate if schedule != "constant" else None, total_steps).callback()]
+    callbacks: list[Any] = [*monitors, Recorder(steps=True), RecordCommand(command).callback()]
     if out.talking:
         callbacks.insert(0, EchoProgress(out, header=header))
     stopping: Any = early_stopping
@@ -144,7 +112,8 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
         warnings.simplefilter("always")
         try:
             result = descend.fit(
-                net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=rate,
+                net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=lr,
+                schedule=None if schedule == "constant" else schedule,
                 batch_size=batch_size, epochs=epochs, early_stopping=stopping, seed=seed,
                 run_dir=None if resume else run_dir, resume=resume, callbacks=callbacks, diagnostics=diagnostics,
                 progress=False, compile=compile,
@@ -200,7 +169,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True, help="Optimizer.")
 @click.option("--lr", type=LR, default=None, help="Learning rate (> 0), or auto. Default: the optimizer's.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
-              help="Learning-rate schedule over the whole run.")
+              help="Learning-rate schedule over the whole run, peaking at --lr (or at the rate --lr auto finds).")
 @click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True, help="Most epochs to train.")
 @click.option("--early-stopping/--no-early-stopping", default=None,
@@ -237,10 +206,6 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
     Example: descend train houses.csv --target price --model mlp:64,32 --epochs 30
     """
     o = Out(quiet=quiet, as_json=as_json)
-    if lr == "auto":
-        tuner()
-        if schedule != "constant":
-            raise click.UsageError("--lr auto picks one constant rate; with --schedule give --lr a number (the peak)")
     if out is not None and resume is not None:
         raise click.UsageError("give either --out (a new run) or --resume (an unfinished run), not both")
     prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
@@ -293,15 +258,14 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, quiet
 @click.command("lr-find")
 @click.argument("data", type=DATA)
 @click.option("--target", required=True, help="Column to predict.")
+@click.option("--task", type=click.Choice(("auto", "regression", "binary", "multiclass")), default="auto",
+              show_default=True, help="As for descend train.")
 @click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True, help="As for descend train.")
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="auto", show_default=True, help="As for descend train.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS[:7]), default="adam", show_default=True, help="Optimizer.")
 @click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
-@click.option("--lr-min", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
-              help="First learning rate of each sweep.")
-@click.option("--lr-max", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Last learning rate of each sweep.")
-@click.option("--steps", type=click.IntRange(min=5), default=80, show_default=True, help="Steps per sweep.")
-@click.option("--sweeps", type=click.IntRange(min=1), default=3, show_default=True, help="Sweeps, each on other batches.")
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="The epochs of the run the rate is for (they size the test, as in descend train --lr auto).")
 @click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Fraction of rows held out (the test uses the training rows, as train would).")
 @click.option("--scale", type=click.Choice(("standard", "minmax", "none")), default="standard", show_default=True,
@@ -310,39 +274,30 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, quiet
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML page of the test (default: lr-find-<data>.html).")
 @output_options
-def lr_find(data: Path, target: str, model: tuple[str, dict[str, Any]], optimizer: str, batch_size: int | str,
-            lr_min: float, lr_max: float, steps: int, sweeps: int, validation: float, scale: str, seed: int,
-            out: Path | None, quiet: bool, as_json: bool) -> None:
-    """Run the learning-rate range test on DATA: the loss while the learning rate grows, and a suggested rate
-    (the model and optimizer are left untouched; use the rate with descend train --lr).
+def lr_find(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
+            batch_size: int | str, epochs: int, validation: float, scale: str, seed: int, out: Path | None,
+            quiet: bool, as_json: bool) -> None:
+    """Run the learning-rate range test on DATA: the loss while the learning rate grows, and the rate that
+    descend train --lr auto would train at with the same options (the same test: same preprocessing, target
+    scaling, model, optimizer and seed; nothing is trained).
 
     Example: descend lr-find houses.csv --target price --optimizer sgd
     """
-    import torch
-
-    from descend import losses, models
+    from descend import models
     from descend.report import range_test_report
     from descend.report.record import range_test_record
-    from descend.train.setup import make_optimizer
+    from descend.tune import find_lr
 
-    finder = tuner()
     o = Out(quiet=quiet, as_json=as_json)
-    prepared = prepare_table(o, data, target=target, task="auto", validation=validation, seed=seed, scale=scale)
-    n_out = prepared.n_classes if prepared.task == "multiclass" else 1
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = models.get(model[0], **model[1]).build(prepared.n_features, n_out)
-    opt = make_optimizer(optimizer, list(net.parameters()), lr=None, weight_decay=0.0, options={}, clip_norm=None,
-                         clip_value=None, accumulate=1)
-    spec = getattr(net, "default_loss", None)
-    loss = losses.get(spec if spec in losses.LOSSES and prepared.task in losses.LOSSES[spec] else None, prepared.task)
-    y = prepared.y_train.long() if prepared.task == "multiclass" else prepared.y_train
-    rows = len(prepared.X_train) if batch_size == "full" else int(batch_size)
-    found = finder(net, opt, loss, prepared.X_train, y, batch_size=rows, lr_min=lr_min, lr_max=lr_max, steps=steps,
-                   sweeps=sweeps, seed=seed)
+    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        found = find_lr(models.get(model[0], **model[1]), prepared, loss=None if loss == "auto" else loss,
+                        optimizer=optimizer, batch_size=batch_size, epochs=epochs, seed=seed)  # fmt: skip
     record = range_test_record(found.rows(), found.summary())
     page = range_test_report(record, out or Path(f"lr-find-{data.stem}.html"),
                              subtitle=f"{model[0]}, {optimizer}, batch {batch_size} on {data}")
-    o.line(f"suggested lr {found.lr:.3g} (sweeps from {found.low:.3g} to {found.high:.3g}); {found.reason}")
+    o.line(f"suggested lr {found.lr:.6g} (sweeps from {found.low:.3g} to {found.high:.3g}); {found.reason}")
+    o.line(f"train with: descend train {data} --target {target} --lr auto (the same rate) or --lr {found.lr:.6g}")
     o.line(f"report: {page}", bold=True)
     o.result({**found.summary(), "report": str(page)})

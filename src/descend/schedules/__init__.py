@@ -36,13 +36,16 @@ from descend.schedules._decay import (
     polynomial,
     step_decay,
 )
+from descend.schedules._named import NAMES, annealing_start, named
 from descend.schedules._plateau import ReduceOnPlateau
 from descend.schedules._torch import ScheduleLR
 
 __all__ = [
+    "NAMES",
     "ReduceOnPlateau",
     "Schedule",
     "ScheduleLR",
+    "annealing_start",
     "constant",
     "cosine_annealing",
     "cosine_warm_restarts",
@@ -55,6 +58,7 @@ __all__ = [
     "linear",
     "linear_warmup",
     "multistep_decay",
+    "named",
     "one_cycle",
     "one_cycle_momentum",
     "polynomial",

@@ -35,6 +35,11 @@ class EarlyStopping(Callback):
     stopped the run. Its counters and the best weights are saved in checkpoints, so a resumed run stops where
     the uninterrupted one would.
 
+    ``start_epoch``: the run is not stopped before this many epochs have ended (the best epoch is tracked from the
+    first). None (default): ``descend.fit`` sets it to the epoch in which its learning-rate schedule has annealed
+    (fallen to half its peak; 0 without a schedule), so that a run is not cut at the schedule's peak, before the
+    annealing that a schedule is for; outside fit, None is 0.
+
     Example:
         >>> EarlyStopping(monitor="val_accuracy", patience=5).mode
         'max'
@@ -47,8 +52,13 @@ class EarlyStopping(Callback):
         patience: int = 10,
         min_delta: float = 0.0,
         restore_best: bool = True,
+        start_epoch: int | None = None,
     ) -> None:
         _positive_int("EarlyStopping", "patience", patience)
+        if start_epoch is not None and (isinstance(start_epoch, bool) or not isinstance(start_epoch, int)
+                                        or start_epoch < 0):  # fmt: skip
+            raise ConfigError(f"EarlyStopping: invalid start_epoch={start_epoch!r}; expected an int >= 0 or None")
+        self.start_epoch = start_epoch
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
             raise ConfigError(f"EarlyStopping: invalid min_delta={min_delta!r}; expected a number >= 0")
         self.monitor = monitor
@@ -74,11 +84,11 @@ class EarlyStopping(Callback):
                 self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
         else:
             self.wait += 1
-            if self.wait >= self.patience and state.stop is None:
+            if self.wait >= self.patience and state.stop is None and state.row["epoch"] >= (self.start_epoch or 0):
                 state.stop = "early_stopping"
-                state.log_event(
-                    "early_stop", epoch=int(state.row["epoch"]), monitor=self.monitor, best=self.best, best_epoch=self.best_epoch
-                )
+                state.log_event("early_stop", epoch=int(state.row["epoch"]), step=state.step, monitor=self.monitor,
+                                best=self.best, best_epoch=self.best_epoch, lr=state.row.get("lr"),
+                                planned_epochs=state.epochs)  # fmt: skip
 
     def on_fit_end(self, state: TrainState) -> None:
         if self.restore_best and self.best_weights is not None:

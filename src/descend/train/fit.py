@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -46,7 +47,7 @@ from descend.errors import ConfigError, DataError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
-from descend.train.run import RunFolder, environment, jsonable
+from descend.train.run import RunFolder, atomic_write, environment, jsonable
 from descend.train.saved import save_model
 from descend.train.setup import (
     PenaltySpec,
@@ -59,7 +60,7 @@ from descend.train.setup import (
 )
 from descend.train.state import Callback
 
-__all__ = ["ConvergenceWarning", "FitResult", "fit"]
+__all__ = ["ConvergenceWarning", "FitResult", "find_lr", "fit"]
 
 CONVERGED = ("loss_threshold", "tolerance", "early_stopping")
 LIMITS = ("max_epochs", "max_steps")  # stops on a budget: the run did not converge, and is warned about
@@ -146,6 +147,16 @@ def _check_arguments(args: dict[str, Any]) -> None:
         raise ConfigError(f"lr: invalid lr={lr!r}; expected a number > 0, 'auto' or a schedule (callable step -> lr)")
     if lr is not None and not callable(lr) and not isinstance(lr, str):
         check_number("lr", lr, open_low=True)
+    shape = args["schedule"]
+    if shape is not None:
+        from descend.schedules import NAMES
+
+        if not (callable(shape) or shape in NAMES):
+            raise ConfigError(f"schedule: invalid schedule={shape!r}; expected one of {', '.join(NAMES)}, or a "
+                              "callable step -> multiplier of the peak rate")  # fmt: skip
+        if callable(lr):
+            raise ConfigError("schedule: lr is already a schedule; expected lr a number (the peak) or 'auto' with "
+                              "schedule=, or a schedule as lr without schedule=")  # fmt: skip
     check_int("epochs", args["epochs"])
     check_int("max_steps", args["max_steps"], none=True)
     check_number("loss_threshold", args["loss_threshold"], low=-math.inf, none=True)
@@ -287,6 +298,7 @@ def fit(
     metrics: Sequence[str] | None = None,
     optimizer: Any = "adam",
     lr: float | Callable[[int], float] | str | None = None,
+    schedule: str | Callable[[int], float] | None = None,
     optimizer_options: dict[str, Any] | None = None,
     weight_decay: float = 0.0,
     batch_size: int | str = 32,
@@ -345,6 +357,13 @@ def fit(
             validation loss), or None for the optimizer's default. ``"auto"`` runs the learning-rate range test
             (:mod:`descend.tune.auto`) and trains at the rate it suggests; the sweep goes to ``lr_find.csv`` in the
             run folder, the choice and its reason to an ``lr_find`` event and ``FitResult.lr_find``.
+        schedule: the shape of the learning rate over the planned run (``epochs`` x batches, or ``max_steps``),
+            peaking at ``lr`` (the number given, the range test's rate with ``lr="auto"``, or the optimizer's
+            default): a name of :data:`descend.schedules.NAMES` (``"cosine"``, ``"warmup-cosine"``,
+            ``"one-cycle"``, ``"step"``, ``"exponential"``, ``"plateau"``, ``"constant"``; see
+            :func:`descend.schedules.named`), or a callable ``step -> multiplier`` of the peak. The planned rates go
+            to ``schedule.csv`` in the run folder. Early stopping (fit's own, or an :class:`EarlyStopping` left at
+            ``start_epoch=None``) does not stop the run before the schedule has annealed (fallen to half its peak).
         batch_size: ``"full"``, or the number of rows per step.
         epochs, max_steps: limits. ``loss_threshold``: stop when the epoch's training loss is at or below it.
             ``tol``: stop when the training loss changes by less than ``tol`` (relative) ``n_iter_no_change``
@@ -393,16 +412,54 @@ def fit(
         run = RunFolder.create(run_dir)
     else:
         run = None
+    result = _seeded(args, seed, run)
+    assert isinstance(result, FitResult)
+    return result
+
+
+def find_lr(model: nn.Module | str, data: Any, **options: Any) -> Any:
+    """The learning rate ``fit(model, data, lr="auto", **options)`` would train at, without the training.
+
+    It runs fit's own code up to the range test: the same data preparation and split, target scaling, model and
+    initialisation, loss, optimizer, batch size and planned steps (which size the sweeps), with the same seed,
+    so the rate is the one that run picks, to the last digit. ``options`` are fit's keyword arguments
+    (``run_dir``, ``resume`` and ``callbacks`` do not apply). Returns the
+    :class:`~descend.tune.LRFindResult` (``lr``, ``reason``, the sweeps).
+
+    Example:
+        >>> import torch
+        >>> X = torch.randn(256, 3); y = X @ torch.tensor([1.0, -2.0, 0.5])
+        >>> found = find_lr("linear", (X, y), optimizer="sgd", epochs=20)
+        >>> bool(found.lr > 0)
+        True
+    """
+    for name in ("lr", "run_dir", "resume", "callbacks"):
+        if name in options:
+            raise ConfigError(f"find_lr: {name} does not apply (the range test chooses lr and trains nothing); "
+                              f"expected fit's other options")  # fmt: skip
+    try:
+        bound = inspect.signature(fit).bind(model, data, lr="auto", **options)
+    except TypeError as e:
+        raise ConfigError(f"find_lr: {e}; expected fit's keyword arguments") from e
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    _check_arguments(args)
+    if args["seed"] is None:
+        args["seed"] = secrets.randbelow(2**31)
+    return _seeded(args, args["seed"], None, range_test_only=True)
+
+
+def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
     before = torch.get_num_threads()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return _fit(args, seed, run)
+            return _fit(args, seed, run, range_test_only=range_test_only)
     finally:
         torch.set_num_threads(before)
 
 
-def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
+def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
     data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"], seed=seed)
     model = _build_model(args["model"], data)
     threads = args["threads"]
@@ -452,7 +509,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     auto = isinstance(lr, str) and lr == "auto"
     if auto:
         lr = None
-    plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(
         args["optimizer"],
@@ -476,6 +532,31 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
             f"batch_size: {type(optimizer).__name__} steps on the whole training set (its step re-evaluates the "
             f"loss through a closure); got batch_size={args['batch_size']!r}, expected batch_size='full'"
         )
+    penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
+    bs = args["batch_size"]
+    batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
+    n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
+    planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
+    found = None
+    resumed = args["resume"] is not None and run is not None and run.list_checkpoints()
+    if auto and not resumed:
+        from descend.tune.auto import auto_lr
+
+        if closure is not None:
+            raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
+        found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
+                        penalty=penalty)  # fmt: skip
+        if range_test_only:
+            return found
+    if args["schedule"] is not None:
+        if auto and resumed:  # the range test ran when the run started: its rate is the schedule's peak
+            assert run is not None
+            peak = float(run.read_json("config.json")["resolved"]["lr"])
+        else:
+            peak = float(optimizer.param_groups[0]["lr"])  # the given rate, the range test's, or the optimizer's
+        lr = _shaped(args["schedule"], peak, planned)
+        _install_schedule(optimizer, lr)
+    plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
     set_lr = None
     if callable(lr) and not any("lr_schedule" in g for g in optimizer.param_groups):
         schedule = lr
@@ -486,20 +567,14 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
                 group["lr"] = value * group.get("lr_scale", 1.0)  # the divergence guard's reductions
 
         set_lr(0)
-    penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
-    bs = args["batch_size"]
-    batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
-    found = None
-    if auto and not (args["resume"] is not None and run is not None and run.list_checkpoints()):
-        from descend.tune.auto import auto_lr
-
-        if closure is not None:
-            raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
-        n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
-        planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
-        found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
-                        penalty=penalty)  # fmt: skip
     callbacks = _callbacks(args, len(data.X_val) > 0 or data.val_stream is not None, run)
+    if callable(lr) and plateau is None:
+        from descend.schedules import annealing_start
+
+        annealed = annealing_start(lr, planned) // n_batches  # the epoch in which the schedule has annealed
+        for cb in callbacks:
+            if isinstance(cb, EarlyStopping) and cb.start_epoch is None:
+                cb.start_epoch = annealed
     if args["diagnostics"]:
         from descend.inspect.diagnostics import default_callbacks, training_loss
 
@@ -526,6 +601,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
         if found is not None:
             found.to_csv(run.path / "lr_find.csv")
             run.log_event("lr_find", **found.summary())
+        if callable(lr) and plateau is None and args["resume"] is None:
+            _write_schedule(run, lr, planned)
     for cb in callbacks:
         cb.on_fit_start(state)
     try:
@@ -542,6 +619,38 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None) -> FitResult:
     result = _finish(run, loop, data, loss_name)
     result.lr_find = found
     return result
+
+
+def _shaped(spec: Any, peak: float, planned: int) -> Callable[[int], float]:
+    """The schedule ``spec`` (a name of :data:`descend.schedules.NAMES` or a multiplier ``step -> factor``)
+    peaking at ``peak`` over ``planned`` updates."""
+    from descend import schedules
+
+    if isinstance(spec, str):
+        return schedules.named(spec, peak, total_steps=planned)
+
+    def shaped(step: int) -> float:
+        return peak * float(spec(step))
+
+    return shaped
+
+
+def _install_schedule(optimizer: torch.optim.Optimizer, schedule: Callable[[int], float]) -> None:
+    """Give a descend optimizer ``schedule`` as its learning rate (it evaluates it before each update and keeps
+    its place in checkpoints); other optimizers get it from the loop before each step."""
+    from descend.optim.chain import ChainOptimizer
+
+    if isinstance(optimizer, ChainOptimizer):
+        for group in optimizer.param_groups:
+            group["lr_schedule"] = schedule
+            group["lr"] = float(schedule(optimizer.updates))
+
+
+def _write_schedule(run: RunFolder, schedule: Callable[[int], float], planned: int, points: int = 10_000) -> None:
+    """``schedule.csv``: the planned learning rate of every update (every k-th past ``points`` updates)."""
+    stride = max(1, math.ceil(planned / points))
+    lines = ["step,lr", *(f"{t},{float(schedule(t))!r}" for t in range(0, planned, stride))]
+    atomic_write(run.path / "schedule.csv", ("\n".join(lines) + "\n").encode())
 
 
 def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, batch_size: int) -> dict[str, Any]:
