@@ -579,7 +579,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         from descend.inspect.diagnostics import default_callbacks, training_loss
 
         sharp = None if closure is not None else training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed)
-        callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=sharp)],
+        callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=sharp, options=args)],
                            key=lambda cb: isinstance(cb, Checkpoint))  # checkpoints still last
     loop = Loop(
         model=model, optimizer=optimizer, data=data, loss_fn=loss_fn, y=y, y_val=y_val, metrics=metric_names,
