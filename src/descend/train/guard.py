@@ -125,6 +125,28 @@ def _clone(value: Any) -> Any:
     return value
 
 
+def _refill(old: Any, new: Any, pairs: list[tuple[Tensor, Tensor]]) -> Any:
+    """``new``'s structure with its tensors copied into ``old``'s of the same shape (collected in ``pairs``, copied
+    by the caller in one fused call), so a snapshot reuses the buffers of the one it replaces; None where the two
+    differ in structure."""
+    if isinstance(new, Tensor):
+        if isinstance(old, Tensor) and old.shape == new.shape and old.dtype == new.dtype and old is not new:
+            pairs.append((old, new.detach()))
+            return old
+        return None
+    if isinstance(new, dict):
+        if not isinstance(old, dict) or old.keys() != new.keys():
+            return None
+        out = {k: _refill(old[k], v, pairs) for k, v in new.items()}
+        return None if any(v is None and new[k] is not None for k, v in out.items()) else out
+    if isinstance(new, (list, tuple)):
+        if not isinstance(old, (list, tuple)) or len(old) != len(new):
+            return None
+        items = [_refill(o, v, pairs) for o, v in zip(old, new)]
+        return None if any(i is None and v is not None for i, v in zip(items, new)) else type(new)(items)
+    return new
+
+
 def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
         raise ConfigError(f"DivergenceGuard: invalid {name}={value!r}; expected {accepted}")
@@ -488,23 +510,32 @@ class DivergenceGuard(Callback):
 
     # -- saved states --------------------------------------------------------------------------------------
 
-    def _snapshot(self, state: TrainState) -> dict[str, Any]:
-        return {
-            "step": state.step,
-            "scale": self.scale,
-            "model": {k: v.detach().clone() for k, v in state.model.state_dict().items()},
-            "optimizer": _clone(state.optimizer.state_dict()),
-            "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
-            "recent": list(self._recent),
-        }
+    def _snapshot(self, state: TrainState, spare: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A copy of the model and optimizer; into ``spare``'s buffers (a snapshot no longer needed) when they fit,
+        which saves allocating them again."""
+        model = {k: v.detach() for k, v in state.model.state_dict().items()}
+        optimizer = state.optimizer.state_dict()
+        copied = None
+        if spare is not None:
+            pairs: list[tuple[Tensor, Tensor]] = []
+            copied = _refill([spare["model"], spare["optimizer"]], [model, optimizer], pairs)
+            if copied is not None and pairs:
+                torch._foreach_copy_([a for a, _ in pairs], [b for _, b in pairs])
+        model, optimizer = copied if copied is not None else (_clone(model), _clone(optimizer))
+        return {"step": state.step, "scale": self.scale, "model": model, "optimizer": optimizer,
+                "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
+                "recent": list(self._recent)}  # fmt: skip
 
     def _take_candidate(self, state: TrainState) -> None:
         best = max(self._best, self._floor)
-        if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
-            self._good = self._candidate
+        spare, candidate = None, self._candidate
+        if candidate is not None and self._level <= max(1.5 * best, best + self._spread):
+            spare, self._good = self._good, candidate
+        elif candidate is not None:
+            spare = candidate
         self._candidate = None
         if _finite_params(state.model):
-            self._candidate = self._snapshot(state)
+            self._candidate = self._snapshot(state, spare)
 
     def _good_step(self) -> int | None:
         return None if self._good is None else int(self._good["step"])
