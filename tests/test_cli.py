@@ -61,7 +61,7 @@ def test_demo_rejects_an_existing_folder(tmp_path: Path) -> None:
     (tmp_path / "taken" / "file").write_text("x")
     result = CliRunner().invoke(cli, ["demo", "--epochs", "1", "--out", str(tmp_path / "taken")])
     assert result.exit_code == 2
-    assert "already exists and is not an empty folder" in result.output
+    assert "is not empty and holds no descend run" in result.output
 
 
 def test_demo_bad_option() -> None:

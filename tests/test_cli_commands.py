@@ -347,7 +347,7 @@ def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
         (["train", data, *t, "--schedule", "wavy"], "Invalid value for '--schedule'"),
         (["train", data, *t, "--loss", "mse"], "'mse' does not fit a multiclass task"),
         (["train", data, *t, "--early-stopping", "--validation", "0"], "early_stopping: needs a validation set"),
-        (["train", data, *t, "--out", w], "already exists and is not an empty folder"),
+        (["train", data, *t, "--out", w], "is not empty and holds no descend run"),
         (["train", data, *t, "--resume", w], "is not a run folder"),
         (["train", data, *t, "--resume", run], "is complete; there is nothing to resume"),
         (["train", data, *t, "--out", w / "x", "--resume", run], "either --out"),

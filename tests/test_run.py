@@ -69,7 +69,7 @@ def test_run_folder_files(tmp_path: Path) -> None:
     assert torch.equal(saved.predict(X), expected)
     probs = saved.predict_proba(X)
     torch.testing.assert_close(probs.sum(1), torch.ones(len(X)), rtol=0, atol=1e-6)
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(ConfigError, match="holds a complete run; pass overwrite=True"):
         descend.fit(model(), dataset(), run_dir=run, **ARGS)
     with pytest.raises(ConfigError, match="complete"):
         descend.fit(model(), dataset(), resume=run, **ARGS)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from descend.cli._output import Out
-from descend.cli._train import prepare_table, run_training
+from descend.cli._train import default_run_dir, prepare_table, run_training
 
 __all__ = ["run_demo"]
 
@@ -17,7 +17,7 @@ def run_demo(printer: Out, *, dataset: str, model: str, epochs: int, out: Path |
     steps and sharpness every 250; return the JSON summary."""
     from descend.data import load_dataset
 
-    run_dir = out or Path("runs") / f"demo-{dataset}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = out or default_run_dir(Path("runs") / f"demo-{dataset}-{model}-{time.strftime('%Y%m%d-%H%M%S')}")
     table = load_dataset(dataset)
     data = prepare_table(Out(quiet=True), table, target=None, task="auto", validation=0.2, seed=seed, scale="standard")
     header = (f"{dataset}: {len(data.X_train)} training rows, {len(data.X_val)} validation rows, {data.n_features} "

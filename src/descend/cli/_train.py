@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import shlex
 import sys
 import time
 import warnings
@@ -56,6 +57,48 @@ def prepare_table(out: Out, source: Any, *, target: str | None, task: str, valid
     return data
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C during a run: exit code 130 (the shell's convention for SIGINT) and how to resume."""
+
+    exit_code = 130
+
+
+def _resume_command(command: dict[str, Any], folder: Path) -> str:
+    """The command line that resumes the run in ``folder``: the same options, ``--resume`` for ``--out``."""
+    argv = [str(a) for a in command.get("argv") or []]
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--out", "--resume"):
+            skip = True
+        elif not (word.startswith("--out=") or word.startswith("--resume=") or word == "--overwrite"):
+            kept.append(word)
+    return " ".join(shlex.quote(w) for w in ["descend", *(kept or ["train", "..."]), "--resume", str(folder)])
+
+
+def default_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``... : the first name not taken (a default name never collides)."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _finish_report(out: Out, folder: Path) -> dict[str, Any]:
+    """Build the report of a run that completed but was killed before its report was written."""
+    import json
+
+    from descend.report import run_report
+
+    summary = json.loads((folder / "summary.json").read_text())
+    report = run_report(folder)
+    out.line(f"the run in {folder} was complete; its report was missing and is written now")
+    out.line(f"report: {report}", bold=True)
+    return {"run_dir": str(folder), "report": str(report), **summary}
+
+
 class RecordCommand:
     """On fit start, write ``command.json`` into the run folder (before summary.json)."""
 
@@ -79,12 +122,11 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
                  optimizer: str, lr: float | str | None, schedule: str, batch_size: int | str, epochs: int,
                  early_stopping: bool | None, patience: int, seed: int, run_dir: Path | None, resume: Path | None,
                  diagnostics: bool, health_every: int, sharpness_every: int, header: str = "",
-                 compile: bool = False) -> dict[str, Any]:
+                 compile: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary.
 
-    A run refused before it started (bad options found by fit) leaves no folder behind."""
-    import shutil
-
+    A run refused before it started (bad options found by fit) leaves no folder behind; an interrupted one
+    (Ctrl-C) exits 130 and says how to resume it."""
     import descend
     from descend import models
     from descend.report import run_report
@@ -105,9 +147,9 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     stopping: Any = early_stopping
     if early_stopping is not False and len(data.X_val):
         stopping = EarlyStopping(patience=patience)
+    if resume is not None and (resume / "summary.json").is_file() and not (resume / "report.html").is_file():
+        return _finish_report(out, resume)  # killed after the summary, before the report: only the report is due
     start = time.perf_counter()
-    # Folders fit will create (the run folder and missing parents): removed again if fit refuses to start.
-    fresh = [p for p in (run_dir, *run_dir.parents) if not p.exists()] if resume is None and run_dir else []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -115,16 +157,15 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
                 net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=lr,
                 schedule=None if schedule == "constant" else schedule,
                 batch_size=batch_size, epochs=epochs, early_stopping=stopping, seed=seed,
-                run_dir=None if resume else run_dir, resume=resume, callbacks=callbacks, diagnostics=diagnostics,
-                progress=False, compile=compile,
+                run_dir=None if resume else run_dir, resume=resume, overwrite=overwrite, callbacks=callbacks,
+                diagnostics=diagnostics, progress=False, compile=compile,
             )
-        except descend.DescendError:
-            if fresh and fresh[0].is_dir() and not (fresh[0] / "config.json").exists():
-                shutil.rmtree(fresh[0])
-                for parent in fresh[1:]:
-                    if parent.is_dir() and not any(parent.iterdir()):
-                        parent.rmdir()
-            raise
+        except KeyboardInterrupt:
+            folder = resume or run_dir
+            if folder is None or not folder.is_dir():
+                raise Interrupted("interrupted before the run folder was made") from None
+            raise Interrupted(f"interrupted; the run folder {str(folder)!r} can be resumed: "
+                              f"{_resume_command(command, folder)}") from None  # fmt: skip
     seconds = time.perf_counter() - start
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
@@ -194,12 +235,13 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
               help="Run folder to write (new or empty). Default: runs/<data>-<model>-<time>.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Continue the unfinished run in this folder (give the same options as when it started).")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in the --out folder.")
 @output_options
 def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
           lr: float | str | None, schedule: str, batch_size: int | str, epochs: int, early_stopping: bool | None,
           patience: int, validation: float, scale: str, seed: int, diagnostics: bool, health_every: int,
-          sharpness_every: int, compile_step: bool, out: Path | None, resume: Path | None, quiet: bool,
-          as_json: bool) -> None:
+          sharpness_every: int, compile_step: bool, out: Path | None, resume: Path | None, overwrite: bool,
+          quiet: bool, as_json: bool) -> None:
     """Train a model on the table DATA (CSV, Parquet, ...) to predict --target, print progress and a summary,
     and write a run folder with its report.html.
 
@@ -210,7 +252,9 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
         raise click.UsageError("give either --out (a new run) or --resume (an unfinished run), not both")
     prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
     spec = model[0] + (":" + ",".join(map(str, model[1]["hidden"])) if model[1] else "")
-    run_dir = out or Path("runs") / f"{data.stem}-{model[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if overwrite and out is None:
+        raise click.UsageError("--overwrite replaces the run in the --out folder; give --out")
+    run_dir = out or default_run_dir(Path("runs") / f"{data.stem}-{model[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
     header = (f"{data}: {len(prepared.X_train)} training rows, {len(prepared.X_val)} validation rows, "
               f"{prepared.n_features} features, task {prepared.task}; model {spec}, {optimizer}, batch {batch_size}, "
               f"up to {epochs} epochs")
@@ -220,7 +264,7 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
         o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
         batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, patience=patience, seed=seed,
         run_dir=run_dir, resume=resume, diagnostics=diagnostics, health_every=health_every,
-        sharpness_every=sharpness_every, header=header, compile=compile_step,
+        sharpness_every=sharpness_every, header=header, compile=compile_step, overwrite=overwrite,
     )
     o.result(summary)
 

@@ -49,10 +49,10 @@ class DescendGroup(click.Group):
             where = e.ctx.command_path if e.ctx is not None else name
             hint = f" (see '{where} --help')"
             _fail(where, e.format_message() + hint, 2)
-        except click.ClickException as e:  # BadInput and click's FileError: the user's input
-            _fail(name, e.format_message(), 2)
-        except click.exceptions.Abort:
-            _fail(name, "aborted", 1)
+        except click.ClickException as e:  # BadInput and click's FileError: the user's input; an interrupted run
+            _fail(name, e.format_message(), e.exit_code if e.exit_code == 130 else 2)
+        except click.exceptions.Abort:  # Ctrl-C outside a run (click turns KeyboardInterrupt into Abort)
+            _fail(name, "interrupted", 130)
         except DescendError as e:
             _fail(name, str(e), 2)
         except OSError as e:  # a file the user named cannot be read or written

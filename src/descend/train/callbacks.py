@@ -163,6 +163,16 @@ class Recorder(Callback):
             run.append_steps([(first + i + 1, state.epoch, v, lr) for i, (v, lr) in enumerate(zip(values, self._lrs))])
         self._losses, self._lrs = [], []
 
+    def state_dict(self) -> dict[str, Any]:
+        # A checkpoint inside an epoch holds the steps not yet written, so a resumed run writes each row once.
+        return {"losses": [float(v) for v in self._losses], "lrs": list(self._lrs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self._losses = [torch.tensor(v) for v in state.get("losses", [])]
+        self._lrs = [float(v) for v in state.get("lrs", [])]
+
 
 class ProgressBar(Callback):
     """A rich progress bar over epochs on stderr, showing the latest losses; silent when stderr is not a

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from descend import losses as _losses
 from descend import metrics as _metrics
-from descend.errors import ConfigError, DataError
+from descend.errors import ConfigError, DataError, DescendError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
@@ -66,7 +66,7 @@ CONVERGED = ("loss_threshold", "tolerance", "early_stopping")
 LIMITS = ("max_epochs", "max_steps")  # stops on a budget: the run did not converge, and is warned about
 DIVERGED_RISE = 1e3  # without a guard, an epoch loss this many times the first epoch's is a divergence
 # Arguments that may differ when resuming: they do not change the trajectory.
-_RESUME_FREE = ("resume", "run_dir", "callbacks", "progress", "checkpoint_every")
+_RESUME_FREE = ("resume", "run_dir", "overwrite", "callbacks", "progress", "checkpoint_every")
 
 
 class ConvergenceWarning(UserWarning):
@@ -170,6 +170,8 @@ def _check_arguments(args: dict[str, Any]) -> None:
     check_int("seed", args["seed"], low=0, none=True)
     if not isinstance(args["diagnostics"], bool):
         raise ConfigError(f"diagnostics: invalid diagnostics={args['diagnostics']!r}; expected True or False")
+    if not isinstance(args["overwrite"], bool):
+        raise ConfigError(f"overwrite: invalid overwrite={args['overwrite']!r}; expected True or False")
     if not isinstance(args["compile"], bool):
         raise ConfigError(f"compile: invalid compile={args['compile']!r}; expected True or False")
     if args["threads"] != "auto":
@@ -321,6 +323,7 @@ def fit(
     run_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int | None = None,
     resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     seed: int | None = 0,
     threads: int | str | None = "auto",
     compile: bool = False,
@@ -382,7 +385,11 @@ def fit(
             Monitors of the same kinds in ``callbacks`` are used instead of the defaults. False: none.
         run_dir: write the run folder there (see :mod:`descend.train.run`); ``checkpoint_every`` adds a
             checkpoint every that many steps to the one at each epoch's end.
-        resume: a run folder to continue from its last checkpoint; the other arguments must be the same.
+        resume: a run folder to continue from its last checkpoint; the other arguments must be the same. A run
+            killed before its first checkpoint starts again from the beginning; a corrupt newest checkpoint is
+            passed over for the one before (a :class:`~descend.train.run.RunWarning` names it).
+        overwrite: with ``run_dir``, replace a run already in that folder (by default a folder holding a run is
+            refused, unless that run trained nothing yet). One process at a time owns a run folder.
         seed: seeds the model's initialisation (when fit builds it), the data order and dropout; the caller's
             global torch RNG is left as it was. None draws a seed (recorded in config.json).
         threads: torch's intra-op threads during fit (restored after). ``"auto"`` uses 1 for models under
@@ -409,10 +416,18 @@ def fit(
     if resume is not None:
         run: RunFolder | None = RunFolder.open(resume)
     elif run_dir is not None:
-        run = RunFolder.create(run_dir)
+        run = RunFolder.create(run_dir, overwrite=overwrite)
     else:
         run = None
-    result = _seeded(args, seed, run)
+    try:
+        result = _seeded(args, seed, run)
+    except DescendError:
+        if run is not None and resume is None and not run.started:
+            run.discard()  # refused before it trained: nothing is left behind
+        raise
+    finally:
+        if run is not None:
+            run.release()
     assert isinstance(result, FitResult)
     return result
 
@@ -537,6 +552,11 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
     n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
     planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
+    config = _config(args, data, model, loss_name, batch_size)
+    if scaled is not None:
+        config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
+    if run is not None:  # the config first, before the range test or anything long: a killed run can be resumed
+        _open_record(run, args, config)
     found = None
     resumed = args["resume"] is not None and run is not None and run.list_checkpoints()
     if auto and not resumed:
@@ -588,23 +608,22 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         n_iter_no_change=args["n_iter_no_change"], callbacks=callbacks, seed=seed, compile=args["compile"],
     )  # fmt: skip
     state = loop.state
-    config = _config(args, data, model, loss_name, batch_size)
-    if found is not None:
-        config["resolved"]["lr"] = found.lr
-    if scaled is not None:
-        config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
     if run is not None:
         state.run_dir = run
         state.log_event = run.log_event
         state.save_checkpoint = lambda keep=2: run.save_checkpoint(loop.checkpoint(), keep)
-        _start_run(run, args, config, loop)
         if found is not None:
+            config["resolved"]["lr"] = found.lr
+            run.write_json("config.json", {**run.read_json("config.json"), "resolved": config["resolved"]})
             found.to_csv(run.path / "lr_find.csv")
             run.log_event("lr_find", **found.summary())
-        if callable(lr) and plateau is None and args["resume"] is None:
+        if callable(lr) and plateau is None:
             _write_schedule(run, lr, planned)
+        _start_run(run, loop)
     for cb in callbacks:
         cb.on_fit_start(state)
+    if run is not None:
+        run.started = True
     try:
         loop.run()
     except BaseException as e:
@@ -673,8 +692,10 @@ def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, b
     }
 
 
-def _start_run(run: RunFolder, args: dict[str, Any], config: dict[str, Any], loop: Loop) -> None:
-    if args["resume"] is None:
+def _open_record(run: RunFolder, args: dict[str, Any], config: dict[str, Any]) -> None:
+    """A new run (or one that never got as far as its config): write config.json. A resumed one: check that it
+    is the same run."""
+    if run.fresh:
         run.write_json("config.json", {**config, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
         run.log_event("start", seed=args["seed"])
         return
@@ -688,10 +709,17 @@ def _start_run(run: RunFolder, args: dict[str, Any], config: dict[str, Any], loo
             raise ConfigError(f"resume: {key}={value!r} differs from the run's {key}={before!r}; expected the same")
     if _comparable(saved["data"]) != _comparable(now["data"]):
         raise ConfigError(f"resume: the data differs from the run's ({saved['data']} vs {now['data']})")
+
+
+def _start_run(run: RunFolder, loop: Loop) -> None:
+    """On resume: back to the newest whole checkpoint (or the beginning), every record cut to it."""
+    if run.fresh:
+        return
     ckpt = run.latest_checkpoint()
     if ckpt is not None:
         loop.restore(ckpt)
-        run.rewrite_metrics(loop.state.history)
+    run.rewrite_metrics(loop.state.history)
+    run.truncate_steps(loop.state.step)
     run.log_event("resume", step=loop.state.step, epoch=loop.state.epoch, batch=loop.state.batch)
 
 
