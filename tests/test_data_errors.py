@@ -371,7 +371,7 @@ PREDICT_CASES: list[tuple[str, Any, type[Exception], str]] = [
         "text where a number was",
         pd.DataFrame({"age": ["old", "young"], "colour": ["red", "red"]}),
         ColumnMismatchError,
-        r"column 'age' was numeric in training but here holds text such as \['old'\]",
+        r"column 'age' was numeric in training but here holds text such as 'old'",
     ),
     (
         "unseen category",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from descend.data.errors import MissingValueError, NonFiniteError, NonNumericError
+from descend.data.errors import ColumnTypeError, MissingValueError, NonFiniteError, NonNumericError, shown
 from descend.data.read import Origin, first_non_number
 
 if TYPE_CHECKING:
@@ -35,21 +35,39 @@ def column_kind(series: pd.Series, name: str, origin: Origin) -> Kind:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         raise NonNumericError(
-            f"{origin}: column {name!r} holds dates or durations; convert them to numbers (e.g. days since a "
+            f"{origin}: column {shown(name)} holds dates or durations; convert them to numbers (e.g. days since a "
             "start date) before training"
         )
     present = series.dropna()
+    _check_scalars(series, present, name, origin)
     if len(present):
         numbers = pd.to_numeric(present.astype("str"), errors="coerce").notna().to_numpy()
         if numbers.sum() * 2 >= len(present):
             bad = first_non_number(series.astype("str").where(series.notna()))
             if bad is not None:
                 raise NonNumericError(
-                    f"{origin}: column {name!r}, {origin.at(bad)}: {series.iloc[bad]!r} is not a number, and "
+                    f"{origin}: column {shown(name)}, {origin.at(bad)}: {shown(series.iloc[bad])} is not a number, and "
                     f"{int(numbers.sum())} of the column's {len(present)} values are numbers; fix the value, or "
                     "mark it missing (empty or NA)"
                 )
     return "categorical"
+
+
+def _check_scalars(series: pd.Series, present: pd.Series, name: str, origin: Origin) -> None:
+    """Refuse a column of lists, dicts or arrays (a Parquet list column, a DataFrame cell holding a list): as text
+    each would be one category, which is never what was meant."""
+    import pandas as pd
+
+    if pd.api.types.infer_dtype(present, skipna=True) in ("string", "empty", "boolean", "categorical"):
+        return  # the common case, decided in one C pass
+    nested = (list, tuple, dict, set, np.ndarray)
+    for i, v in enumerate(present.to_numpy()):
+        if isinstance(v, nested):
+            row = int(np.flatnonzero(series.notna().to_numpy())[i])
+            raise ColumnTypeError(
+                f"{origin}: column {shown(name)}, {origin.at(row)}: holds a {type(v).__name__} ({shown(v)}); "
+                "a column holds numbers, text or booleans: flatten it first"
+            )
 
 
 def numeric_values(
@@ -91,18 +109,18 @@ def _check(
     if len(inf):
         i = int(inf[0])
         raise NonFiniteError(
-            f"{origin}: {role} {name!r}, {at(i)}: value {float(v[i])} is infinite "
+            f"{origin}: {role} {shown(name)}, {at(i)}: value {float(v[i])} is infinite "
             f"({len(inf)} infinite value{'s' if len(inf) > 1 else ''} in the column); replace with finite numbers"
         )
     missing = np.flatnonzero(np.isnan(v))
     if len(missing) == 0:
         return
     if len(missing) == len(v):
-        raise MissingValueError(f"{origin}: {role} {name!r} has no values (all {len(v)} are missing)")
+        raise MissingValueError(f"{origin}: {role} {shown(name)} has no values (all {len(v)} are missing)")
     if not allow_missing:
         i = int(missing[0])
         raise MissingValueError(
-            f"{origin}: {role} {name!r}, {at(i)}: value is missing ({len(missing)} missing in the "
+            f"{origin}: {role} {shown(name)}, {at(i)}: value is missing ({len(missing)} missing in the "
             "column); fill it in, or choose impute='mean', 'median' or 'drop' (drop the rows)"
         )
 

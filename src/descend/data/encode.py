@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from descend.data.columns import numeric_values, text_values
-from descend.data.errors import CategoryError, MissingValueError
+from descend.data.errors import CategoryError, MissingValueError, shown
 from descend.data.read import Origin, shown_names
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def category_codes(
         if c.fill is None:
             i = int(at[np.flatnonzero(missing)[0]])
             raise MissingValueError(
-                f"{origin}: column {c.name!r}, {origin.at(i)}: value is missing; fill it in, or prepare with "
+                f"{origin}: column {shown(c.name)}, {origin.at(i)}: value is missing; fill it in, or prepare with "
                 "impute='mean' or 'median' (the most frequent category is used)"
             )
         t = np.where(missing, c.fill, t)
@@ -140,7 +140,7 @@ def category_codes(
     if len(bad) and unseen == "error":
         i = int(bad[0])
         raise CategoryError(
-            f"{origin}: column {c.name!r}, {origin.at(int(at[i]))}: category {t[i]!r} was not seen in "
+            f"{origin}: column {shown(c.name)}, {origin.at(int(at[i]))}: category {shown(t[i])} was not seen in "
             f"training (known: {shown_names(c.categories or [])}); pass unseen='ignore' to encode it as all zeros"
         )
     return codes

@@ -11,12 +11,16 @@ line 1); ``row 7`` is the seventh row of a table that has no lines (Parquet, Num
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from descend.errors import ConfigError, DataError
 
 __all__ = [
     "CategoryError",
     "ColumnError",
     "ColumnMismatchError",
+    "ColumnTypeError",
     "ConstantColumnError",
     "DataFileError",
     "DataFileNotFoundError",
@@ -24,6 +28,7 @@ __all__ = [
     "DataWarning",
     "DuplicateColumnError",
     "EmptyTableError",
+    "EncodingError",
     "FileFormatError",
     "LengthMismatchError",
     "MissingColumnError",
@@ -32,7 +37,37 @@ __all__ = [
     "NonNumericError",
     "SplitError",
     "TargetError",
+    "UnnamedColumnError",
+    "listed",
+    "shown",
 ]
+
+#: Longest repr of one value in a message, and how many offenders a message lists before "and N more": every
+#: message stays one line a person can read (under 300 characters with a path of ordinary length).
+VALUE_CHARS = 40
+LISTED = 5
+
+
+def shown(value: Any, width: int = VALUE_CHARS) -> str:
+    """``repr(value)``, cut to ``width`` characters with an ellipsis (a cell can hold a whole paragraph).
+
+    >>> shown("x" * 100, width=10)
+    "'xxxxx...'"
+    """
+    text = repr(value)
+    if len(text) <= width:
+        return text
+    return text[: width - 4] + "..." + text[-1] if text[-1] in "'\"" else text[: width - 3] + "..."
+
+
+def listed(values: Sequence[Any], k: int = LISTED) -> str:
+    """The first ``k`` values (each :func:`shown`), then "and N more".
+
+    >>> listed(list(range(8)), k=3)
+    '0, 1, 2 and 5 more'
+    """
+    head = ", ".join(shown(v) for v in values[:k])
+    return head + (f" and {len(values) - k} more" if len(values) > k else "")
 
 
 class DataOptionError(DataError, ConfigError):
@@ -51,6 +86,10 @@ class FileFormatError(DataFileError):
     """The file is a directory, has an unknown extension, is binary, or does not parse (ragged rows)."""
 
 
+class EncodingError(FileFormatError):
+    """A text file is not in the encoding it was read with (UTF-8 unless ``encoding=`` says otherwise)."""
+
+
 class EmptyTableError(DataFileError):
     """The table has no columns or no rows (an empty file, a header-only file, every row dropped)."""
 
@@ -65,6 +104,14 @@ class MissingColumnError(ColumnError):
 
 class DuplicateColumnError(ColumnError):
     """Two columns share a name, so a column cannot be chosen by name."""
+
+
+class UnnamedColumnError(ColumnError):
+    """A column's name is empty (an empty field in the header line), so it cannot be chosen or reported."""
+
+
+class ColumnTypeError(ColumnError):
+    """A column holds values that are not numbers, text or booleans (lists, structs, maps): nothing to encode."""
 
 
 class ColumnMismatchError(ColumnError):

@@ -35,6 +35,7 @@ from descend.data.errors import (
     MissingColumnError,
     MissingValueError,
     NonNumericError,
+    shown,
 )
 from descend.data.options import check_choice
 from descend.data.preprocess import CONSTANT, IMPUTE, SCALES, UNSEEN, Preprocessor
@@ -105,6 +106,7 @@ def prepare(
     unseen: str = "error",
     constant: str = "drop",
     stratify: bool = True,
+    encoding: str | None = None,
 ) -> PreparedData:
     """Read, check, split, scale and encode a table into :class:`PreparedData`.
 
@@ -124,6 +126,8 @@ def prepare(
             validation/test rows here and in :meth:`Preprocessor.transform` later.
         constant: ``"drop"`` (with a :class:`DataWarning`) or ``"error"`` for columns constant in training.
         stratify: split classification data so each class keeps its share in every split.
+        encoding: the text encoding of a CSV/TSV file (``"latin-1"``, ``"cp1252"``, ...); by default UTF-8, and
+            a file that is not is refused naming its first bad byte (see :func:`read_table`).
 
     Example:
         >>> from descend.data import load_dataset
@@ -142,7 +146,7 @@ def prepare(
         raise DataOptionError(f"seed must be an integer; got {seed!r}")
     import pandas as pd
 
-    table, origin, names = _source(source, target)
+    table, origin, names = _source(source, target, encoding)
     pre = Preprocessor(scale=scale, impute=impute, unseen=unseen, constant=constant)
     split = functools.partial(
         _split, validation=validation, test=test, seed=int(seed), stratify=stratify, origin=origin
@@ -156,7 +160,7 @@ def prepare(
             data = _prepare_dense(parsed, origin, names, task, pre, split)
             if data is not None:
                 return data
-            table, origin = read_file(Path(source))  # a NaN or infinite value: read again for the checks
+            table, origin = read_file(Path(source), encoding=encoding)  # a NaN or infinite: read again to check
         frame = to_frame(table)
     features = [c for c in frame.columns if c not in names]
     if not features:
@@ -166,7 +170,7 @@ def prepare(
     if text and categorical == "error":
         c = text[0]
         raise NonNumericError(
-            f"{origin}: column {c!r} holds text (e.g. {frame[c].dropna().iloc[0]!r}); pass "
+            f"{origin}: column {shown(c)} holds text (e.g. {shown(frame[c].dropna().iloc[0])}); pass "
             "categorical='onehot' to encode text columns"
         )
 
@@ -175,12 +179,12 @@ def prepare(
     if len(rows) == 0:
         raise EmptyTableError(f"{origin}: impute='drop' removed every row (each has a missing value)")
     targets = frame[names] if len(rows) == len(frame) else frame[names].iloc[rows]
-    encoding = fit_target(targets, names, task, origin)
-    y = encoding.encode(targets, origin)
+    coding = fit_target(targets, names, task, origin)
+    y = coding.encode(targets, origin)
 
-    parts = split(y, encoding)
+    parts = split(y, coding)
     pre.fit_rows(frame, kinds, rows[parts[0]], origin)
-    pre.target_ = encoding
+    pre.target_ = coding
     # A table read from a file here is ours: its columns are released as the tensors are filled.
     owned = isinstance(source, (str, os.PathLike))
     X = encode_splits(frame, pre.columns_, origin, [rows[p] for p in parts], unseen, release=owned)
@@ -280,7 +284,7 @@ def _prepare_dense(
 
 
 def _source(
-    source: Any, target: str | Sequence[str] | None
+    source: Any, target: str | Sequence[str] | None, encoding: str | None = None
 ) -> tuple[pd.DataFrame | pa.Table, Origin, list[str]]:
     """The table (a CSV, TSV or Parquet file as Arrow), where it came from, and the target column names."""
     import pandas as pd
@@ -299,7 +303,7 @@ def _source(
         table, origin, names = _from_xy(*source)
     else:
         if isinstance(source, (str, os.PathLike)):
-            table, origin = read_file(Path(source))
+            table, origin = read_file(Path(source), encoding=encoding)
         else:
             table, origin = read_with_origin(source)
         names = _names(target)
@@ -311,9 +315,9 @@ def _source(
     for n in names:
         if n not in columns:
             near = difflib.get_close_matches(n, columns, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            hint = f" (did you mean {shown(near[0])}?)" if near else ""
             raise MissingColumnError(
-                f"{origin}: no target column {n!r}{hint}; columns are {shown_names(columns)}"
+                f"{origin}: no target column {shown(n)}{hint}; columns are {shown_names(columns)}"
             )
     return table, origin, names
 
@@ -375,7 +379,7 @@ def _rows_to_keep(
             if impute != "drop":
                 i = int(np.flatnonzero(~present)[0])
                 raise MissingValueError(
-                    f"{origin}: target {n!r}, {origin.at(i)}: value is missing ({int((~present).sum())} missing); "
+                    f"{origin}: target {shown(n)}, {origin.at(i)}: value is missing ({int((~present).sum())} missing); "
                     "a target is never imputed: remove those rows, or pass impute='drop'"
                 )
             keep &= present
@@ -388,13 +392,13 @@ def _rows_to_keep(
             present = frame[c].notna().to_numpy()
             if not present.any():
                 raise MissingValueError(
-                    f"{origin}: column {c!r} has no values (all {len(present)} are missing); remove the column"
+                    f"{origin}: column {shown(c)} has no values (all {len(present)} are missing); remove the column"
                 )
             if not present.all():
                 if impute is None:
                     i = int(np.flatnonzero(~present)[0])
                     raise MissingValueError(
-                        f"{origin}: column {c!r}, {origin.at(i)}: value is missing; fill it in, or choose "
+                        f"{origin}: column {shown(c)}, {origin.at(i)}: value is missing; fill it in, or choose "
                         "impute='mean' or 'median' (most frequent category) or 'drop' (drop the rows)"
                     )
                 if impute == "drop":

@@ -21,6 +21,7 @@ Everything learned is plain numbers and strings: :meth:`Preprocessor.to_dict` is
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from descend.data.errors import (
     DataOptionError,
     DataWarning,
     MissingValueError,
+    shown,
 )
 from descend.data.options import check_choice
 from descend.data.read import Origin, read_with_origin, shown_names
@@ -151,7 +153,7 @@ class Preprocessor:
             present = t[t != None]  # noqa: E711 (elementwise on an object array)
             cats, counts = np.unique(present.astype(str), return_counts=True)
             if len(cats) == 0:
-                raise MissingValueError(f"{origin}: column {name!r} has no values in the training rows")
+                raise MissingValueError(f"{origin}: column {shown(name)} has no values in the training rows")
             if self.impute in ("mean", "median"):
                 fill = str(cats[np.argmax(counts)])
             col = Column(name, "categorical", fill=fill, categories=[str(c) for c in cats])
@@ -161,7 +163,7 @@ class Preprocessor:
         value: float | None = None
         if missing.any():
             if missing.all():
-                raise MissingValueError(f"{origin}: column {name!r} has no values in the training rows")
+                raise MissingValueError(f"{origin}: column {shown(name)} has no values in the training rows")
             value = float(np.nanmedian(v) if self.impute == "median" else np.nanmean(v, dtype=np.float64))
             v = np.where(missing, value, v)
         elif self.impute in ("mean", "median"):
@@ -190,7 +192,7 @@ class Preprocessor:
     def _constant(self, col: Column, origin: Origin, value: Any) -> Column:
         if self.constant == "error":
             raise ConstantColumnError(
-                f"{origin}: column {col.name!r} has the same value ({value!r}) in every training row, so it "
+                f"{origin}: column {shown(col.name)} has the same value ({shown(value)}) in every training row, so it "
                 "cannot inform the model; remove it, or pass constant='drop'"
             )
         return Column(col.name, "dropped")
@@ -204,24 +206,29 @@ class Preprocessor:
             names += [c.name] if c.kind == "numeric" else [f"{c.name}={k}" for k in (c.categories or [])]
         return names
 
-    def transform(self, source: Any, *, unseen: str | None = None) -> torch.Tensor:
+    def transform(self, source: Any, *, unseen: str | None = None, encoding: str | None = None) -> torch.Tensor:
         """Features of every row of ``source`` as a float32 tensor of shape ``(rows, len(feature_names_))``.
 
         The table must hold the training feature columns (in any order; target columns and dropped constant
         columns may also be present and are ignored). An array or tensor without column names is matched by
-        position. ``unseen`` overrides the fitted choice for categories not seen in training.
+        position. ``unseen`` overrides the fitted choice for categories not seen in training; ``encoding`` is the
+        text encoding of a CSV/TSV file (see :func:`read_table`).
         """
+        frame, origin = read_with_origin(source, encoding=encoding)
+        return self.transform_frame(frame, origin, unseen=unseen)
+
+    def transform_frame(self, frame: pd.DataFrame, origin: Origin, *, unseen: str | None = None) -> torch.Tensor:
+        """:meth:`transform` of a table already read, whose errors name ``origin`` (the file it came from)."""
         if not self.columns_:
             raise DataOptionError("this Preprocessor is not fitted; call fit() or load one with from_dict()")
         if unseen is not None:
             check_choice("unseen", unseen, UNSEEN)
-        frame, origin = read_with_origin(source)
         frame = self._match_columns(frame, origin)
         for c in self.columns_:
             if c.kind != "dropped" and column_kind(frame[c.name], c.name, origin) != c.kind:
-                example = frame[c.name].dropna().iloc[:1].tolist()
+                example = shown(frame[c.name].dropna().iloc[0])
                 raise ColumnMismatchError(
-                    f"{origin}: column {c.name!r} was {c.kind} in training but here holds "
+                    f"{origin}: column {shown(c.name)} was {c.kind} in training but here holds "
                     f"{'text' if c.kind == 'numeric' else 'numbers'} such as {example}; give it the same kind "
                     "of values as in training"
                 )
@@ -293,14 +300,29 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
-        """Rebuild a preprocessor saved with :meth:`to_dict`."""
+        """Rebuild a preprocessor saved with :meth:`to_dict`, checking every field (the file may have been edited):
+        a :class:`DataOptionError` names the first field that is missing or out of range."""
         if not isinstance(d, dict) or d.get("format") != _FORMAT or d.get("version") != 1:
             raise DataOptionError(
                 f"not a saved descend preprocessor (expected format {_FORMAT!r}, version 1)"
             )
-        pre = cls(**d["options"])
-        pre.columns_ = [Column(**c) for c in d["columns"]]
-        pre.target_ = TargetEncoding.from_dict(d["target"]) if d["target"] else None
+        options = _field(d, "options", dict)
+        unknown = sorted(set(options) - {"scale", "impute", "unseen", "constant"})
+        if unknown:
+            raise DataOptionError(f"options: unknown option {shown(unknown[0])}")
+        pre = cls(**options)
+        items = _field(d, "columns", list)
+        if not items:
+            raise DataOptionError("columns: the list is empty; a preprocessor has one entry per feature column")
+        pre.columns_ = [_column(c, f"columns[{j}]") for j, c in enumerate(items)]
+        names = [c.name for c in pre.columns_]
+        if len(set(names)) < len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise DataOptionError(f"columns: the name {shown(twice)} appears twice")
+        if not any(c.width for c in pre.columns_):
+            raise DataOptionError("columns: every column is dropped, so there are no features")
+        target = d.get("target")
+        pre.target_ = _target(target) if target is not None else None
         return pre
 
     def __repr__(self) -> str:
@@ -311,3 +333,69 @@ class Preprocessor:
 
 
 _NUMERIC = ("shift", "scale")
+_KINDS = ("numeric", "categorical", "dropped")
+
+
+def _field(d: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """``d[key]``, which must be present and of type ``kind``."""
+    at = f"{where}." if where else ""
+    if key not in d:
+        raise DataOptionError(f"{at}{key} is missing")
+    value = d[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise DataOptionError(f"{at}{key} is {shown(value)}; expected a {kind.__name__}")
+    return value
+
+
+def _number(value: Any, where: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataOptionError(f"{where} is {shown(value)}; expected a finite number")
+    if positive and value <= 0:
+        raise DataOptionError(f"{where} is {value!r}; expected a number > 0 (it divides the feature)")
+    return float(value)
+
+
+def _column(c: Any, where: str) -> Column:
+    """One saved column, checked: a name, a kind, and the numbers or categories that kind needs."""
+    if not isinstance(c, dict):
+        raise DataOptionError(f"{where} is {shown(c)}; expected an object with name and kind")
+    unknown = sorted(set(c) - {"name", "kind", "fill", "shift", "scale", "categories"})
+    if unknown:
+        raise DataOptionError(f"{where}: unknown field {shown(unknown[0])}")
+    name = _field(c, "name", str, where)
+    where = f"{where} ({shown(name)})"
+    kind = _field(c, "kind", str, where)
+    if kind not in _KINDS:
+        raise DataOptionError(f"{where}.kind is {shown(kind)}; expected one of {', '.join(map(repr, _KINDS))}")
+    fill = c.get("fill")
+    if kind == "numeric":
+        shift = _number(c.get("shift", 0.0), f"{where}.shift")
+        scale = _number(c.get("scale", 1.0), f"{where}.scale", positive=True)
+        return Column(name, kind, None if fill is None else _number(fill, f"{where}.fill"), shift, scale)
+    if kind == "dropped":
+        return Column(name, kind)
+    cats = _field(c, "categories", list, where)
+    if not cats or not all(isinstance(k, str) for k in cats) or len(set(cats)) < len(cats):
+        raise DataOptionError(f"{where}.categories must be a non-empty list of distinct strings")
+    if fill is not None and fill not in cats:
+        raise DataOptionError(f"{where}.fill is {shown(fill)}; expected one of its categories")
+    return Column(name, kind, fill, categories=list(cats))
+
+
+def _target(t: Any) -> TargetEncoding:
+    if not isinstance(t, dict):
+        raise DataOptionError(f"target is {shown(t)}; expected an object with names, task and classes")
+    names = _field(t, "names", list, "target")
+    if not names or not all(isinstance(n, str) for n in names):
+        raise DataOptionError(f"target.names is {shown(names)}; expected a non-empty list of column names")
+    task = _field(t, "task", str, "target")
+    classes = _field(t, "classes", list, "target")
+    tasks = ("regression", "binary", "multiclass")
+    if task not in tasks:
+        raise DataOptionError(f"target.task is {shown(task)}; expected one of {', '.join(map(repr, tasks))}")
+    need = {"regression": "no classes", "binary": "2 classes", "multiclass": "at least 2 classes"}[task]
+    ok = not classes if task == "regression" else len(classes) == 2 if task == "binary" else len(classes) >= 2
+    scalars = all(isinstance(k, (str, int, float)) for k in classes)
+    if not ok or not scalars or len(set(map(repr, classes))) < len(classes):
+        raise DataOptionError(f"target.classes has {len(classes)} entries; a {task} target has {need}, distinct labels")
+    return TargetEncoding.from_dict(t)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from descend.data.errors import DataOptionError, SplitError
+from descend.data.errors import DataOptionError, SplitError, listed
 
 __all__ = ["check_fractions", "split_indices"]
 
@@ -83,8 +83,8 @@ def _allocate(total: int, counts: np.ndarray, cap: np.ndarray, where: str) -> np
     if total > cap.sum():
         raise SplitError(
             f"{where}too few rows per class for a stratified split: {total} held-out rows are needed but only "
-            f"{int(cap.sum())} can be spared while every class keeps a training row (class sizes "
-            f"{counts.tolist()}); lower validation/test or give more rows"
+            f"{int(cap.sum())} can be spared while every class keeps a training row ({len(counts)} classes, "
+            f"sizes {listed(counts.tolist())}); lower validation/test or give more rows"
         )
     quota = total * counts / counts.sum()
     take = np.minimum(np.floor(quota).astype(np.int64), cap)

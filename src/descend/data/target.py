@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from descend.data.columns import numeric_values
-from descend.data.errors import MissingValueError, TargetError
+from descend.data.errors import MissingValueError, TargetError, listed, shown
 from descend.data.read import Origin
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ class TargetEncoding:
         if (codes < 0).any():
             i = int(np.flatnonzero(codes < 0)[0])
             raise TargetError(
-                f"{origin}: target {self.names[0]!r}, {origin.at(i)}: label {labels[i]!r} is not one of the "
-                f"classes {self.classes}"
+                f"{origin}: target {shown(self.names[0])}, {origin.at(i)}: label {shown(labels[i])} is not one of "
+                f"the {len(self.classes)} classes ({listed(self.classes)})"
             )
         if self.task == "binary":
             return torch.from_numpy(codes.astype(np.float32))
