@@ -307,7 +307,7 @@ def test_blow_up_at_batch_size_1_is_caught_and_rolled_back() -> None:
         ({"every": 2.5}, "every=2.5; expected an int >= 1"),
         ({"max_retries": -1}, "max_retries=-1; expected an int >= 0"),
         ({"rows": 0}, "rows=0; expected an int >= 1"),
-        ({"check_grads": "some"}, "check_grads='some'; expected 'last', 'all' or False"),
+        ({"check_grads": "some"}, "check_grads='some'; expected 'ends', 'last', 'all' or False"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:

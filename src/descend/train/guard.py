@@ -13,6 +13,7 @@ Over the normal blocks it keeps, with :math:`\\alpha = 2 / (\\text{window} + 1)`
   :math:`\\alpha / 4`) of :math:`\\tfrac12 (x_k - x_{k-1})^2`; successive differences leave out the trend of a
   healthy descent, which deviations from :math:`m` would count as noise. :math:`d^*` is :math:`d` when
   :math:`m^*` was reached: the noise of the run while it was healthy;
+- (before the first 10 blocks, a block above ``spike`` times the running mean of those before it is a spike);
 - the *floor* :math:`f = 10^{-3} \\bar x_0` (:math:`\\bar x_0` the mean of the first 10 blocks): differences of loss
   below it are not judged; relative rules near zero loss are meaningless, so every rule asks both for a factor
   and for a number of spreads.
@@ -42,9 +43,10 @@ after normal blocks                                  ``loss``, the batch's ``row
 row (one at full batch), a level rising for          every learning rate is multiplied by ``factor``, a
 ``patience`` blocks, full-batch growth, or a bad     ``guard_rollback`` event (``reason``: spike, rising, growth,
 step that the update caused: non-finite parameters,  non_finite_params, non_finite_after_abnormal,
-a bad step while a spike or rise is pending, a       non_finite_full_batch, non_finite_streak)
-non-finite full batch after a finite one, or bad
-steps for a whole epoch (at least 10)
+a bad step while a spike or rise is pending, a       non_finite_full_batch, non_finite_streak, non_finite_repeated)
+non-finite full batch after a finite one, bad
+steps for a whole epoch (at least 10), or an
+update undone twice since the good state
 more than ``max_retries`` rollbacks                  *stop*: the model keeps the last good state, ``stop_reason`` is
                                                      ``"diverged"``, a ``guard_stop`` event says why
 ==================================================== ==================================================================
@@ -125,28 +127,6 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def _refill(old: Any, new: Any, pairs: list[tuple[Tensor, Tensor]]) -> Any:
-    """``new``'s structure with its tensors copied into ``old``'s of the same shape (collected in ``pairs``, copied
-    by the caller in one fused call), so a snapshot reuses the buffers of the one it replaces; None where the two
-    differ in structure."""
-    if isinstance(new, Tensor):
-        if isinstance(old, Tensor) and old.shape == new.shape and old.dtype == new.dtype and old is not new:
-            pairs.append((old, new.detach()))
-            return old
-        return None
-    if isinstance(new, dict):
-        if not isinstance(old, dict) or old.keys() != new.keys():
-            return None
-        out = {k: _refill(old[k], v, pairs) for k, v in new.items()}
-        return None if any(v is None and new[k] is not None for k, v in out.items()) else out
-    if isinstance(new, (list, tuple)):
-        if not isinstance(old, (list, tuple)) or len(old) != len(new):
-            return None
-        items = [_refill(o, v, pairs) for o, v in zip(old, new)]
-        return None if any(i is None and v is not None for i, v in zip(items, new)) else type(new)(items)
-    return new
-
-
 def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
         raise ConfigError(f"DivergenceGuard: invalid {name}={value!r}; expected {accepted}")
@@ -174,11 +154,12 @@ class DivergenceGuard(Callback):
         rows: the fewest rows a judged loss covers, int >= 1. Default 32: at batch size ``b`` the guard judges the
             mean of ``ceil(rows / b)`` consecutive steps (``block`` after the first step).
         check_grads: before each step, check that the gradient is finite and prevent the update if not.
-            ``"all"`` (default) checks every parameter's gradient (one fused norm per step and one
-            synchronisation: about 1% of a small MLP's step, see ``docs/benchmarks.md``); ``"last"`` only the last
-            parameter's (usually the output layer's bias, which every example's loss reaches); False none. A
-            non-finite gradient the check misses shows as a non-finite loss after the update, which the guard
-            then undoes (back to the last good state, at the same learning rate).
+            ``"ends"`` (default) checks the first parameter's gradient (usually the first layer's weight, which
+            meets the raw features) and the last one's (usually the output layer's bias, which every example's
+            loss reaches, so a NaN in a batch shows there): two sums, about 1.5% of a small MLP's step;
+            ``"last"`` only the last; ``"all"`` every gradient (one fused norm: about 8% of that step, measured
+            in ``docs/benchmarks.md``); False none. A non-finite gradient the check misses shows after the update
+            as non-finite parameters, which count as divergence.
 
     After the run: ``rollbacks``, ``skips`` and ``scale`` (the product of the factors applied) tell what it did;
     ``diverged`` whether it saw the descent diverge (a rollback or the stop), ``diverged_steps`` the steps at which
@@ -201,7 +182,7 @@ class DivergenceGuard(Callback):
         every: int = 20,
         max_retries: int = 5,
         rows: int = 32,
-        check_grads: str | bool = "all",
+        check_grads: str | bool = "ends",
     ) -> None:
         _check("factor", factor, 0 < factor < 1, "a number in (0, 1)")
         _check("spike", spike, spike > 1, "a number > 1")
@@ -211,8 +192,10 @@ class DivergenceGuard(Callback):
                                  ("max_retries", max_retries, 0), ("rows", rows, 1)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"DivergenceGuard: invalid {name}={value!r}; expected an int >= {low}")
-        if check_grads not in ("last", "all", False):
-            raise ConfigError(f"DivergenceGuard: invalid check_grads={check_grads!r}; expected 'last', 'all' or False")
+        if check_grads not in ("ends", "last", "all", False):
+            raise ConfigError(
+                f"DivergenceGuard: invalid check_grads={check_grads!r}; expected 'ends', 'last', 'all' or False"
+            )
         self.factor, self.spike, self.rise, self.noise = float(factor), float(spike), float(rise), float(noise)
         self.patience, self.window, self.rows = patience, window, rows
         self.every, self.max_retries, self.check_grads = every, max_retries, check_grads
@@ -244,6 +227,7 @@ class DivergenceGuard(Callback):
         self._candidate: dict[str, Any] | None = None
         self._prevented = False
         self._nonfinite_grad = False
+        self._undone = False  # whether an update was undone at the same rate since the good state was taken
         self._handle: Any = None
         self._full = False  # full-batch descent: no sampling noise
         self._epoch_steps = 1  # steps per epoch
@@ -388,8 +372,8 @@ class DivergenceGuard(Callback):
         return self._n >= (1 if self._full else _FIRST)
 
     def _is_spike(self, value: float) -> bool:
-        if not self._warm():
-            return False
+        if not self._warm():  # the first blocks: only a jump by ``spike`` times their running mean
+            return self._n > 0 and value > self.spike * max(self._level, self._floor)
         level = max(self._level, self._floor)
         if self._full:  # no sampling noise: a jump by ``spike`` times is divergence
             return value > self.spike * level
@@ -418,6 +402,9 @@ class DivergenceGuard(Callback):
         if self._streak + 1 >= max(self._epoch_steps, _LONG_STREAK):
             return "non_finite_streak"
         if not prevented and not math.isfinite(value):
+            if self._undone:  # undone once already since the good state: the descent itself keeps doing it
+                return "non_finite_repeated"
+            self._undone = True
             return None  # the batch's own loss, taken before the update: the update it made is undone
         if not _finite_params(state.model):
             return "non_finite_params"
@@ -438,7 +425,14 @@ class DivergenceGuard(Callback):
         self._streak, self._streak_rows = 0, []
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.check_grads == "last":
+        if self.check_grads == "ends":
+            # The output layer's bias, which every example's loss reaches (a NaN in a batch shows there), and the
+            # first layer's weight, which meets the raw features (an overflow in one shows there first).
+            first, last = optimizer.param_groups[0]["params"][0].grad, optimizer.param_groups[-1]["params"][-1].grad
+            if (first is None or math.isfinite(first.sum().item())) and (
+                    last is None or math.isfinite(last.sum().item())):
+                return
+        elif self.check_grads == "last":
             last = optimizer.param_groups[-1]["params"][-1].grad
             if last is None or math.isfinite(last.sum().item()):
                 return
@@ -510,32 +504,23 @@ class DivergenceGuard(Callback):
 
     # -- saved states --------------------------------------------------------------------------------------
 
-    def _snapshot(self, state: TrainState, spare: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A copy of the model and optimizer; into ``spare``'s buffers (a snapshot no longer needed) when they fit,
-        which saves allocating them again."""
-        model = {k: v.detach() for k, v in state.model.state_dict().items()}
-        optimizer = state.optimizer.state_dict()
-        copied = None
-        if spare is not None:
-            pairs: list[tuple[Tensor, Tensor]] = []
-            copied = _refill([spare["model"], spare["optimizer"]], [model, optimizer], pairs)
-            if copied is not None and pairs:
-                torch._foreach_copy_([a for a, _ in pairs], [b for _, b in pairs])
-        model, optimizer = copied if copied is not None else (_clone(model), _clone(optimizer))
-        return {"step": state.step, "scale": self.scale, "model": model, "optimizer": optimizer,
-                "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
-                "recent": list(self._recent)}  # fmt: skip
+    def _snapshot(self, state: TrainState) -> dict[str, Any]:
+        return {
+            "step": state.step,
+            "scale": self.scale,
+            "model": {k: v.detach().clone() for k, v in state.model.state_dict().items()},
+            "optimizer": _clone(state.optimizer.state_dict()),
+            "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
+            "recent": list(self._recent),
+        }
 
     def _take_candidate(self, state: TrainState) -> None:
         best = max(self._best, self._floor)
-        spare, candidate = None, self._candidate
-        if candidate is not None and self._level <= max(1.5 * best, best + self._spread):
-            spare, self._good = self._good, candidate
-        elif candidate is not None:
-            spare = candidate
+        if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
+            self._good, self._undone = self._candidate, False
         self._candidate = None
         if _finite_params(state.model):
-            self._candidate = self._snapshot(state, spare)
+            self._candidate = self._snapshot(state)
 
     def _good_step(self) -> int | None:
         return None if self._good is None else int(self._good["step"])
@@ -552,7 +537,7 @@ class DivergenceGuard(Callback):
             "first": list(self._first), "floor": self._floor, "recent": list(self._recent),
             "strikes": self._strikes, "high": self._high, "blocks": self._blocks, "block_sum": self._block_sum,
             "block_steps": self._block_steps, "streak": [self._streak, self._streak_step, list(self._streak_rows)],
-            "good": self._good, "candidate": self._candidate, "gave_up": self._gave_up,
+            "good": self._good, "candidate": self._candidate, "gave_up": self._gave_up, "undone": self._undone,
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -574,3 +559,4 @@ class DivergenceGuard(Callback):
         streak, step, rows = state["streak"]
         self._streak, self._streak_step, self._streak_rows = int(streak), int(step), [int(r) for r in rows]
         self._good, self._candidate, self._gave_up = state["good"], state["candidate"], bool(state["gave_up"])
+        self._undone = bool(state["undone"])
