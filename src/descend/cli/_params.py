@@ -24,22 +24,31 @@ class ModelSpec(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(value, tuple):
             return value
-        kind, _, sizes = str(value).partition(":")
+        kind, colon, sizes = str(value).partition(":")
         kind = kind.strip().lower()
         if kind not in MODELS:
             self.fail(f"unknown model {value!r}; expected one of {', '.join(MODELS)} (e.g. mlp:64,32)", param, ctx)
-        if not sizes:
+        if not colon:
             return kind, {}
         if kind != "mlp":
             self.fail(f"{kind!r} takes no sizes; only mlp does (e.g. mlp:64,32)", param, ctx)
-        try:
-            hidden = tuple(int(s) for s in sizes.split(","))
-        except ValueError:
-            hidden = ()
-        if not hidden or any(h < 1 for h in hidden):
-            self.fail(f"invalid hidden sizes {sizes!r}; expected positive integers separated by commas, e.g. mlp:64,32",
-                      param, ctx)
+        words = [s.strip() for s in sizes.split(",")]
+        if not all(w.isascii() and w.isdigit() and int(w) >= 1 for w in words):
+            self.fail(f"invalid hidden sizes {sizes!r}; expected positive integers separated by commas, e.g. mlp:64,32 "
+                      "(or mlp for the default)", param, ctx)
+        hidden = tuple(int(w) for w in words)
+        self._check_size(value, hidden, param, ctx)
         return kind, {"hidden": hidden}
+
+    def _check_size(self, value: Any, hidden: tuple[int, ...], param: Any, ctx: Any) -> None:
+        """Refuse an MLP too large for memory even with one feature and one output (the data is not read yet)."""
+        from descend.errors import ConfigError
+        from descend.models.size import check_size, mlp_parameters
+
+        try:
+            check_size(mlp_parameters(1, 1, hidden), what=f"{value} (even with 1 feature)")
+        except ConfigError as e:
+            self.fail(str(e).removeprefix("model: "), param, ctx)
 
 
 class LearningRate(click.ParamType):

@@ -351,9 +351,9 @@ def _from_xy(X: Any, y: Any) -> tuple[pd.DataFrame, Origin, list[str]]:
             f"X has {len(frame)} rows but y has {len(yf)}; give one target per row of X"
         )
     yf = yf.set_axis([c if c not in frame.columns else f"target_{c}" for c in map(str, yf.columns)], axis=1)
-    out = frame.reset_index(drop=True).copy(deep=False)
-    for c in yf.columns:
-        out[c] = yf[c].to_numpy()
+    # One concat, not a column insert per target: X read from a wide file is one block per column, and pandas
+    # warns (PerformanceWarning) on every insert into a frame of more than 100 blocks.
+    out = pd.concat([frame.reset_index(drop=True), yf.reset_index(drop=True)], axis=1)
     return out, Origin("arrays (X, y)"), list(yf.columns)
 
 

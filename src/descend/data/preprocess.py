@@ -397,5 +397,5 @@ def _target(t: Any) -> TargetEncoding:
     ok = not classes if task == "regression" else len(classes) == 2 if task == "binary" else len(classes) >= 2
     scalars = all(isinstance(k, (str, int, float)) for k in classes)
     if not ok or not scalars or len(set(map(repr, classes))) < len(classes):
-        raise DataOptionError(f"target.classes has {len(classes)} entries; a {task} target has {need}, distinct labels")
+        raise DataOptionError(f"target.classes has {len(classes)} entries; a {task} target has {need} (distinct labels)")
     return TargetEncoding.from_dict(t)

@@ -14,6 +14,7 @@ from descend.models.base import Model, from_config, register
 from descend.models.init import SCHEMES, initialize
 from descend.models.linear import LinearRegression, LinearSVM, LogisticRegression, SoftmaxRegression
 from descend.models.mlp import ACTIVATIONS, MLP
+from descend.models.size import check_size, count_parameters
 
 __all__ = [
     "ACTIVATIONS",
@@ -25,6 +26,8 @@ __all__ = [
     "LogisticRegression",
     "Model",
     "SoftmaxRegression",
+    "check_size",
+    "count_parameters",
     "from_config",
     "get",
     "initialize",

@@ -110,39 +110,217 @@ class SavedModel:
 
 def _folder(path: Path) -> Path:
     for candidate in (path, path / "model"):
-        if (candidate / "model.json").is_file() and (candidate / "model.safetensors").is_file():
+        have = [(candidate / name).is_file() for name in _FILES]
+        if all(have):
             return candidate
+        if any(have):
+            missing = _FILES[have.index(False)]
+            raise ModelFolderError(
+                f"{candidate / missing}: missing (the folder holds {_FILES[have.index(True)]}); a saved model is "
+                "both files, written together"
+            )
     raise ModelFolderError(
         f"load: {str(path)!r} holds no saved model; expected a run folder (with model/) or a folder with "
         "model.json and model.safetensors"
     )
 
 
+_FILES = ("model.json", "model.safetensors")
+_TASKS = ("regression", "binary", "multiclass")
+
+
+def _short(e: BaseException, width: int = 90) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``model.json``, checked against its schema: every field :func:`load` and :class:`SavedModel` read."""
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelFolderError(f"{path}: not UTF-8 text (byte {e.start}); the file is damaged") from None
+    except json.JSONDecodeError as e:
+        raise ModelFolderError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); the file is damaged "
+            "(truncated or edited)"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ModelFolderError(f"{path}: holds a JSON {type(meta).__name__}, not the object descend writes")
+    if meta.get("format") != FORMAT:
+        raise ModelFolderError(f"{path}: format is {meta.get('format')!r}; this descend reads format {FORMAT}")
+
+    def bad(key: str, expected: str) -> ModelFolderError:
+        shown = repr(meta.get(key))
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return ModelFolderError(f"{path}: {key!r} is {shown}; expected {expected}")
+
+    arch = meta.get("model")
+    if not isinstance(arch, dict) or not isinstance(arch.get("class"), str):
+        raise bad("model", "an object with the model's 'class' and sizes")
+    if meta.get("task") not in _TASKS:
+        raise bad("task", "one of " + ", ".join(_TASKS))
+    if not isinstance(meta.get("descend_model"), bool):
+        raise bad("descend_model", "true or false")
+    checks: dict[str, tuple[type | tuple[type, ...], str]] = {
+        "classes": (list, "a list of class labels or null"),
+        "feature_names": (list, "a list of names or null"),
+        "preprocessor": (dict, "the saved preprocessing (an object) or null"),
+        "loss": (str, "a loss name or null"),
+        "target_name": ((str, list), "the target column name(s) or null"),
+    }
+    for key, (kind, expected) in checks.items():
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise bad(key, expected)
+    n = meta.get("n_features")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise bad("n_features", "a positive integer or null")
+    return meta
+
+
+def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The name and shape of each tensor in ``model.safetensors``, from its header (no weights are read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            kinds = {k: f.get_slice(k).get_dtype() for k in shapes}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFolderError(
+            f"{path}: not a readable safetensors file ({_short(e)}); the file is damaged or of another format"
+        ) from None
+    odd = [k for k, t in kinds.items() if t not in ("F16", "BF16", "F32", "F64")]
+    if odd:
+        raise ModelFolderError(f"{path}: tensor {odd[0]!r} holds {kinds[odd[0]]}, not floating-point weights")
+    return shapes
+
+
+def _rebuild(meta: dict[str, Any], path: Path) -> nn.Module:
+    """The model ``model.json`` describes: checked on the meta device (sizes, memory), then allocated, unfilled."""
+    from descend.errors import ConfigError
+    from descend.models import from_config
+    from descend.models.size import check_size
+
+    config = dict(meta["model"])
+    shift, scale = config.pop("output_shift", None), config.pop("output_scale", None)
+    try:
+        with torch.device("meta"):
+            skeleton = from_config(config)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ModelFolderError(f"{path}: 'model' does not describe a model ({_short(e)})") from None
+    if not skeleton.built:
+        raise ModelFolderError(f"{path}: 'model' has no in_features/out_features, so it cannot be rebuilt")
+    try:
+        check_size(skeleton, what=f"{path}'s {skeleton.__class__.__name__}")
+    except ConfigError as e:
+        raise ModelFolderError(str(e).removeprefix("model: ")) from None
+    model = skeleton.to_empty(device="cpu")
+    if scale is not None:
+        try:
+            model.set_output_scale(shift, scale)
+        except (ConfigError, TypeError, ValueError, RuntimeError) as e:
+            raise ModelFolderError(f"{path}: 'model' has an invalid output scale ({_short(e)})") from None
+    return model
+
+
+def _check_shapes(model: nn.Module, shapes: dict[str, tuple[int, ...]], weights: Path) -> None:
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    name = type(model).__name__
+    for k, shape in want.items():
+        if k not in shapes:
+            raise ModelFolderError(f"{weights}: no tensor {k!r}, which the {name} of model.json has")
+        if shapes[k] != shape:
+            raise ModelFolderError(
+                f"{weights}: tensor {k!r} has shape {list(shapes[k])} but the {name} of model.json needs "
+                f"{list(shape)}; the two files are not from the same model"
+            )
+    extra = [k for k in shapes if k not in want]
+    if extra:
+        raise ModelFolderError(f"{weights}: tensor {extra[0]!r} is not part of the {name} of model.json")
+
+
+def _outputs(meta: dict[str, Any]) -> tuple[int | None, str]:
+    """The number of outputs the saved task needs, and why (None: not known)."""
+    task, classes, target = meta["task"], meta.get("classes"), meta.get("target_name")
+    if task == "binary":
+        return 1, "a binary task has 1 output (a logit)"
+    if task == "multiclass":
+        return (len(classes), f"a multiclass task has one output per class ({len(classes)})") if classes else (None, "")
+    if target is None:
+        return None, ""
+    k = len(target) if isinstance(target, list) else 1
+    return k, f"a regression task has one output per target column ({k})"
+
+
+def _check_task(meta: dict[str, Any], model: nn.Module, pre: Any, path: Path) -> None:
+    """The task, classes and features of ``model.json`` agree with each other and with the model's sizes."""
+    task, classes = meta["task"], meta.get("classes")
+    if task != "regression" and classes is not None and len(classes) < 2:
+        raise ModelFolderError(f"{path}: {task} task with {len(classes)} class(es); classification needs two or more")
+    if task == "binary" and classes is not None and len(classes) != 2:
+        raise ModelFolderError(f"{path}: binary task with {len(classes)} classes; a binary task has 2")
+    out = getattr(model, "out_features", None)
+    need, why = _outputs(meta)
+    if out is not None and need is not None and out != need:
+        raise ModelFolderError(f"{path}: task {task!r} does not fit the model's {out} output(s): {why}")
+    inputs = getattr(model, "in_features", None)
+    n = meta.get("n_features")
+    if inputs is not None and n is not None and n != inputs:
+        raise ModelFolderError(f"{path}: n_features is {n} but the model takes {inputs} inputs")
+    if pre is None:
+        return
+    width = len(pre.feature_names_)
+    if inputs is not None and width != inputs:
+        raise ModelFolderError(f"{path}: the preprocessor makes {width} features but the model takes {inputs}")
+    target = pre.target_
+    if target is not None and target.task != task:
+        raise ModelFolderError(f"{path}: task is {task!r} but the preprocessor's target is {target.task!r}")
+    if target is not None and classes is not None and list(target.classes) != list(classes):
+        raise ModelFolderError(f"{path}: 'classes' differ from the preprocessor's target classes")
+
+
+def _preprocessor(meta: dict[str, Any], path: Path) -> Any:
+    if meta.get("preprocessor") is None:
+        return None
+    from descend.data import Preprocessor
+    from descend.errors import DataError
+
+    try:
+        return Preprocessor.from_dict(meta["preprocessor"])
+    except DataError as e:
+        raise ModelFolderError(f"{path}: preprocessor: {e}") from None
+
+
 def load(path: str | os.PathLike[str], *, model: nn.Module | None = None) -> SavedModel:
     """Load a saved model from a run folder or a model folder, ready to predict.
 
     Models of descend are rebuilt from ``model.json``; for any other ``nn.Module`` pass an instance of the same
-    architecture as ``model``.
+    architecture as ``model``. Both files are checked before a weight is read: ``model.json`` against its schema,
+    the tensors' names and shapes against the model it describes (and the memory it needs), the task and classes
+    against the model's outputs and the saved preprocessing. A damaged or inconsistent folder raises one
+    :class:`~descend.errors.ModelFolderError` naming the file and what is wrong.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from descend.models import from_config
-
     folder = _folder(Path(path))
-    meta = json.loads((folder / "model.json").read_text())
+    json_path, weights = folder / "model.json", folder / "model.safetensors"
+    meta = _read_meta(json_path)
+    shapes = _read_shapes(weights)
     if model is None:
-        if not meta.get("descend_model"):
+        if not meta["descend_model"]:
             raise ModelFolderError(
                 f"load: the model in {str(folder)!r} is a {meta['model']['class']}, not one of descend's models; "
                 "pass model=<an instance of that class> to load its weights"
             )
-        model = from_config(meta["model"])
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    pre = None
-    if meta.get("preprocessor") is not None:
-        import descend.data
-
-        cls = getattr(descend.data, "Preprocessor", None)
-        if cls is not None:
-            pre = cls.from_dict(meta["preprocessor"])
+        model = _rebuild(meta, json_path)
+    _check_shapes(model, shapes, weights)
+    pre = _preprocessor(meta, json_path)
+    _check_task(meta, model, pre, json_path)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFolderError(f"{weights}: cannot be read ({_short(e)}); the file is damaged") from None
+    model.load_state_dict(state)
     return SavedModel(model, meta, pre)
