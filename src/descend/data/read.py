@@ -489,8 +489,9 @@ def _parse_error(
     import pyarrow.csv as pc
 
     text = str(e)
-    if "utf8" in text.lower() or "utf-8" in text.lower():
-        _check_encoding(path, codec, delimiter, names)
+    # Text in another encoding can look ragged, or fail inside pyarrow's row handler (printed, not raised): bad
+    # bytes are reported first, whatever pyarrow tripped on. This scan runs only on the error path.
+    _check_encoding(path, codec, delimiter, names)
     if "Empty CSV file" in text:
         return EmptyTableError(
             f"{path}: the file holds no lines of data; a table needs a header line and rows"

@@ -82,9 +82,9 @@ def _allocate(total: int, counts: np.ndarray, cap: np.ndarray, where: str) -> np
     """Split ``total`` over classes in proportion to ``counts`` (largest remainder), each at most ``cap``."""
     if total > cap.sum():
         raise SplitError(
-            f"{where}too few rows per class for a stratified split: {total} held-out rows are needed but only "
-            f"{int(cap.sum())} can be spared while every class keeps a training row ({len(counts)} classes, "
-            f"sizes {listed(counts.tolist())}); lower validation/test or give more rows"
+            f"{where}too few rows per class for a stratified split: {total} held-out rows needed, {int(cap.sum())} "
+            f"spare if every class keeps a training row ({len(counts)} classes, sizes {listed(counts.tolist(), 3)}); "
+            "lower validation/test or give more rows"
         )
     quota = total * counts / counts.sum()
     take = np.minimum(np.floor(quota).astype(np.int64), cap)
