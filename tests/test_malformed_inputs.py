@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -83,6 +82,16 @@ def npy(array: np.ndarray) -> Callable[[Path], None]:
     return lambda p: np.save(p, array)
 
 
+def cut(write: Callable[[Path], None], keep: int) -> Callable[[Path], None]:
+    """``write``, then keep only the first ``keep`` bytes of the file (a copy interrupted, a download cut)."""
+
+    def writer(p: Path) -> None:
+        write(p)
+        p.write_bytes(p.read_bytes()[:keep])
+
+    return writer
+
+
 def model(meta_edit: Callable[[dict[str, Any]], Any] | None = None, *, weights: bytes | None = None,
           json_text: str | bytes | None = None, remove: str | None = None, other_weights: bool = False,
           data: str = NEW, extra: tuple[str, ...] = ()) -> Build:
@@ -124,10 +133,6 @@ def predict_onto_input(relative: bool) -> Build:
         return ["predict", runs["mlp:4"], d / "new.csv", "--out", "new.csv" if relative else d / "new.csv"]
 
     return build
-
-
-def truncated_safetensors(runs: dict[str, Path]) -> bytes:
-    return (runs["mlp:4"] / "model.safetensors").read_bytes()
 
 
 def edit(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -233,22 +238,22 @@ CASES: list[Case] = [
     Case("parquet duplicate names", train_with(parquet(pa.Table.from_arrays(
         [pa.array([1.0, 2.0] * 10), pa.array([3.0, 4.0] * 10), pa.array([0, 1] * 10)], names=["a", "a", "y"])),
         "dd.parquet"), "column name 'a' appears twice", "dd.parquet"),
-    Case("parquet truncated", train_with(lambda p: (pq.write_table(pa.table({"a": [1.0] * 20, "y": [0, 1] * 10}), p),
-                                                    p.write_bytes(p.read_bytes()[:60])), "cut.parquet"),
+    Case("parquet truncated", train_with(cut(parquet(pa.table({"a": [1.0] * 20, "y": [0, 1] * 10})), 60),
+                                         "cut.parquet"),
          "cannot be read as Parquet", "cut.parquet"),
     Case("csv named parquet", train_text("text.parquet", TRAIN), "cannot be read as Parquet", "text.parquet"),
     Case("parquet named csv", train_with(parquet(pa.table({"a": [1.0] * 20, "y": [0, 1] * 10})), "pq.csv"),
          "this is a Parquet file, not text", "pq.csv"),
     # NumPy
-    Case("npy truncated", train_with(lambda p: (np.save(p, np.ones((20, 3))), p.write_bytes(p.read_bytes()[:100])),
-                                     "cut.npy", target="x2"), "cannot be read as npy", "cut.npy"),
+    Case("npy truncated", train_with(cut(npy(np.ones((20, 3))), 100), "cut.npy", target="x2"),
+         "cannot be read as npy", "cut.npy"),
     Case("npy of objects", train_with(npy(np.array([[1, "a"]] * 20, dtype=object)), "o.npy", target="x1"),
          "cannot be read as npy", "o.npy"),
     Case("npy complex", train_with(npy(np.ones((20, 2), dtype=np.complex64)), "c.npy", target="x1"),
          "holds complex numbers", "c.npy"),
     Case("npy 3-D", train_with(npy(np.ones((20, 2, 2))), "3d.npy", target="x1"), "has shape (20, 2, 2)", "3d.npy"),
-    Case("npz damaged", train_with(lambda p: (np.savez(p, X=np.ones((20, 2)), y=np.arange(20) % 2),
-                                              p.write_bytes(p.read_bytes()[:200])), "cut.npz"),
+    Case("npz damaged", train_with(cut(lambda p: np.savez(p, X=np.ones((20, 2)), y=np.arange(20) % 2), 200),
+                                   "cut.npz"),
          "cannot be read as npz", "cut.npz"),
     # paths
     Case("a folder as data", lambda d, r: ["train", d, "--target", "y", "--out", d / "run"], "is a directory", None),
