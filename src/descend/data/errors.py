@@ -49,11 +49,8 @@ LISTED = 5
 
 
 def shown(value: Any, width: int = VALUE_CHARS) -> str:
-    """``repr(value)``, cut to ``width`` characters with an ellipsis (a cell can hold a whole paragraph).
-
-    >>> shown("x" * 100, width=10)
-    "'xxxxx...'"
-    """
+    """``repr(value)``, cut to ``width`` characters with an ellipsis (a cell can hold a whole paragraph):
+    ``shown("x" * 100, width=10)`` is ``'xxxxx...'``, quotes kept."""
     text = repr(value)
     if len(text) <= width:
         return text
@@ -61,11 +58,8 @@ def shown(value: Any, width: int = VALUE_CHARS) -> str:
 
 
 def listed(values: Sequence[Any], k: int = LISTED) -> str:
-    """The first ``k`` values (each :func:`shown`), then "and N more".
-
-    >>> listed(list(range(8)), k=3)
-    '0, 1, 2 and 5 more'
-    """
+    """The first ``k`` values (each :func:`shown`), then "and N more": ``listed(range(8), k=3)`` is
+    ``0, 1, 2 and 5 more``."""
     head = ", ".join(shown(v) for v in values[:k])
     return head + (f" and {len(values) - k} more" if len(values) > k else "")
 
