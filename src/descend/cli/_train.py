@@ -44,14 +44,19 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
+ENCODING = click.option("--encoding", default=None,
+                        help="Text encoding of the table (default: UTF-8, with or without a BOM), e.g. latin-1.")
+
+
 def prepare_table(out: Out, source: Any, *, target: str | None, task: str, validation: float, seed: int,
-                  scale: str) -> Any:
+                  scale: str, encoding: str | None = None) -> Any:
     """``descend.data.prepare`` with its warnings shown on stderr (not as Python warnings)."""
     from descend.data import prepare
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = prepare(source, target=target, task=task, validation=validation, seed=seed, scale=scale)
+        data = prepare(source, target=target, task=task, validation=validation, seed=seed, scale=scale,
+                       encoding=encoding)
     for w in caught:
         out.warn(str(w.message))
     return data
@@ -75,6 +80,13 @@ def _resume_command(command: dict[str, Any], folder: Path) -> str:
         elif not (word.startswith("--out=") or word.startswith("--resume=") or word == "--overwrite"):
             kept.append(word)
     return " ".join(shlex.quote(w) for w in ["descend", *(kept or ["train", "..."]), "--resume", str(folder)])
+
+
+def _interrupted(command: dict[str, Any], folder: Path | None) -> Interrupted:
+    if folder is None or not folder.is_dir():
+        return Interrupted("interrupted before the run folder was made")
+    return Interrupted(f"interrupted; the run folder {str(folder)!r} can be resumed: "
+                       f"{_resume_command(command, folder)}")  # fmt: skip
 
 
 def default_run_dir(base: Path) -> Path:
@@ -161,18 +173,17 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
                 diagnostics=diagnostics, progress=False, compile=compile,
             )
         except KeyboardInterrupt:
-            folder = resume or run_dir
-            if folder is None or not folder.is_dir():
-                raise Interrupted("interrupted before the run folder was made") from None
-            raise Interrupted(f"interrupted; the run folder {str(folder)!r} can be resumed: "
-                              f"{_resume_command(command, folder)}") from None  # fmt: skip
+            raise _interrupted(command, resume or run_dir) from None
     seconds = time.perf_counter() - start
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
             out.warn(str(w.message))
     findings = result.findings
     assert result.run_dir is not None
-    report = run_report(result.run_dir)
+    try:
+        report = run_report(result.run_dir)
+    except KeyboardInterrupt:
+        raise _interrupted(command, result.run_dir) from None
     final = result.final
     out.line(f"stopped: {result.stop_reason} after {result.epochs} epochs ({result.steps} steps, {seconds:.1f} s); "
              f"converged: {'yes' if result.converged else 'no'}{' (the descent diverged)' if result.diverged else ''}")
@@ -236,12 +247,13 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Continue the unfinished run in this folder (give the same options as when it started).")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in the --out folder.")
+@ENCODING
 @output_options
 def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
           lr: float | str | None, schedule: str, batch_size: int | str, epochs: int, early_stopping: bool | None,
           patience: int, validation: float, scale: str, seed: int, diagnostics: bool, health_every: int,
           sharpness_every: int, compile_step: bool, out: Path | None, resume: Path | None, overwrite: bool,
-          quiet: bool, as_json: bool) -> None:
+          encoding: str | None, quiet: bool, as_json: bool) -> None:
     """Train a model on the table DATA (CSV, Parquet, ...) to predict --target, print progress and a summary,
     and write a run folder with its report.html.
 
@@ -250,7 +262,8 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
     o = Out(quiet=quiet, as_json=as_json)
     if out is not None and resume is not None:
         raise click.UsageError("give either --out (a new run) or --resume (an unfinished run), not both")
-    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
+    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale,
+                             encoding=encoding)
     spec = model[0] + (":" + ",".join(map(str, model[1]["hidden"])) if model[1] else "")
     if overwrite and out is None:
         raise click.UsageError("--overwrite replaces the run in the --out folder; give --out")
@@ -258,7 +271,7 @@ def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]],
     header = (f"{data}: {len(prepared.X_train)} training rows, {len(prepared.X_val)} validation rows, "
               f"{prepared.n_features} features, task {prepared.task}; model {spec}, {optimizer}, batch {batch_size}, "
               f"up to {epochs} epochs")
-    command = {"data": str(data), "target": target, "scale": scale, "validation": validation,
+    command = {"data": str(data), "target": target, "scale": scale, "validation": validation, "encoding": encoding,
                "argv": ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else []}
     summary = run_training(
         o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
@@ -370,10 +383,11 @@ def _write_csv(frame: Any, out: Path) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, batches.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML page of the test (default: lr-find-<data>.html).")
+@ENCODING
 @output_options
 def lr_find(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
             batch_size: int | str, epochs: int, validation: float, scale: str, seed: int, out: Path | None,
-            quiet: bool, as_json: bool) -> None:
+            encoding: str | None, quiet: bool, as_json: bool) -> None:
     """Run the learning-rate range test on DATA: the loss while the learning rate grows, and the rate that
     descend train --lr auto would train at with the same options (the same test: same preprocessing, target
     scaling, model, optimizer and seed; nothing is trained).
@@ -386,7 +400,8 @@ def lr_find(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]
     from descend.tune import find_lr
 
     o = Out(quiet=quiet, as_json=as_json)
-    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale)
+    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale,
+                             encoding=encoding)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         found = find_lr(models.get(model[0], **model[1]), prepared, loss=None if loss == "auto" else loss,

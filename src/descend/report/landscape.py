@@ -91,7 +91,7 @@ def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> 
     recorded = command.get("validation", run.config.get("arguments", {}).get("validation"))
     validation = recorded if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) else 0.2
     options = {"validation": validation, "seed": int(run.config.get("seed", 0) or 0),
-               "scale": command.get("scale", "standard")}
+               "scale": command.get("scale", "standard"), "encoding": command.get("encoding")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         prepared = prepare(source, target=target or command.get("target"), task=run.task, **options)

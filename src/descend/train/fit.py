@@ -248,6 +248,7 @@ def _build_model(spec: Any, data: Any) -> nn.Module:
                 f"model: {type(model).__name__} fits {' or '.join(model.tasks)} tasks, but the data is {data.task}"
             )
         if not model.built:
+            models.check_size(model, data.n_features, data.n_outputs())  # before allocating, not by running out
             model.build(data.n_features, data.n_outputs())
     if not any(True for _ in model.parameters()):
         raise ConfigError(f"model: {type(model).__name__} has no parameters to train")
@@ -419,15 +420,17 @@ def fit(
         run = RunFolder.create(run_dir, overwrite=overwrite)
     else:
         run = None
+    finished = False
     try:
         result = _seeded(args, seed, run)
+        finished = True
     except DescendError:
         if run is not None and resume is None and not run.started:
             run.discard()  # refused before it trained: nothing is left behind
         raise
     finally:
-        if run is not None:
-            run.release()
+        if run is not None:  # an interrupted run keeps its lock file: the mark of a run folder, however early
+            run.release(remove_lock=finished)
     assert isinstance(result, FitResult)
     return result
 
