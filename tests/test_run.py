@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import descend
-from descend.errors import ConfigError
+from descend.errors import ConfigError, ModelFolderError
 from descend.models import MLP
 from descend.train import Callback, Checkpoint, EarlyStopping, TrainState
 
@@ -223,3 +223,47 @@ def test_bad_scale_target(kwargs: dict[str, Any], message: str) -> None:
         descend.fit("linear", data, epochs=1, **kwargs)
     with pytest.raises(ConfigError, match="is not a descend model"):
         descend.fit(torch.nn.Linear(2, 1), data, epochs=1, scale_target=True)
+
+
+class _Pickled:
+    """Unpickling this would run code: a checkpoint holding it must be refused, never executed."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch planted",))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "zeros", "malicious", "foreign"])
+def test_a_corrupt_newest_checkpoint_is_passed_over_for_the_one_before(tmp_path: Path, damage: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from descend.train.run import RunWarning
+
+    monkeypatch.chdir(tmp_path)
+    args = {**ARGS, "epochs": 6}
+    reference = descend.fit(model(), dataset(), **args)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        descend.fit(model(), dataset(), run_dir=run, callbacks=[Crash(45)], **args)  # after epoch 4's checkpoint
+    newest = sorted((run / "checkpoints").glob("step-*.pt"))
+    assert len(newest) == 2  # the last two are kept
+    body = newest[-1].read_bytes()
+    newest[-1].write_bytes({"truncated": body[: len(body) // 2], "empty": b"", "zeros": bytes(len(body))}.get(damage, b""))
+    if damage == "malicious":
+        torch.save({"format": 1, "step": 40, "model": _Pickled()}, newest[-1])
+    if damage == "foreign":
+        torch.save({"weights": torch.zeros(3)}, newest[-1])
+    with pytest.warns(RunWarning, match=rf"checkpoint '.*{newest[-1].name}' cannot be read"):
+        resumed = descend.fit(model(), dataset(), resume=run, **args)
+    assert torch.equal(flat(resumed.model), flat(reference.model))
+    assert not (tmp_path / "planted").exists()
+    events = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events.count("resume") == 1
+
+
+def test_a_run_whose_every_checkpoint_is_corrupt_is_refused_naming_them(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        descend.fit(model(), dataset(), run_dir=run, callbacks=[Crash(25)], **{**ARGS, "epochs": 6})
+    for path in (run / "checkpoints").glob("step-*.pt"):
+        path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning), pytest.raises(ModelFolderError, match=r"no checkpoint in .* can be read: step-"):
+        descend.fit(model(), dataset(), resume=run, **{**ARGS, "epochs": 6})
