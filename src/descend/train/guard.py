@@ -154,12 +154,13 @@ class DivergenceGuard(Callback):
         rows: the fewest rows a judged loss covers, int >= 1. Default 32: at batch size ``b`` the guard judges the
             mean of ``ceil(rows / b)`` consecutive steps (``block`` after the first step).
         check_grads: before each step, check that the gradient is finite and prevent the update if not.
-            ``"ends"`` (default) checks the first parameter's gradient (usually the first layer's weight, which
-            meets the raw features) and the last one's (usually the output layer's bias, which every example's
-            loss reaches, so a NaN in a batch shows there): two sums, about 1.5% of a small MLP's step;
-            ``"last"`` only the last; ``"all"`` every gradient (one fused norm: about 8% of that step, measured
-            in ``docs/benchmarks.md``); False none. A non-finite gradient the check misses shows after the update
-            as non-finite parameters, which count as divergence.
+            ``"ends"`` (default) checks the step's loss (a NaN or an infinity in a batch reaches it: free, the
+            guard reads it anyway) and the first parameter's gradient (usually the first layer's weight, which
+            meets the raw features, so an overflow in one shows there first): one sum, about 1.5% of a small
+            MLP's step; ``"last"`` the loss and the last parameter's gradient; ``"all"`` the loss and every
+            gradient (one fused norm: about 7% of that step, measured in ``docs/benchmarks.md``); False none. A
+            non-finite gradient the check misses shows after the update as non-finite parameters, which count
+            as divergence.
 
     After the run: ``rollbacks``, ``skips`` and ``scale`` (the product of the factors applied) tell what it did;
     ``diverged`` whether it saw the descent diverge (a rollback or the stop), ``diverged_steps`` the steps at which
@@ -229,6 +230,7 @@ class DivergenceGuard(Callback):
         self._nonfinite_grad = False
         self._undone = False  # whether an update was undone at the same rate since the good state was taken
         self._handle: Any = None
+        self._state: TrainState | None = None
         self._full = False  # full-batch descent: no sampling noise
         self._epoch_steps = 1  # steps per epoch
         self._sized = False  # whether ``block`` has been set from the batch size
@@ -247,6 +249,7 @@ class DivergenceGuard(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         if self._handle is not None:
             self._handle.remove()
+        self._state = state  # the step's loss, for the check before the update (the loop sets it first)
         if self.check_grads:
             self._handle = state.optimizer.register_step_pre_hook(self._before_step)
         # Full batch: the loss is the training loss itself, without sampling noise. Else the first step's
@@ -425,16 +428,16 @@ class DivergenceGuard(Callback):
         self._streak, self._streak_rows = 0, []
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.check_grads == "ends":
-            # The output layer's bias, which every example's loss reaches (a NaN in a batch shows there), and the
-            # first layer's weight, which meets the raw features (an overflow in one shows there first).
-            first, last = optimizer.param_groups[0]["params"][0].grad, optimizer.param_groups[-1]["params"][-1].grad
-            if (first is None or math.isfinite(first.sum().item())) and (
-                    last is None or math.isfinite(last.sum().item())):
-                return
-        elif self.check_grads == "last":
-            last = optimizer.param_groups[-1]["params"][-1].grad
-            if last is None or math.isfinite(last.sum().item()):
+        loss = self._state.loss if self._state is not None else None
+        # The step's loss (one number, already computed): a NaN or an infinity anywhere in the batch reaches it.
+        if loss is not None and not math.isfinite(loss.item()):
+            pass
+        elif self.check_grads in ("ends", "last"):
+            # The first layer's weight meets the raw features (an overflow in one shows there first); the last
+            # parameter is usually the output layer's bias, which every example's loss reaches.
+            where = (0, 0) if self.check_grads == "ends" else (-1, -1)
+            grad = optimizer.param_groups[where[0]]["params"][where[1]].grad
+            if grad is None or math.isfinite(grad.sum().item()):
                 return
         else:
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -518,9 +521,10 @@ class DivergenceGuard(Callback):
         best = max(self._best, self._floor)
         if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
             self._good, self._undone = self._candidate, False
-        self._candidate = None
-        if _finite_params(state.model):
-            self._candidate = self._snapshot(state)
+        # The block just judged was normal: its loss, and the updates that followed it, were finite (the check
+        # before each update prevents a non-finite one). Parameters made non-finite some other way give
+        # non-finite losses, so the copy never sees the ``every`` normal blocks it needs to become the good state.
+        self._candidate = self._snapshot(state)
 
     def _good_step(self) -> int | None:
         return None if self._good is None else int(self._good["step"])

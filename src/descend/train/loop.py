@@ -279,6 +279,7 @@ class Loop:
                             self.grad_norm = self._grad_norm()
                         if set_lr is not None:
                             set_lr(s.step)
+                        s.loss = loss  # the step's loss, for the divergence guard's check before the update
                         step()
                         if compiled is not None:
                             compiled.eager_step_done(xb)
