@@ -32,6 +32,7 @@ from descend.train import Callback, DivergenceGuard, FitResult, TrainState, fit
 
 
 def mlp(d_in: int, width: int, depth: int, act: type[nn.Module], *, scale: float = 1.0, seed: int = 0) -> nn.Module:
+    """``depth`` hidden layers of ``width`` units, default torch initialisation times ``scale``, one output."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
     d = d_in

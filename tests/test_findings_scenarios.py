@@ -25,22 +25,7 @@ from descend.data.datasets import load_dataset
 from descend.inspect.findings import EXCLUDES
 from descend.inspect.monitor import HealthMonitor
 from descend.train import DivergenceGuard, fit
-
-
-def mlp(d_in: int, width: int, depth: int, act: type[nn.Module], *, scale: float = 1.0, seed: int = 0) -> nn.Module:
-    """``depth`` hidden layers of ``width`` units, default torch initialisation times ``scale``, one output."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    d = d_in
-    for _ in range(depth):
-        layers += [nn.Linear(d, width), act()]
-        d = width
-    model = nn.Sequential(*layers, nn.Linear(d, 1))
-    with torch.no_grad():
-        for m in model:
-            if isinstance(m, nn.Linear):
-                m.weight.mul_(scale)
-    return model
+from tests.test_findings import mlp
 
 
 def sin3x(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -79,7 +79,7 @@ from typing import Any
 
 import torch
 
-from descend.train.state import Callback, TrainState
+from descend.train.state import Callback, TrainState, clone_state
 
 __all__ = ["EXCLUDES", "RULES", "Evidence", "Finding", "Findings", "diagnose", "probe_higher_lr"]
 
@@ -682,16 +682,6 @@ def diagnose(
 # -- the probe ----------------------------------------------------------------------------------------------
 
 
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_clone(v) for v in value)
-    return value
-
-
 def _put_back(target: Any, saved: Any) -> Any:
     """``saved`` written into ``target`` in place where both are tensors of one shape (views of it stay valid)."""
     if isinstance(saved, torch.Tensor):
@@ -748,7 +738,7 @@ def probe_higher_lr(
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     params = [p for grp in optimizer.param_groups for p in grp["params"]]
     grads = [None if p.grad is None else p.grad.detach().clone() for p in params]
-    state = {k: _clone(v) for k, v in optimizer.state.items()}
+    state = {k: clone_state(v) for k, v in optimizer.state.items()}
     groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     rng = torch.get_rng_state()
     try:

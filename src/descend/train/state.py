@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Callback", "TrainState"]
+__all__ = ["Callback", "TrainState", "clone_state"]
 
 
 @dataclass
@@ -88,3 +88,15 @@ class Callback:
 def defines(callback: Callback, hook: str) -> bool:
     """Whether ``callback``'s class overrides ``hook`` (the loop calls per-step hooks only when defined)."""
     return getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+def clone_state(value: Any) -> Any:
+    """A copy of a state dict: tensors cloned (detached), containers rebuilt, other values shared
+    (``copy.deepcopy`` is ~30x slower on tensors)."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: clone_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clone_state(v) for v in value)
+    return value
