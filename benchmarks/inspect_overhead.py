@@ -21,7 +21,7 @@ the per-round ratios to "bare" (the whole cost of watching, guard included), and
 callbacks' hooks (the guard's check before each update included) divided by the rest of the same run (insensitive to load that comes and goes between runs; it misses only the
 activation hooks' cost inside one forward in 50).
 
-Run: ``.venv/bin/python benchmarks/inspect_overhead.py [--epochs 23] [--rounds 7]``.
+Run: ``.venv/bin/python benchmarks/inspect_overhead.py [--epochs 23] [--rounds 7] [--hidden 64]``.
 """
 
 from __future__ import annotations
@@ -79,9 +79,12 @@ def timed_hooks(spent: dict[str, float]) -> Iterator[None]:
 SPENT: dict[str, list[dict[str, float]]] = {}  # variant -> per round: class -> hook time / rest of the run
 
 
+HIDDEN: tuple[int, ...] = (64,)
+
+
 def run(data: descend.data.PreparedData, epochs: int, which: str) -> float:
     torch.manual_seed(0)
-    model = MLP(data.n_features, data.n_classes, hidden=(64,))
+    model = MLP(data.n_features, data.n_classes, hidden=HIDDEN)
     callbacks: list[Callback] = [HealthMonitor()] if which == "health" else []
     spent: dict[str, float] = {}
     with timed_hooks(spent):
@@ -99,7 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=23)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--hidden", default="64", help="hidden sizes of the MLP, e.g. 512,512")
     args = parser.parse_args()
+    global HIDDEN
+    HIDDEN = tuple(int(h) for h in args.hidden.split(","))
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     with warnings.catch_warnings():
@@ -119,7 +125,7 @@ def main() -> None:
     paired = {k: statistics.median(a / b for a, b in zip(times[k], times["bare"], strict=True)) for k in kinds}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, load average {min(load):.2f}-{max(load):.2f}")
-    print(f"data: digits, {len(data.X_train)} rows; MLP 64 hidden; Adam; batch 32; {args.epochs} epochs "
+    print(f"data: digits, {len(data.X_train)} rows; MLP hidden {args.hidden}; Adam; batch 32; {args.epochs} epochs "
           f"({args.epochs * 45} steps) x {args.rounds} rounds")
     for k in kinds:
         spread = f"{min(times[k]) * 1e3:.1f}-{max(times[k]) * 1e3:.1f}"

@@ -117,9 +117,10 @@ class InfFirstLayer(Callback):
 
 @pytest.mark.parametrize("check_grads", ["ends", "all", "last"])
 def test_an_infinite_gradient_in_the_first_layer(check_grads: str) -> None:
-    # Checking the first and last parameters' gradients (the default) or every one, the step is prevented and
-    # skipped: nothing is rolled back. Checking only the last parameter misses it: the update makes the first
-    # layer non-finite, which is divergence (a rollback, the learning rate lowered).
+    # While the loss's level is not known yet (the first blocks), "ends" checks the first parameter's gradient,
+    # as "all" checks every one: the step is prevented and skipped, nothing is rolled back. Checking only the
+    # last parameter misses it: the update makes the first layer non-finite, which is divergence (a rollback, the
+    # learning rate lowered).
     data = load_dataset("iris")
     guard = DivergenceGuard(check_grads=check_grads)
     descend.fit("mlp", data, epochs=4, guard=guard, callbacks=[InfFirstLayer(5)], progress=False)
@@ -129,6 +130,21 @@ def test_an_infinite_gradient_in_the_first_layer(check_grads: str) -> None:
     else:
         assert guard.rollbacks == 1 and guard.events[0]["reason"] == "non_finite_params"
         assert guard.events[0]["step"] == 7 and guard.diverged_steps == [7]
+
+
+@pytest.mark.parametrize("check_grads", ["ends", "all"])
+def test_an_infinite_gradient_on_a_normal_batch_later_on(check_grads: str) -> None:
+    # Once the level is known, "ends" sums the first gradient only for a batch whose loss is far above it (the
+    # only way real features overflow a gradient): an infinity a gradient hook makes on a normal batch gets
+    # through and shows as non-finite weights, a divergence that is rolled back. "all" still prevents it.
+    data = load_dataset("iris")
+    guard = DivergenceGuard(check_grads=check_grads)
+    descend.fit("mlp", data, epochs=20, guard=guard, callbacks=[InfFirstLayer(50)], progress=False)
+    if check_grads == "all":
+        assert guard.skips == 1 and guard.rollbacks == 0 and guard.events[0]["step"] == 51
+    else:
+        assert guard.rollbacks == 1 and guard.events[0]["reason"] == "non_finite_params"
+        assert guard.events[0]["step"] == 52
 
 
 def least_squares(rows: int = 200) -> tuple[SimpleNamespace, float]:

@@ -102,6 +102,34 @@ _LONG_STREAK = 10  # bad steps in a row (at least an epoch's) that are no longer
 _MAX_ROWS = 1024  # row indices kept for a run of bad batches
 
 
+def _tensors(value: Any) -> list[Tensor]:
+    """The tensors in a state dict, in the order :func:`_copy` visits them."""
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _copy(value: Any, buffers: Any, pairs: list[tuple[Tensor, Tensor]]) -> Any:
+    """:func:`clone_state`, but a tensor takes the next of ``buffers`` (an iterator, or None) when that has its
+    shape, type and device: the pair goes to ``pairs`` for one fused copy."""
+    if isinstance(value, Tensor):
+        buffer = next(buffers, None) if buffers is not None else None
+        if buffer is not None and buffer.shape == value.shape and buffer.dtype == value.dtype \
+                and buffer.device == value.device:  # fmt: skip
+            pairs.append((buffer, value.detach()))
+            return buffer
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copy(v, buffers, pairs) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v, buffers, pairs) for v in value)
+    return value
+
+
 class _ScaledSchedule:
     """``step -> scale * schedule(step)``; other attributes (``step``, ``state_dict``...) reach the schedule."""
 
@@ -143,12 +171,14 @@ class DivergenceGuard(Callback):
             mean of ``ceil(rows / b)`` consecutive steps (``block`` after the first step).
         check_grads: before each step, check that the gradient is finite and prevent the update if not.
             ``"ends"`` (default) checks the step's loss (a NaN or an infinity in a batch reaches it: free, the
-            guard reads it anyway) and the first parameter's gradient (usually the first layer's weight, which
-            meets the raw features, so an overflow in one shows there first): one sum, about 1.5% of a small
-            MLP's step; ``"last"`` the loss and the last parameter's gradient; ``"all"`` the loss and every
-            gradient (one fused norm: about 7% of that step, measured in ``docs/benchmarks.md``); False none. A
-            non-finite gradient the check misses shows after the update as non-finite parameters, which count
-            as divergence.
+            guard reads it anyway) and, for a batch whose loss is over ``spike`` times the level or while the
+            level is not known yet, the first parameter's gradient (usually the first layer's weight, which meets
+            the raw features: an overflow shows there first, and only features that also lift the loss make
+            one); ``"last"`` the loss and, every step, the last parameter's gradient (one sum: about 2% of a
+            small MLP's step); ``"all"`` the loss and every gradient (one fused norm: about 7% of that step,
+            measured in ``docs/benchmarks.md``); False none. A non-finite gradient the check misses (a gradient
+            hook that makes one on a normal batch, say) shows after the update as non-finite parameters, which
+            count as divergence: a rollback.
 
     After the run: ``rollbacks``, ``skips`` and ``scale`` (the product of the factors applied) tell what it did;
     ``diverged`` whether it saw the descent diverge (a rollback or the stop), ``diverged_steps`` the steps at which
@@ -417,14 +447,21 @@ class DivergenceGuard(Callback):
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         loss = self._state.loss if self._state is not None else None
+        value = loss.item() if loss is not None else math.nan
         # The step's loss (one number, already computed): a NaN or an infinity anywhere in the batch reaches it.
-        if loss is not None and not math.isfinite(loss.item()):
+        if loss is not None and not math.isfinite(value):
             pass
-        elif self.check_grads in ("ends", "last"):
-            # The first layer's weight meets the raw features (an overflow in one shows there first); the last
-            # parameter is usually the output layer's bias, which every example's loss reaches.
-            where = (0, 0) if self.check_grads == "ends" else (-1, -1)
-            grad = optimizer.param_groups[where[0]]["params"][where[1]].grad
+        elif self.check_grads == "ends":
+            # A gradient that overflows while the loss stays finite takes features large enough to lift the loss
+            # far above its level too: the first layer's weight (which meets the raw features) is summed only for
+            # such a batch, or while the level is not known yet, so that a normal step costs one number.
+            if loss is not None and self._warm() and value <= self.spike * max(self._level, self._floor):
+                return
+            grad = optimizer.param_groups[0]["params"][0].grad
+            if grad is None or math.isfinite(grad.sum().item()):
+                return
+        elif self.check_grads == "last":
+            grad = optimizer.param_groups[-1]["params"][-1].grad
             if grad is None or math.isfinite(grad.sum().item()):
                 return
         else:
@@ -495,24 +532,34 @@ class DivergenceGuard(Callback):
 
     # -- saved states --------------------------------------------------------------------------------------
 
-    def _snapshot(self, state: TrainState) -> dict[str, Any]:
+    def _snapshot(self, state: TrainState, spare: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A copy of the model and the optimizer (and the statistics that judged them). ``spare``: a discarded
+        copy whose tensors are written over where they fit, one fused copy instead of a new tensor each (in a
+        training loop's cold caches a new tensor costs several microseconds)."""
+        pairs: list[tuple[Tensor, Tensor]] = []
+        buffers = iter(_tensors(spare["model"]) + _tensors(spare["optimizer"])) if spare is not None else None
+        model = _copy(state.model.state_dict(), buffers, pairs)
+        optimizer = _copy(state.optimizer.state_dict(), buffers, pairs)
+        if pairs:
+            torch._foreach_copy_([b for b, _ in pairs], [v for _, v in pairs])
         return {
             "step": state.step,
             "scale": self.scale,
-            "model": {k: v.detach().clone() for k, v in state.model.state_dict().items()},
-            "optimizer": clone_state(state.optimizer.state_dict()),
+            "model": model,
+            "optimizer": optimizer,
             "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
             "recent": list(self._recent),
         }
 
     def _take_candidate(self, state: TrainState) -> None:
         best = max(self._best, self._floor)
+        spare = self._candidate
         if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
-            self._good, self._undone = self._candidate, False
+            spare, self._good, self._undone = self._good, self._candidate, False
         # The block just judged was normal: its loss, and the updates that followed it, were finite (the check
         # before each update prevents a non-finite one). Parameters made non-finite some other way give
         # non-finite losses, so the copy never sees the ``every`` normal blocks it needs to become the good state.
-        self._candidate = self._snapshot(state)
+        self._candidate = self._snapshot(state, spare)
 
     def _good_step(self) -> int | None:
         return None if self._good is None else int(self._good["step"])
