@@ -17,10 +17,10 @@ from descend.models import MLP
 
 def _data(y_units: bool) -> SimpleNamespace:
     g = torch.Generator().manual_seed(0)
-    X = torch.randn(250, 5, generator=g, dtype=torch.float64)
+    X = torch.randn(150, 5, generator=g, dtype=torch.float64)
     y = 1000 * (X @ torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0], dtype=torch.float64)) + 5000
-    y = y + 100 * torch.randn(250, generator=g, dtype=torch.float64)
-    X_train, y_train, X_val, y_val = X[:200], y[:200], X[200:], y[200:]
+    y = y + 100 * torch.randn(150, generator=g, dtype=torch.float64)
+    X_train, y_train, X_val, y_val = X[:120], y[:120], X[120:], y[120:]
     if not y_units:
         mu, sigma = y_train.mean(), y_train.std(correction=0)
         y_train, y_val = (y_train - mu) / sigma, (y_val - mu) / sigma
@@ -28,7 +28,7 @@ def _data(y_units: bool) -> SimpleNamespace:
 
 
 def _fit(y_units: bool, model: str, optimizer: str, batch_size: int | str) -> tuple[list[float], list[float]]:
-    monitor = SharpnessMonitor(every=5, tol=1e-10, max_iter=60)  # fit supplies its own objective
+    monitor = SharpnessMonitor(every=5, tol=1e-10, max_iter=60, plain=True)  # fit supplies its own objective
     torch.manual_seed(0)
     net = MLP(5, 1).double() if model == "mlp" else model
     with warnings.catch_warnings():
@@ -48,7 +48,7 @@ def test_curvature_of_a_scaled_target_equals_the_hand_standardised_run(model: st
     torch.testing.assert_close(torch.tensor(scaled), torch.tensor(by_hand), rtol=1e-6, atol=0)
     torch.testing.assert_close(torch.tensor(scaled_losses), torch.tensor(hand_losses), rtol=1e-6, atol=0)
     if batch_size == "full":  # the least-squares Hessian in standardised units: 2 A^T A / n, A = [X 1]
-        X = _data(False).X_train  # 200 rows: all of them in fit's fixed batch for curvature
+        X = _data(False).X_train  # 120 rows: all of them in fit's fixed batch for curvature
         A = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
         exact = float(torch.linalg.eigvalsh(2 * A.T @ A / len(A))[-1])
         assert by_hand[0] == pytest.approx(exact, rel=1e-6)

@@ -6,16 +6,18 @@
   step of a small MLP, so 25 would cost ~4% of its training time and 50 costs ~2%);
 - a :class:`~descend.inspect.monitor.SharpnessMonitor` (every 1000 steps, Lanczos to a relative residual of
   1e-2 in at most 20 Hessian-vector products) on :func:`training_loss`, the training loss on a fixed batch
-  of the training rows. It compares the top eigenvalue with ``2/lr`` (``(2 + 2 momentum)/lr`` with heavy-ball
-  momentum) and, for Adam-like optimizers, the preconditioned sharpness with ``(2 + 2 beta1)/((1 - beta1) lr)``.
+  of ``SHARPNESS_ROWS`` (128) training rows: a Hessian-vector product there costs about as much as 4 to 10 steps
+  of batch 32, so a measurement of 5-10 products stays near 3% of the steps between two. It compares the top
+  eigenvalue with ``2/lr`` (``(2 + 2 momentum)/lr`` with heavy-ball momentum) or, for Adam-like optimizers,
+  the preconditioned sharpness with ``(2 + 2 beta1)/((1 - beta1) lr)``.
   Left out for optimizers that step with a closure (Newton, L-BFGS): their steps are scaled by curvature, not
   by a learning rate, so ``2/lr`` is no edge for them;
 - a :class:`~descend.inspect.findings.Findings` callback reading both, which logs each finding as a
   ``"finding"`` event at the end of the run (``FitResult.findings`` holds them).
 
 A callback of one of these kinds passed by the caller is used instead of the default one. The default
-cadences cost at most 10% of the training time of a small MLP trained with mini-batches of 32
-(``benchmarks/inspect_overhead.py``; figures in ``docs/benchmarks.md``).
+cadences, with the divergence guard, cost at most 10% of the training time of an MLP trained with mini-batches
+of 32 (``benchmarks/inspect_overhead.py``; figures in ``docs/benchmarks.md``).
 
 Example:
     >>> import torch
@@ -43,7 +45,7 @@ from descend.train.state import Callback
 
 __all__ = ["SHARPNESS_ROWS", "TrainingLoss", "collect_findings", "default_callbacks", "training_loss"]
 
-SHARPNESS_ROWS = 256
+SHARPNESS_ROWS = 128
 
 
 def training_loss(

@@ -135,26 +135,33 @@ class SharpnessMonitor(_Records):
             inside ``descend.fit``'s callbacks): fit's own training objective on its fixed batch
             (:func:`~descend.inspect.diagnostics.training_loss`), in the units the run trains in (a standardised
             target for a target-scaled regression), so the sharpness is comparable with ``2/lr``.
-        every: cadence in steps, >= 1 (default 1000: one measurement, two Lanczos runs of up to 20 products
-            with Adam, costs about 30 mini-batch steps of a small MLP, so about 3% of the training time at this
-            cadence; see ``benchmarks/inspect_overhead.py``).
+        every: cadence in steps, >= 1 (default 1000: one measurement, a Lanczos run of up to 20 products,
+            costs about 15 mini-batch steps of a small MLP and 50 of a compute-bound one at batch size 32, so
+            2-5% of the training time at this cadence; see ``benchmarks/inspect_overhead.py``).
         tol: Lanczos relative residual tolerance, > 0. Default 1e-2: the eigenvalue's error is at most the
             residual and usually near its square over the spectral gap (on a small MLP, 1.2e-4 relative, in 5
             products against 7 at 1e-3), ample for a comparison with the stability edge; pass 1e-6 for an
             exact value.
         max_iter: Hessian-vector products per measurement at most, >= 1 (default 20).
+        plain: whether to measure the plain sharpness against ``2/lr`` for an optimizer with Adam state too.
+            None (default): only for optimizers without it. Adam's steps are not bounded by ``2/lr`` (its edge is
+            the preconditioned sharpness's, Cohen et al. 2022), so for Adam the plain eigenvalue is a second
+            Lanczos run that compares with no edge; pass True to track it anyway.
 
-    A record: ``step``, ``epoch``, ``lr``, ``sharpness``, ``threshold``, ``ratio`` (sharpness/threshold),
-    ``converged``, ``matvecs`` and, for optimizers with Adam state, ``preconditioned_sharpness``,
-    ``preconditioned_threshold`` and ``preconditioned_ratio`` (the one that matters for Adam: its steps are not
-    bounded by ``2/lr``).
+    A record: ``step``, ``epoch``, ``lr``, ``converged``, ``matvecs`` and, for the plain sharpness,
+    ``sharpness``, ``threshold``, ``ratio`` (sharpness/threshold); for optimizers with Adam state,
+    ``preconditioned_sharpness``, ``preconditioned_threshold`` and ``preconditioned_ratio`` (``converged`` and
+    ``matvecs`` then of that run).
     """
 
     filename = "curvature.jsonl"
 
     def __init__(self, loss_fn: Callable[[], Tensor] | None = None, *, every: int = 1000, tol: float = 1e-2,
-                 max_iter: int = 20) -> None:
+                 max_iter: int = 20, plain: bool | None = None) -> None:
         super().__init__()
+        if plain not in (None, True, False):
+            raise TypeError(f"SharpnessMonitor: invalid plain={plain!r}; expected None, True or False")
+        self.plain = plain
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"SharpnessMonitor: invalid loss_fn={loss_fn!r}; expected a callable returning the loss")
         self.loss_fn = loss_fn
@@ -172,17 +179,16 @@ class SharpnessMonitor(_Records):
         group = state.optimizer.param_groups[0]
         lr = float(group["lr"])
         momentum = float(group.get("momentum", 0.0) or 0.0)
-        s = sharpness(state.model, self.loss_fn, lr, momentum=momentum if momentum < 1 else 0.0,
-                      tol=self.tol, max_iter=self.max_iter)
-        record: dict[str, Any] = {
-            "step": state.step, "epoch": state.epoch + 1, "lr": lr, "sharpness": s.value,
-            "threshold": s.threshold, "ratio": s.ratio, "converged": s.spectrum.converged,
-            "matvecs": s.spectrum.matvecs,
-        }
-        first = group["params"][0]
-        if "betas" in group and "exp_avg_sq" in state.optimizer.state.get(first, {}):
+        record: dict[str, Any] = {"step": state.step, "epoch": state.epoch + 1, "lr": lr}
+        adam = "betas" in group and "exp_avg_sq" in state.optimizer.state.get(group["params"][0], {})
+        if not adam or self.plain:
+            s = sharpness(state.model, self.loss_fn, lr, momentum=momentum if momentum < 1 else 0.0,
+                          tol=self.tol, max_iter=self.max_iter)
+            record.update(sharpness=s.value, threshold=s.threshold, ratio=s.ratio, converged=s.spectrum.converged,
+                          matvecs=s.spectrum.matvecs)  # fmt: skip
+        if adam:
             pre = preconditioned_sharpness(state.optimizer, self.loss_fn, tol=self.tol, max_iter=self.max_iter)
-            record["preconditioned_sharpness"] = pre.value
-            record["preconditioned_threshold"] = pre.threshold
-            record["preconditioned_ratio"] = pre.ratio
+            record.update(preconditioned_sharpness=pre.value, preconditioned_threshold=pre.threshold,
+                          preconditioned_ratio=pre.ratio, converged=pre.spectrum.converged,
+                          matvecs=pre.spectrum.matvecs)  # fmt: skip
         return record

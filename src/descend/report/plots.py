@@ -162,13 +162,15 @@ def plot_grad_norms(health: Rows) -> Figure | None:
 
 
 def plot_sharpness(curvature: Rows) -> Figure | None:
-    """Sharpness (top Hessian eigenvalue) against the stability edge 2/lr."""
+    """Sharpness (top Hessian eigenvalue) against the stability edge 2/lr, and Adam's preconditioned sharpness
+    against its edge."""
     if not curvature:
         return None
     steps = _column(curvature, "step")
     fig, ax = _figure(7, 3.2)
-    ax.plot(steps, _column(curvature, "sharpness"), "o-", ms=3, color=COLORS[0], label="sharpness")
-    ax.plot(steps, _column(curvature, "threshold"), "--", color=COLORS[1], label="2 / lr")
+    if "sharpness" in curvature[0]:  # Adam's runs measure only the preconditioned sharpness by default
+        ax.plot(steps, _column(curvature, "sharpness"), "o-", ms=3, color=COLORS[0], label="sharpness")
+        ax.plot(steps, _column(curvature, "threshold"), "--", color=COLORS[1], label="2 / lr")
     if "preconditioned_sharpness" in curvature[0]:
         ax.plot(steps, _column(curvature, "preconditioned_sharpness"), "o-", ms=3, color=COLORS[2],
                 label="preconditioned sharpness (Adam)")

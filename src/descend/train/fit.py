@@ -381,7 +381,7 @@ def fit(
         callbacks: extra :class:`~descend.train.Callback` instances. ``progress``: None (a bar when stderr is a
             terminal), True, False.
         diagnostics: watch the descent (see :mod:`descend.inspect.diagnostics`): gradient health every 50
-            steps, sharpness against the stability edge every 1000 (on a fixed batch of 256 training rows), and
+            steps, sharpness against the stability edge every 1000 (on a fixed batch of 128 training rows), and
             the findings rules at the end, logged as ``finding`` events and returned in ``FitResult.findings``.
             Monitors of the same kinds in ``callbacks`` are used instead of the defaults. False: none.
         run_dir: write the run folder there (see :mod:`descend.train.run`); ``checkpoint_every`` adds a
