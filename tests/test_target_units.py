@@ -80,3 +80,15 @@ def test_cli_sharpness_and_landscape_of_a_scaled_target_are_in_training_units(tm
     slices = json.loads((run / "landscape.json").read_text())
     centre = slices["slice"]["loss"][len(slices["slice"]["loss"]) // 2]
     assert centre == pytest.approx(last_loss, rel=0.2)  # the training loss's units, not price's (about 1e10)
+
+
+def test_findings_of_a_scaled_target_say_their_units() -> None:
+    data = _data(True)  # price-like target: mean 5000, standard deviation about 3900
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = descend.fit("linear", data, optimizer="sgd", lr=1e-3, batch_size="full", epochs=30, tol=None,
+                             early_stopping=False, progress=False)  # fmt: skip
+    sigma = float(data.y_train.std(correction=0))
+    (found,) = [f for f in result.findings if f.rule == "lr_too_low"]
+    assert "standardised target units" in found.message and f"{sigma:.4g}" in found.message
+    assert found.evidence["target_std"] == f"{sigma:.4g}"

@@ -74,7 +74,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -840,6 +840,13 @@ class Findings(Callback):
             probe=probe,
             baseline=baseline,
         )
+        scale = getattr(state.model, "output_scale", None)
+        if isinstance(scale, torch.Tensor) and scale.numel() and self.findings:  # a target-scaled regression
+            sigma = ", ".join(f"{v:.4g}" for v in scale.flatten().tolist()[:4])
+            note = (f" (Losses are in standardised target units: the target minus its mean, over its standard "
+                    f"deviation {sigma}; the validation metrics are in the target's own units.)")  # fmt: skip
+            self.findings = [replace(f, message=f.message + note, evidence={**f.evidence, "target_std": sigma})
+                             for f in self.findings]  # fmt: skip
         for f in self.findings:
             state.log_event("finding", rule=f.rule, message=f.message, suggestion=f.suggestion,
                             evidence=f.evidence, step=f.step, epoch=f.epoch, layer=f.layer)
