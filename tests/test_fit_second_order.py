@@ -85,7 +85,7 @@ def test_fit_drives_lbfgs_exactly_like_torchs_closure_loop(problem) -> None:
     ours, theirs = linear(), linear()
     X, y = data.X_train.double(), data.y_train.double()[:, None]
     l2 = 1 / (C * len(X))
-    train(data, ours, LBFGS(ours.parameters(), max_iter=5), epochs=3)
+    result = train(data, ours, LBFGS(ours.parameters(), max_iter=5), epochs=3)
     opt = torch.optim.LBFGS(theirs.parameters(), max_iter=5)
 
     def closure() -> torch.Tensor:
@@ -94,10 +94,15 @@ def test_fit_drives_lbfgs_exactly_like_torchs_closure_loop(problem) -> None:
         loss.backward()
         return loss
 
+    after = []
     for _ in range(3):
         opt.step(closure)
+        with torch.no_grad():  # the objective at the weights the step left: what each epoch's row reports
+            after.append(float(torch.nn.functional.binary_cross_entropy_with_logits(theirs(X), y)
+                               + 0.5 * l2 * theirs.weight.pow(2).sum()))  # fmt: skip
     torch.testing.assert_close(ours.weight, theirs.weight, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(ours.bias, theirs.bias, rtol=1e-9, atol=1e-12)
+    assert [r["loss"] for r in result.history] == pytest.approx(after, rel=1e-9)
 
 
 def test_torch_lbfgs_instance_gets_a_closure_too(problem) -> None:
