@@ -438,3 +438,17 @@ def test_advice_leaves_out_what_the_run_already_does() -> None:
     (f,) = diagnose(over, early_stopping={"best_epoch": 9, "restored": True}, setup={"l2": 1e-3, "dropout": 0.2})
     assert "Early stopping kept epoch 9's weights" in f.message
     assert "early_stopping=True" not in f.suggestion and "dropout" not in f.suggestion and "l2=0.001" in f.suggestion
+
+
+@pytest.mark.parametrize("lr", [1e-6, 1e-4])
+def test_a_rate_far_too_low_on_a_zero_initialised_linear_model_is_named_as_such(lr: float) -> None:
+    # Weights that start at zero and barely move look huge-gradient (the gradient dwarfs them) and flat; the cause
+    # is the rate, which the probe shows by raising it step by step (10x, 100x, ...) until the loss falls.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(150, 5, generator=g)
+    y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0]) + 0.1 * torch.randn(150, generator=g)
+    data = SimpleNamespace(X_train=X[:120], y_train=y[:120], X_val=X[120:], y_val=y[120:], task="regression")
+    result = fit("linear", data, optimizer="sgd", lr=lr, batch_size="full", epochs=30, tol=None,
+                         early_stopping=False, progress=False)  # fmt: skip
+    (found,) = result.findings
+    assert found.rule == "lr_too_low" and "the rate, not the model" in found.message

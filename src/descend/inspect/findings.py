@@ -5,8 +5,9 @@ Each rule reads the :class:`Evidence` of a run: the epoch rows (``FitResult.hist
 :class:`~descend.inspect.monitor.SharpnessMonitor`, the stop reason, what early stopping and the divergence guard
 did, what the run already uses (initialisation, dropout, weight decay, clipping) and, when a rule needs to tell a
 slow learning rate from an incapable model, a *probe*: :data:`PROBE_STEPS` steps of the run's own optimizer at
-10 times its learning rate on a fixed batch of training rows, after which the model and optimizer are put back
-bit for bit. Losses are in the training objective's units (``fit`` standardises regression targets, and its
+10 times its learning rate on a fixed batch of training rows (then 100, 1000 and 10000 times, while the loss neither
+falls by 10% nor blows up: a rate far too low is a rate too low too), after which the model and optimizer are put
+back bit for bit. Losses are in the training objective's units (``fit`` standardises regression targets, and its
 ``loss`` and ``val_loss`` with them).
 
 "Recent" means the last ``RECENT`` (3) records; a rule on records fires only if its condition holds on every
@@ -86,6 +87,7 @@ __all__ = ["EXCLUDES", "RULES", "Evidence", "Finding", "Findings", "diagnose", "
 RECENT = 3
 PROBE_STEPS = 20
 PROBE_FACTOR = 10.0
+PROBE_FACTORS = (10.0, 100.0, 1000.0, 10000.0)  # tried in turn until one lowers the loss by 10%
 Rows = Sequence[dict[str, Any]]
 Records = Sequence[dict[str, Any]]
 
@@ -115,9 +117,9 @@ class Evidence:
     ``patience``; ``guard``: the divergence guard's events (dicts with ``event``: ``guard_skip``,
     ``guard_rollback``, ``guard_stop``); ``setup``: what the run already uses, as far as known (``init``,
     ``activation``, ``dropout``, ``l2``, ``weight_decay``, ``clip_norm``, ``lr``, ``optimizer``, ``epochs``,
-    ``early_stopping``); ``probe``: a function returning the loss (before, after) :data:`PROBE_STEPS` steps at
-    10x the learning rate, or None where it cannot be run. It is called at most once, and only by a rule that
-    needs it."""
+    ``early_stopping``); ``probe``: a function returning the loss before and after :data:`PROBE_STEPS` steps at a
+    multiple of the learning rate, and that multiple (:data:`PROBE_FACTORS`, the first that lowers the loss by
+    10%), or None where it cannot be run. It is called at most once, and only by a rule that needs it."""
 
     rows: Rows
     health: Records = ()
@@ -126,18 +128,18 @@ class Evidence:
     early_stopping: Mapping[str, Any] | None = None
     guard: Sequence[Mapping[str, Any]] = ()
     setup: Mapping[str, Any] = field(default_factory=dict)
-    probe: Callable[[], tuple[float, float] | None] | None = None
+    probe: Callable[[], tuple[float, float, float] | None] | None = None
     baseline: Callable[[], float | None] | None = None
     _base: float | None = field(default=None, init=False, repr=False)
     _based: bool = field(default=False, init=False, repr=False)
-    _probed: tuple[float, float] | None = field(default=None, init=False, repr=False)
+    _probed: tuple[float, float, float] | None = field(default=None, init=False, repr=False)
     _done: bool = field(default=False, init=False, repr=False)
 
     @property
     def losses(self) -> list[float]:
         return [float(r["loss"]) for r in self.rows]
 
-    def probe_result(self) -> tuple[float, float] | None:
+    def probe_result(self) -> tuple[float, float, float] | None:
         if not self._done:
             self._done = True
             self._probed = self.probe() if self.probe is not None else None
@@ -224,7 +226,8 @@ def _lr_advice(ev: Evidence, factor: float) -> str:
     if isinstance(lr, (int, float)) and lr > 0:
         new = _fmt(lr * factor)
         return f"fit(..., lr={new}) or --lr {new} (now {_fmt(lr)})"
-    return "fit(..., lr=...) or --lr, " + ("10 times smaller" if factor < 1 else "10 times larger")
+    times = f"{1 / factor:g} times smaller" if factor < 1 else f"{factor:g} times larger"
+    return f"fit(..., lr=...) or --lr, {times}"
 
 
 def _unset(ev: Evidence, name: str) -> bool:
@@ -373,7 +376,8 @@ def exploding_gradients(ev: Evidence) -> Finding | None:
                        f"The first layer's gradient ({first}) is {g0 / max(g1, 1e-300):.1e} times the last layer's "
                        f"({last}): gradients grow on their way back through the layers.", fix,
                        {"first_layer_grad_norm": g0, "last_layer_grad_norm": g1}, step=health[-1]["step"], layer=first)
-    recent = _recent(health)
+    # The first step's record is left out: weights still at a zero initialisation make any gradient look huge.
+    recent = _recent([r for r in health if r["step"] > 1])
     scale = [(float(r["global_grad_norm"]), math.sqrt(sum(v * v for v in r["param_norm"].values()))) for r in recent]
     if recent and all(g > 1e3 * p for g, p in scale):
         g, p = scale[-1]
@@ -467,7 +471,9 @@ def plateau(ev: Evidence) -> Finding | None:
         if not tiny and stalled and last_health is not None and end == len(losses) - 1:
             g = float(last_health["global_grad_norm"])
             p = math.sqrt(sum(v * v for v in last_health["param_norm"].values()))
-            tiny = g * p < 1e-3 * losses[end]
+            # small weights at a small gradient: a saddle near zero. Small weights alone, under a gradient as
+            # large as the loss, are a descent that has hardly started (a rate far too low), not a flat region.
+            tiny = g * p < 1e-3 * losses[end] and g < 1e-2 * losses[end]
         escaped = min(losses[end + 1 :], default=math.inf) < 0.9 * losses[end]
         if tiny or escaped:
             first, last = int(rows[start]["epoch"]), int(rows[end]["epoch"])
@@ -544,12 +550,13 @@ def _settled_high(ev: Evidence) -> bool:
             and losses[-1] >= (0.7 * ev.reference() if ev.baseline is not None else 0.5 * losses[0]))
 
 
-def _probe_gain(ev: Evidence) -> tuple[float, float, float] | None:
+def _probe_gain(ev: Evidence) -> tuple[float, float, float, float] | None:
+    """(loss before, after, relative gain, the factor of the rate) of the probe, or None."""
     probed = ev.probe_result()
     if probed is None or not all(math.isfinite(v) for v in probed) or probed[0] <= 0:
         return None
-    before, after = probed
-    return before, after, 1 - after / before
+    before, after, factor = probed
+    return before, after, 1 - after / before, factor
 
 
 def lr_too_low(ev: Evidence) -> Finding | None:
@@ -590,10 +597,12 @@ def lr_too_low(ev: Evidence) -> Finding | None:
     if _settled_high(ev):
         gain = _probe_gain(ev)
         if gain is not None and gain[2] >= 0.1:
+            more = "raise the learning rate: " + _lr_advice(ev, gain[3]) + " (what the probe used), or try a few " \
+                   "rates with descend lr-find / lr='auto'."  # fmt: skip
             return Finding(
                 "lr_too_low",
                 f"The training loss settled at {losses[-1]:.4g} ({losses[-1] / losses[0]:.0%} of the first "
-                f"epoch's), but {PROBE_STEPS} steps at {PROBE_FACTOR:g}x the learning rate (a probe on a fixed batch "
+                f"epoch's), but {PROBE_STEPS} steps at {gain[3]:g}x the learning rate (a probe on a fixed batch "
                 f"of training rows, undone afterwards) lowered it from "
                 f"{gain[0]:.4g} to {gain[1]:.4g}: the rate, not the model, held the descent back.", more,
                 {"last_loss": losses[-1], "probe_before": gain[0], "probe_after": gain[1]},
@@ -613,7 +622,7 @@ def under_fitting(ev: Evidence) -> Finding | None:
     gain = _probe_gain(ev)
     if gain is not None and gain[2] >= 0.1:
         return None
-    probe = (f" {PROBE_STEPS} steps at {PROBE_FACTOR:g}x the learning rate changed it only from {gain[0]:.4g} to "
+    probe = (f" {PROBE_STEPS} steps at up to {gain[3]:g}x the learning rate changed it only from {gain[0]:.4g} to "
              f"{gain[1]:.4g}: the rate is not what holds it back." if gain is not None else "")
     of = ("the loss of a constant prediction (the mean, or the class frequencies)" if ev.baseline is not None
           else "the first epoch's")
@@ -824,11 +833,18 @@ class Findings(Callback):
         baseline = getattr(loss, "baseline", None)
         probe = None
         if loss is not None and state.history:
-            def probe() -> tuple[float, float] | None:
-                try:
-                    return probe_higher_lr(state.model, state.optimizer, loss)
-                except (RuntimeError, ValueError, TypeError):  # an optimizer that cannot step this way
-                    return None
+            def probe() -> tuple[float, float, float] | None:
+                best: tuple[float, float, float] | None = None
+                for factor in PROBE_FACTORS:
+                    try:
+                        before, after = probe_higher_lr(state.model, state.optimizer, loss, factor=factor)
+                    except (RuntimeError, ValueError, TypeError):  # an optimizer that cannot step this way
+                        return best
+                    if best is None or (math.isfinite(after) and after < best[1]):
+                        best = (before, after, factor)
+                    if not math.isfinite(after) or after > before or after <= 0.9 * before:
+                        break  # past the stable rates, or the answer
+                return best
         self.findings = diagnose(
             state.history,
             self.health.records if self.health is not None else (),
