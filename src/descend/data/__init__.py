@@ -19,6 +19,7 @@ from descend.data.errors import (
     CategoryError,
     ColumnError,
     ColumnMismatchError,
+    ColumnTypeError,
     ConstantColumnError,
     DataFileError,
     DataFileNotFoundError,
@@ -26,6 +27,7 @@ from descend.data.errors import (
     DataWarning,
     DuplicateColumnError,
     EmptyTableError,
+    EncodingError,
     FileFormatError,
     LengthMismatchError,
     MissingColumnError,
@@ -34,6 +36,7 @@ from descend.data.errors import (
     NonNumericError,
     SplitError,
     TargetError,
+    UnnamedColumnError,
 )
 from descend.data.prepare import PreparedData, prepare
 from descend.data.preprocess import Preprocessor
@@ -47,6 +50,7 @@ __all__ = [
     "CategoryError",
     "ColumnError",
     "ColumnMismatchError",
+    "ColumnTypeError",
     "ConstantColumnError",
     "DataFileError",
     "DataFileNotFoundError",
@@ -55,6 +59,7 @@ __all__ = [
     "Dataset",
     "DuplicateColumnError",
     "EmptyTableError",
+    "EncodingError",
     "FileFormatError",
     "LengthMismatchError",
     "LoaderBatches",
@@ -67,6 +72,7 @@ __all__ = [
     "SplitError",
     "TargetEncoding",
     "TargetError",
+    "UnnamedColumnError",
     "list_datasets",
     "load_dataset",
     "make_blobs",
