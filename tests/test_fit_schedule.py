@@ -50,11 +50,9 @@ def test_lr_auto_picks_the_peak_of_the_schedule(tmp_path, optimizer: object) -> 
     peak = result.lr_find.lr
     planned = 4 * math.ceil(1437 / 64)
     shape = named("one-cycle", peak, total_steps=planned)
-    # metrics.csv's lr: the one-cycle over the run, peaking at the range test's rate (a descend optimizer shows
-    # the rate of the next update, a torch optimizer the rate fit set for its last).
-    last = 1 if optimizer is torch.optim.SGD else 0
-    assert [r["lr"] for r in result.history] == pytest.approx([shape(r["step"] - last) for r in result.history],
-                                                              rel=1e-9)
+    # metrics.csv's lr: the one-cycle over the run, peaking at the range test's rate; the rate of the next
+    # update, for a descend optimizer and a torch one alike.
+    assert [r["lr"] for r in result.history] == pytest.approx([shape(r["step"]) for r in result.history], rel=1e-9)
     rates = pd.read_csv(tmp_path / "run" / "schedule.csv")
     assert len(rates) == planned and rates["lr"].max() == pytest.approx(peak, rel=1e-3)
     config = descend.train.RunFolder(tmp_path / "run").read_json("config.json")

@@ -286,6 +286,8 @@ class Loop:
                 self.loss_sum += loss.detach()
                 s.step += 1
                 s.batch = b + 1
+                if set_lr is not None:  # the rate of the next update, as a descend optimizer's groups hold it
+                    set_lr(s.step)
                 if step_hooks:
                     s.loss, s.batch_rows = loss, rows
                     s.batch_index = idx if stream is None else None
