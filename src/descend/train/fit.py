@@ -186,6 +186,14 @@ def _check_arguments(args: dict[str, Any]) -> None:
         raise ConfigError(f"scale_target: invalid scale_target={args['scale_target']!r}; expected 'auto', True or False")
 
 
+def _checked(args: dict[str, Any]) -> int:
+    """Check fit's arguments; draw the seed when it is None (written back into ``args``) and return it."""
+    _check_arguments(args)
+    if args["seed"] is None:
+        args["seed"] = secrets.randbelow(2**31)
+    return int(args["seed"])
+
+
 def _stream_batch(X_dtype: torch.dtype, y_dtype: torch.dtype, unsqueeze: bool,
                   transform: Callable[[Tensor], Tensor] | None, n_classes: int | None) -> Callable[..., Any]:
     """For a loader: a batch ``(X, y)`` as the loop needs it, converted as fit converts in-memory targets."""
@@ -410,10 +418,7 @@ def fit(
     returned model is in evaluation mode.
     """
     args = dict(locals())
-    _check_arguments(args)
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-        args["seed"] = seed
+    seed = _checked(args)
     if resume is not None:
         run: RunFolder | None = RunFolder.open(resume)
     elif run_dir is not None:
@@ -461,10 +466,7 @@ def find_lr(model: nn.Module | str, data: Any, **options: Any) -> Any:
         raise ConfigError(f"find_lr: {e}; expected fit's keyword arguments") from e
     bound.apply_defaults()
     args = dict(bound.arguments)
-    _check_arguments(args)
-    if args["seed"] is None:
-        args["seed"] = secrets.randbelow(2**31)
-    return _seeded(args, args["seed"], None, range_test_only=True)
+    return _seeded(args, _checked(args), None, range_test_only=True)
 
 
 def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:

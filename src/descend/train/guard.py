@@ -102,34 +102,6 @@ _LONG_STREAK = 10  # bad steps in a row (at least an epoch's) that are no longer
 _MAX_ROWS = 1024  # row indices kept for a run of bad batches
 
 
-def _tensors(value: Any) -> list[Tensor]:
-    """The tensors in a state dict, in the order :func:`_copy` visits them."""
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    return []
-
-
-def _copy(value: Any, buffers: Any, pairs: list[tuple[Tensor, Tensor]]) -> Any:
-    """:func:`clone_state`, but a tensor takes the next of ``buffers`` (an iterator, or None) when that has its
-    shape, type and device: the pair goes to ``pairs`` for one fused copy."""
-    if isinstance(value, Tensor):
-        buffer = next(buffers, None) if buffers is not None else None
-        if buffer is not None and buffer.shape == value.shape and buffer.dtype == value.dtype \
-                and buffer.device == value.device:  # fmt: skip
-            pairs.append((buffer, value.detach()))
-            return buffer
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _copy(v, buffers, pairs) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_copy(v, buffers, pairs) for v in value)
-    return value
-
-
 class _ScaledSchedule:
     """``step -> scale * schedule(step)``; other attributes (``step``, ``state_dict``...) reach the schedule."""
 
@@ -532,34 +504,25 @@ class DivergenceGuard(Callback):
 
     # -- saved states --------------------------------------------------------------------------------------
 
-    def _snapshot(self, state: TrainState, spare: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A copy of the model and the optimizer (and the statistics that judged them). ``spare``: a discarded
-        copy whose tensors are written over where they fit, one fused copy instead of a new tensor each (in a
-        training loop's cold caches a new tensor costs several microseconds)."""
-        pairs: list[tuple[Tensor, Tensor]] = []
-        buffers = iter(_tensors(spare["model"]) + _tensors(spare["optimizer"])) if spare is not None else None
-        model = _copy(state.model.state_dict(), buffers, pairs)
-        optimizer = _copy(state.optimizer.state_dict(), buffers, pairs)
-        if pairs:
-            torch._foreach_copy_([b for b, _ in pairs], [v for _, v in pairs])
+    def _snapshot(self, state: TrainState) -> dict[str, Any]:
+        """A copy of the model and the optimizer, and the statistics that judged them."""
         return {
             "step": state.step,
             "scale": self.scale,
-            "model": model,
-            "optimizer": optimizer,
+            "model": clone_state(state.model.state_dict()),
+            "optimizer": clone_state(state.optimizer.state_dict()),
             "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
             "recent": list(self._recent),
         }
 
     def _take_candidate(self, state: TrainState) -> None:
         best = max(self._best, self._floor)
-        spare = self._candidate
         if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
-            spare, self._good, self._undone = self._good, self._candidate, False
+            self._good, self._undone = self._candidate, False
         # The block just judged was normal: its loss, and the updates that followed it, were finite (the check
         # before each update prevents a non-finite one). Parameters made non-finite some other way give
         # non-finite losses, so the copy never sees the ``every`` normal blocks it needs to become the good state.
-        self._candidate = self._snapshot(state, spare)
+        self._candidate = self._snapshot(state)
 
     def _good_step(self) -> int | None:
         return None if self._good is None else int(self._good["step"])
