@@ -73,6 +73,18 @@ def test_run_folder_files(tmp_path: Path) -> None:
         descend.fit(model(), dataset(), run_dir=run, **ARGS)
     with pytest.raises(ConfigError, match="complete"):
         descend.fit(model(), dataset(), resume=run, **ARGS)
+    with pytest.raises(ConfigError, match=r"overwrite: invalid overwrite='yes'; expected True or False"):
+        descend.fit(model(), dataset(), run_dir=run, overwrite="yes", **ARGS)
+    # overwrite: the old run's files go, the new run is the same as a run in a fresh folder
+    (run / "stray.txt").write_text("from the old run")
+    again = descend.fit(model(), dataset(), run_dir=run, overwrite=True, **{**ARGS, "epochs": 3})
+    assert again.epochs == 3 and not (run / "stray.txt").exists()
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
+    fresh = descend.fit(model(), dataset(), run_dir=run.with_name("fresh"), **{**ARGS, "epochs": 3})
+    assert load_file(run / "model" / "model.safetensors").keys() == \
+        load_file(run.with_name("fresh") / "model" / "model.safetensors").keys()
+    assert torch.equal(flat(again.model), flat(fresh.model))
+    assert not (run / ".descend.lock").exists()
 
 
 class StepWeights(Callback):
