@@ -17,7 +17,8 @@ import click
 
 from descend.cli._explore import compare, landscape, report, runs
 from descend.cli._output import Out, output_options
-from descend.cli._train import lr_find, predict, train
+from descend.cli._predict import predict
+from descend.cli._train import lr_find, train
 from descend.errors import DescendError
 
 __all__ = ["cli", "main"]
