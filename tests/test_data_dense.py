@@ -76,7 +76,12 @@ def same(dense: Any, general: Any) -> None:
         np.testing.assert_allclose([c.shift, c.scale], [d.shift, d.scale], rtol=1e-12)
         assert (c.fill is None) == (d.fill is None)
         if c.fill is not None:
-            np.testing.assert_allclose(float(c.fill), float(d.fill), rtol=1e-12)
+            # The dense path's median is taken over the float32 features (a Parquet float64 column is rounded to
+            # float32 as it fills them), so it agrees with the general path's to float32 precision; the mean,
+            # merged from float64 moments, to 1e-12.
+            rtol = 1e-12 if general.preprocessor.impute == "mean" else 1e-7
+            np.testing.assert_allclose(float(c.fill), float(d.fill), rtol=rtol)
+        assert dense.decisions == general.decisions
 
 
 @pytest.mark.parametrize(
@@ -122,7 +127,7 @@ def test_nan_or_infinite_values_are_reported_by_the_general_checks(tmp_path: Pat
     rows[40_001] = "nan," + rows[40_001].split(",", 1)[1]
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(MissingValueError, match=r"t\.csv: column 'a', line 40002: value is missing"):
-        prepare(path, target="y")
+        prepare(path, target="y", strict=True)
     same(prepare(path, target="y", impute="mean"), prepare(read_table(path), target="y", impute="mean"))
     rows[59_000] = ",".join([*rows[59_000].split(",")[:-1], "-inf"])
     rows[40_001] = rows[40_002]

@@ -144,28 +144,28 @@ CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
     (
         "text in numeric column",
         text("n.csv", "a,b,y\n1,2,0\n3,4,1\nx7,5,0\n6,7,1\n8,9,0\n"),
-        {},
+        {"strict": True},
         NonNumericError,
         r"n\.csv: column 'a', line 4: 'x7' is not a number, and 4 of the column's 5 values are numbers",
     ),
     (
         "text in numeric column past the first block",
         late_typo,
-        {},
+        {"strict": True},
         NonNumericError,
         r"late\.csv: column 'a', line 150002: '1\.5x' is not a number",
     ),
     (
         "missing value",
         text("m.csv", GOOD.replace("\n2,4,0\n", "\n2,,0\n")),
-        {},
+        {"strict": True},
         MissingValueError,
-        r"m\.csv: column 'b', line 4: value is missing \(1 missing .* impute='mean', 'median' or 'drop'",
+        r"m\.csv: column 'b', line 4: value is missing \(1 missing .* impute='median' or 'mean' \(strict off\) or 'drop'",
     ),
     (
         "NA marker in a number column",
         text("na.csv", GOOD.replace("\n3,1,1\n", "\nNA,1,1\n")),
-        {},
+        {"strict": True},
         MissingValueError,
         r"na\.csv: column 'a', line 5: value is missing",
     ),
@@ -214,14 +214,14 @@ CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
     (
         "empty feature column",
         text("ec.csv", "a,e,y\n1,,0\n2,,1\n3,,0\n"),
-        {},
+        {"strict": True},
         MissingValueError,
         r"ec\.csv: column 'e' has no values \(all 3 are missing\); remove the column",
     ),
     (
         "some target missing",
         text("sm.csv", "a,y\n1,0\n2,\n3,1\n4,0\n"),
-        {},
+        {"strict": True},
         MissingValueError,
         r"sm\.csv: target 'y', line 3: value is missing .*impute='drop'",
     ),
@@ -254,11 +254,18 @@ CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
         r"rl\.csv: task='regression' needs a numeric target, but 'y' holds labels such as 'cat'",
     ),
     (
-        "text column refused",
-        text("tc.csv", "a,colour,y\n1,red,0\n2,blue,1\n3,red,0\n"),
-        {"categorical": "error"},
+        "dates refused in strict mode",
+        text("tc.csv", "a,when,y\n1,2024-03-05,0\n2,2024-03-06,1\n3,2024-03-07,0\n"),
+        {"strict": True},
         NonNumericError,
-        r"tc\.csv: column 'colour' holds text \(e\.g\. 'red'\); pass categorical='onehot'",
+        r"tc\.csv: column 'when' holds dates \(e\.g\. '2024-03-05'\); pass dates=\['when'\]",
+    ),
+    (
+        "categorical names a column the table lacks",
+        text("tc.csv", "a,colour,y\n1,red,0\n2,blue,1\n3,red,0\n"),
+        {"categorical": ["color"]},
+        DataOptionError,
+        r"categorical names 'color', not a feature column of .*tc\.csv; feature columns are 'a', 'colour'",
     ),
     (
         "header is data",
@@ -293,7 +300,7 @@ CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
     ("bad validation fraction", text("t.csv", GOOD), {"validation": 1.5}, DataOptionError, r"validation must be a fraction in \[0, 1\); got 1\.5"),
     ("negative test fraction", text("t.csv", GOOD), {"test": -0.1}, DataOptionError, r"test must be a fraction in \[0, 1\); got -0\.1"),
     ("fractions sum to 1", text("t.csv", GOOD), {"validation": 0.5, "test": 0.5}, DataOptionError, r"validation \+ test must be below 1"),
-    ("bad impute", text("t.csv", GOOD), {"impute": "zero"}, DataOptionError, r"impute must be one of None, 'mean', 'median', 'drop'; got 'zero'"),
+    ("bad impute", text("t.csv", GOOD), {"impute": "zero"}, DataOptionError, r"impute must be one of 'median', 'mean', 'drop', 'error'; got 'zero'"),
     ("bad task", text("t.csv", GOOD), {"task": "ranking"}, DataOptionError, r"task must be one of 'auto', .*; got 'ranking'"),
     ("bad seed", text("t.csv", GOOD), {"seed": 1.5}, DataOptionError, r"seed must be an integer; got 1\.5"),
     ("unreadable source", {"a": [1, 2]}, {}, DataOptionError, r"cannot read a table from a dict; give a path"),
@@ -339,7 +346,7 @@ def test_error_classes_also_are_the_builtins_a_python_user_expects(tmp_path: Pat
 def test_every_feature_constant_is_refused_after_the_warning(tmp_path: Path) -> None:
     p = tmp_path / "allk.csv"
     p.write_text("a,b,y\n" + "".join(f"1,2,{i % 2}\n" for i in range(10)))
-    dropped = r"dropped 2 column\(s\) constant over the training rows: 'a', 'b'"
+    dropped = r"left out 2 column\(s\) constant over the training rows: 'a', 'b'"
     with (
         pytest.warns(DataWarning, match=dropped),
         pytest.raises(ConstantColumnError, match=r"every feature column"),
@@ -362,10 +369,10 @@ PREDICT_CASES: list[tuple[str, Any, type[Exception], str]] = [
         r"missing feature column\(s\) 'colour'",
     ),
     (
-        "extra column",
-        pd.DataFrame({"age": [1.0], "colour": ["red"], "height": [2.0]}),
-        ColumnMismatchError,
-        r"unexpected column\(s\) 'height'; the model was trained on 'age', 'colour'",
+        "a stray word in a numeric column",
+        pd.DataFrame({"age": ["1", "2", "x"], "colour": ["red", "red", "red"]}),
+        NonNumericError,
+        r"DataFrame: column 'age', row 3: 'x' is not a number",
     ),
     (
         "text where a number was",
@@ -412,16 +419,25 @@ PREDICT_CASES: list[tuple[str, Any, type[Exception], str]] = [
 def test_prediction_time_input_is_checked_against_training(
     source: Any, error: type[Exception], match: str
 ) -> None:
-    data = prepare(TRAIN, target="y", validation=0.0)
+    data = prepare(TRAIN, target="y", validation=0.0, strict=True)
     with pytest.raises(error, match=match):
         data.preprocessor.transform(source)
+
+
+def test_extra_columns_at_prediction_time_are_ignored_and_named_once() -> None:
+    data = prepare(TRAIN, target="y", validation=0.0, strict=True)
+    new = pd.DataFrame({"height": [2.0], "colour": ["red"], "age": [1.0]})
+    with pytest.warns(DataWarning, match=r"ignored 1 column\(s\) the model was not trained on: 'height'") as caught:
+        got = data.preprocessor.transform(new)
+    assert len(caught) == 1
+    torch.testing.assert_close(got, data.preprocessor.transform(new[["age", "colour"]]), rtol=0, atol=0)
 
 
 def test_messages_are_one_line_and_name_the_source(tmp_path: Path) -> None:
     p = tmp_path / "m.csv"
     p.write_text("a,y\n1,0\n,1\n")
     with pytest.raises(MissingValueError) as info:
-        prepare(p, target="y")
+        prepare(p, target="y", strict=True)
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(str(p))
     assert re.search(r"line 3", str(info.value))

@@ -121,7 +121,7 @@ def _check(
         i = int(missing[0])
         raise MissingValueError(
             f"{origin}: {role} {shown(name)}, {at(i)}: value is missing ({len(missing)} missing in the "
-            "column); fill it in, or choose impute='mean', 'median' or 'drop' (drop the rows)"
+            "column); fill it in, or choose impute='median' or 'mean' (strict off) or 'drop' (drop the rows)"
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +24,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from descend.data.columns import Kind, column_kind, numeric_values
+from descend.data.columns import column_kind, numeric_values
 from descend.data.datasets import Dataset
+from descend.data.decisions import describe_notes
 from descend.data.dense import BATCH_VALUES, dense_columns, fill_splits, scale_in_place
-from descend.data.encode import encode_splits
+from descend.data.encode import Notes, boolean_values, encode_splits
 from descend.data.errors import (
     ColumnError,
     DataOptionError,
+    DataWarning,
     EmptyTableError,
     LengthMismatchError,
     MissingColumnError,
     MissingValueError,
-    NonNumericError,
     shown,
 )
+from descend.data.fitting import Column, Fitting, constant_column
+from descend.data.kinds import _ID_NAME, Plan
 from descend.data.options import check_choice
-from descend.data.preprocess import CONSTANT, IMPUTE, SCALES, UNSEEN, Preprocessor
+from descend.data.preprocess import Preprocessor
 from descend.data.read import Origin, frame_from_array, read_file, read_with_origin, shown_names, to_frame
 from descend.data.split import check_fractions, split_indices
 from descend.data.target import TASKS, TargetEncoding, Task, check_target_present, fit_target
@@ -76,6 +80,11 @@ class PreparedData:
     index_test: torch.Tensor | None = field(repr=False)
 
     @property
+    def decisions(self) -> list[str]:
+        """What was done to each kind of column, one line each (also saved with the preprocessing)."""
+        return self.preprocessor.describe()
+
+    @property
     def n_features(self) -> int:
         return self.X_train.shape[1]
 
@@ -100,30 +109,49 @@ def prepare(
     validation: float = 0.2,
     test: float = 0.0,
     scale: str = "standard",
-    impute: str | None = None,
-    categorical: str = "onehot",
+    impute: str | None = "median",
+    unseen: str = "infrequent",
+    min_frequency: int = 5,
+    drop: Sequence[str] | None = None,
+    keep: Sequence[str] | None = None,
+    dates: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    strict: bool = False,
     seed: int = 0,
-    unseen: str = "error",
     constant: str = "drop",
     stratify: bool = True,
     encoding: str | None = None,
 ) -> PreparedData:
     """Read, check, split, scale and encode a table into :class:`PreparedData`.
 
+    By default a messy table trains as it is, and each decision is a line of :attr:`PreparedData.decisions`:
+    gaps are filled, rare and unseen categories pooled, dates expanded, identifiers and constant columns left out
+    (rules: :mod:`descend.data.kinds`, :mod:`descend.data.fitting`, :mod:`descend.data.categories`).
+
     Args:
         source: anything :func:`read_table` reads (path, DataFrame, array, tensor), a :class:`Dataset`, or a pair
             ``(X, y)`` of arrays/tensors (then ``target`` stays None; y's column is called ``"y"``).
-        target: the target column, or a list of columns (multi-output regression). Required for a table.
+        target: the target column, or a list of columns (multi-output regression). Required for a table. Rows
+            whose target is missing are left out (strict: refused).
         task: ``"auto"``, ``"regression"``, ``"binary"`` or ``"multiclass"`` (inference rules:
             :mod:`descend.data.target`).
         validation, test: fractions of the rows held out, each in [0, 1) and together below 1.
         scale: ``"standard"``, ``"minmax"`` or ``"none"``; statistics come from the training rows only.
-        impute: ``None`` (missing values are an error), ``"mean"``, ``"median"`` (training statistics; the most
-            frequent category for text columns) or ``"drop"`` (remove rows with a missing value, target included).
-        categorical: ``"onehot"`` (text columns become one-hot columns) or ``"error"`` (refuse text columns).
+        impute: gaps in feature columns: ``"median"`` (the training median, plus a 0/1 ``<name>.missing`` column
+            for a column with gaps; a gap in a text column is the category ``(missing)``), ``"mean"`` (the same
+            with the mean), ``"drop"`` (remove the rows; gaps met later take the median) or ``"error"`` (refuse;
+            ``None`` means the same).
+        unseen: a category not seen in training, in the held-out rows and in :meth:`Preprocessor.transform` later:
+            ``"infrequent"`` (the pool of rare categories; all zeros for a column without one), ``"ignore"`` (all
+            zeros) or ``"error"``.
+        min_frequency: categories with fewer training rows (an integer >= 1) are pooled into ``(infrequent)``.
+        drop: columns to leave out. keep: columns to use that would be left out as identifiers or as constant.
+        dates: columns to read as dates (parts: year, month, weekday, yearday, days). categorical: columns to read
+            as categories (integer codes, say). Each name must be a feature column of the table.
+        strict: refuse each problem instead of handling it: gaps (unless ``impute="drop"``), unseen categories,
+            numbers with a stray word, dates not named in ``dates``, identifiers not named in ``drop``/``keep``,
+            columns with no values; text is compared exactly (no trimming, no case merging, no pooling).
         seed: seeds the split.
-        unseen: ``"error"`` or ``"ignore"`` (all zeros) for a category absent from the training rows, in the
-            validation/test rows here and in :meth:`Preprocessor.transform` later.
         constant: ``"drop"`` (with a :class:`DataWarning`) or ``"error"`` for columns constant in training.
         stratify: split classification data so each class keeps its share in every split.
         encoding: the text encoding of a CSV/TSV file (``"latin-1"``, ``"cp1252"``, ...); by default UTF-8, and
@@ -137,24 +165,22 @@ def prepare(
     """
     check_choice("task", task, TASKS)
     check_fractions(validation, test)
-    check_choice("scale", scale, SCALES)
-    check_choice("impute", impute, IMPUTE)
-    check_choice("categorical", categorical, ("onehot", "error"))
-    check_choice("unseen", unseen, UNSEEN)
-    check_choice("constant", constant, CONSTANT)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DataOptionError(f"seed must be an integer; got {seed!r}")
+    pre = Preprocessor(
+        scale=scale, impute=impute, unseen=unseen, constant=constant, min_frequency=min_frequency, strict=strict,
+        drop=drop, keep=keep, dates=dates, categorical=categorical,
+    )  # fmt: skip
     import pandas as pd
 
     table, origin, names = _source(source, target, encoding)
-    pre = Preprocessor(scale=scale, impute=impute, unseen=unseen, constant=constant)
     split = functools.partial(
         _split, validation=validation, test=test, seed=int(seed), stratify=stratify, origin=origin
     )
     if isinstance(table, pd.DataFrame):
         frame = table
     else:  # parsed by pyarrow from a file
-        if _is_dense(table, names, impute):  # a clean numeric table goes straight to tensors
+        if _is_dense(table, names, pre):  # a clean numeric table goes straight to tensors
             parsed = [table]
             del table  # so the dense pass can release the table as it fills the tensors
             data = _prepare_dense(parsed, origin, names, task, pre, split)
@@ -165,17 +191,10 @@ def prepare(
     features = [c for c in frame.columns if c not in names]
     if not features:
         raise ColumnError(f"{origin}: no feature columns besides the target {shown_names(names)}")
-    kinds: dict[str, Kind] = {c: column_kind(frame[c], c, origin) for c in features}
-    text = [c for c, k in kinds.items() if k == "categorical"]
-    if text and categorical == "error":
-        c = text[0]
-        raise NonNumericError(
-            f"{origin}: column {shown(c)} holds text (e.g. {shown(frame[c].dropna().iloc[0])}); pass "
-            "categorical='onehot' to encode text columns"
-        )
+    plan = pre.plan(frame, features, origin)
 
-    keep = _rows_to_keep(frame, names, kinds, impute, task, origin)
-    rows = np.flatnonzero(keep) if not keep.all() else np.arange(len(frame))
+    kept, unlabelled = _rows_to_keep(frame, names, plan, pre, task, origin)
+    rows = np.flatnonzero(kept) if not kept.all() else np.arange(len(frame))
     if len(rows) == 0:
         raise EmptyTableError(f"{origin}: impute='drop' removed every row (each has a missing value)")
     targets = frame[names] if len(rows) == len(frame) else frame[names].iloc[rows]
@@ -183,11 +202,21 @@ def prepare(
     y = coding.encode(targets, origin)
 
     parts = split(y, coding)
-    pre.fit_rows(frame, kinds, rows[parts[0]], origin)
+    pre.fit_rows(frame, plan, rows[parts[0]], origin)
     pre.target_ = coding
+    if unlabelled:
+        line = f"target: {unlabelled} row(s) without a target value left out"
+        pre.decisions_.append(line)
+        warnings.warn(f"{origin}: {line} (strict=True refuses them)", DataWarning, stacklevel=2)
     # A table read from a file here is ours: its columns are released as the tensors are filled.
     owned = isinstance(source, (str, os.PathLike))
-    X = encode_splits(frame, pre.columns_, origin, [rows[p] for p in parts], unseen, release=owned)
+    notes: list[Notes] = [{} for _ in parts]
+    X = encode_splits(frame, pre.columns_, origin, [rows[p] for p in parts], pre.unseen_rule, strict=pre.strict,
+                      release=owned, notes=notes)  # fmt: skip
+    for what, note in zip(("validation", "test"), notes[1:]):
+        said = describe_notes(note, pre.columns_)
+        if said:
+            pre.decisions_.append(f"{what} rows: {'; '.join(said)}")
     return _prepared(X, y, rows, parts, pre, names)
 
 
@@ -232,9 +261,15 @@ def _prepared(
     )  # fmt: skip
 
 
-def _is_dense(table: pa.Table, names: list[str], impute: str | None) -> bool:
-    """Whether :func:`_prepare_dense` can take the table: float columns, no missing values, some features."""
-    return table.num_columns > len(names) and impute != "median" and dense_columns(table, table.column_names)
+def _is_dense(table: pa.Table, names: list[str], pre: Preprocessor) -> bool:
+    """Whether :func:`_prepare_dense` can take the table: float columns, no missing values, some features, no
+    column named in the options and none named like an identifier (those take the general path's rules)."""
+    named = pre.drop or pre.keep or pre.dates or pre.categorical
+    features = [c for c in table.column_names if c not in names]
+    return (
+        bool(features) and not named and not any(_ID_NAME.search(c.strip()) for c in features)
+        and dense_columns(table, table.column_names)
+    )  # fmt: skip
 
 
 def _prepare_dense(
@@ -255,7 +290,7 @@ def _prepare_dense(
     table = parsed.pop()
     features = [c for c in table.column_names if c not in names]
     targets = pd.DataFrame({n: table.column(n).to_numpy() for n in names}, copy=False)
-    _rows_to_keep(targets, names, {}, pre.impute, task, origin)  # the general path's checks of the target
+    _rows_to_keep(targets, names, Plan(), pre, task, origin)  # the general path's checks of the target
     encoding = fit_target(targets, names, task, origin)
     y = encoding.encode(targets, origin)
     parts = split(y, encoding)
@@ -267,20 +302,31 @@ def _prepare_dense(
         return None
     X, moments = filled
     lo, hi, mean, std = (a.tolist() for a in (moments.lo, moments.hi, moments.mean, moments.std))
-    fill = mean if pre.impute == "mean" else [None] * len(features)
-    pre.set_columns(
-        [
-            pre.numeric_column(c, fill[j], lo[j], hi[j], mean[j], std[j], origin)
-            for j, c in enumerate(features)
-        ],
-        origin,
-    )
+    if pre.strict or pre.impute == "error":
+        fill: list[float | None] = [None] * len(features)
+    elif pre.impute == "mean":
+        fill = list(mean)
+    else:  # the median a gap met later takes: one partition of each training column
+        fill = [float(np.median(X[0][:, j].astype(np.float64))) for j in range(len(features))]
+    columns = []
+    for j, c in enumerate(features):
+        if lo[j] == hi[j]:
+            columns.append(_constant_dense(pre, c, lo[j], origin))
+            continue
+        shift, scale = {"standard": (mean[j], std[j]), "minmax": (lo[j], hi[j] - lo[j])}.get(pre.scale, (0.0, 1.0))
+        columns.append(Column(c, "numeric", fill=fill[j], shift=shift, scale=scale))
+    pre.set_columns(columns, origin)
     pre.target_ = encoding
     live = [j for j, c in enumerate(pre.columns_) if c.kind != "dropped"]
     if len(live) < len(features):
         X = [np.ascontiguousarray(x[:, live]) for x in X]
     scale_in_place(X, [pre.columns_[j] for j in live])
     return _prepared([torch.from_numpy(x) for x in X], y, np.arange(n), parts, pre, names)
+
+
+def _constant_dense(pre: Preprocessor, name: str, value: float, origin: Origin) -> Column:
+    return constant_column(Column(name, "numeric"), origin, value,
+                     Fitting(pre.scale, pre.impute, pre.min_frequency, pre.constant, pre.strict))  # fmt: skip
 
 
 def _source(
@@ -360,14 +406,16 @@ def _from_xy(X: Any, y: Any) -> tuple[pd.DataFrame, Origin, list[str]]:
 def _rows_to_keep(
     frame: pd.DataFrame,
     names: list[str],
-    kinds: dict[str, Kind],
-    impute: str | None,
+    plan: Plan,
+    pre: Preprocessor,
     task: str,
     origin: Origin,
-) -> np.ndarray:
-    """Check every value once, in table order, and return the mask of rows to keep (all, unless impute='drop')."""
+) -> tuple[np.ndarray, int]:
+    """Check every value once, in table order; return the mask of rows to keep and how many were left out for a
+    missing target. Rows go only for a missing target (outside strict mode) or a gap with ``impute="drop"``."""
     import pandas as pd
 
+    drop_gaps = pre.impute == "drop"
     keep = np.ones(len(frame), dtype=bool)
     for n in names:
         present = check_target_present(frame[n], n, origin)
@@ -376,31 +424,21 @@ def _rows_to_keep(
         elif task in ("auto", "regression"):
             column_kind(frame[n], n, origin)  # numbers with a typo are not class labels
         if not present.all():
-            if impute != "drop":
+            if not drop_gaps and (pre.strict or pre.impute == "error"):
                 i = int(np.flatnonzero(~present)[0])
                 raise MissingValueError(
                     f"{origin}: target {shown(n)}, {origin.at(i)}: value is missing ({int((~present).sum())} missing); "
-                    "a target is never imputed: remove those rows, or pass impute='drop'"
+                    "a target is never imputed: remove those rows, or pass impute='drop' (strict off: they are left out)"
                 )
             keep &= present
-    for c, kind in kinds.items():
+    unlabelled = int((~keep).sum())
+    for c, kind in plan.kinds.items():
         if kind == "numeric":
-            v = numeric_values(frame[c], c, origin, allow_missing=impute is not None)
-            if impute == "drop":
+            v = numeric_values(frame[c], c, origin, allow_missing=not pre.strict and pre.impute != "error")
+            if drop_gaps:
                 keep &= ~np.isnan(v)
-        else:
-            present = frame[c].notna().to_numpy()
-            if not present.any():
-                raise MissingValueError(
-                    f"{origin}: column {shown(c)} has no values (all {len(present)} are missing); remove the column"
-                )
-            if not present.all():
-                if impute is None:
-                    i = int(np.flatnonzero(~present)[0])
-                    raise MissingValueError(
-                        f"{origin}: column {shown(c)}, {origin.at(i)}: value is missing; fill it in, or choose "
-                        "impute='mean' or 'median' (most frequent category) or 'drop' (drop the rows)"
-                    )
-                if impute == "drop":
-                    keep &= present
-    return keep
+        elif drop_gaps and kind == "boolean":
+            keep &= ~np.isnan(boolean_values(frame[c]))
+        elif drop_gaps:
+            keep &= frame[c].notna().to_numpy()
+    return keep, 0 if drop_gaps else unlabelled
