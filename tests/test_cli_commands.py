@@ -63,7 +63,8 @@ def test_train_writes_the_run_folder(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     args = config["arguments"]
     assert args["optimizer"] == "momentum" and args["batch_size"] == 40 and args["epochs"] == 5
-    assert args["model"]["hidden"] == [16, 8] and config["data"]["n_train"] == 120
+    assert args["model"] == "mlp:16,8" and config["resolved"]["model"]["hidden"] == [16, 8]
+    assert config["data"]["n_train"] == 120
     # The schedule as recorded is the cosine over the 15 steps: lr_t = 0.05 (1 + cos(pi t / 15)) / 2.
     rows = pd.read_csv(run / "schedule.csv")
     assert list(rows["step"]) == list(range(15))
@@ -86,7 +87,7 @@ def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None
                "--no-diagnostics")
     assert r.exit_code == 0 and r.stderr == ""
     lines = r.stdout.splitlines()
-    assert lines[0].endswith("120 training rows, 30 validation rows, 4 features, task multiclass; model mlp:64, "
+    assert lines[0].endswith("120 training rows, 30 validation rows, 4 features, task multiclass; model mlp, "
                              "adam, batch 32, up to 3 epochs")
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "3"]
     assert "stopped: max_epochs after 3 epochs (12 steps" in r.stdout
@@ -340,10 +341,10 @@ def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
         (["train", data, "--target", "specie"], "no target column 'specie' (did you mean 'species'?)"),
         (["train", data, *t, "--optimizer", "adamax"], "Invalid value for '--optimizer'"),
         (["train", data, *t, "--model", "cnn"], "unknown model 'cnn'"),
-        (["train", data, *t, "--model", "mlp:64,x"], "invalid hidden sizes '64,x'"),
-        (["train", data, *t, "--model", "linear:3"], "'linear' takes no sizes"),
-        (["train", data, *t, "--lr", "-1"], "'-1' is not a learning rate"),
-        (["train", data, *t, "--batch-size", "0"], "'0' is not a batch size"),
+        (["train", data, *t, "--model", "mlp:64,x"], "invalid item 'x' in 'mlp:64,x'"),
+        (["train", data, *t, "--model", "linear:3"], "invalid item '3' in 'linear:3'"),
+        (["train", data, *t, "--lr", "-1"], "Invalid value for '--lr': lr='-1'; expected a number > 0 or auto"),
+        (["train", data, *t, "--batch-size", "0"], "batch_size='0'; expected full or an int >= 1"),
         (["train", data, *t, "--validation", "1.5"], "Invalid value for '--validation'"),
         (["train", data, *t, "--epochs", "0"], "Invalid value for '--epochs'"),
         (["train", data, *t, "--schedule", "wavy"], "Invalid value for '--schedule'"),
@@ -361,7 +362,7 @@ def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
         (["predict", run, w / "short.csv"], "short.csv"),
         (["compare", data, *t, "--optimizers", "sgd,foo"], "unknown name 'foo'"),
         (["compare", data, *t, "--seeds", "0"], "Invalid value for '--seeds'"),
-        (["compare", data, *t, "--lrs", "0.1,x"], "'x' is not a learning rate"),
+        (["compare", data, *t, "--lrs", "0.1,x"], "Invalid value for '--lrs': lr='x'"),
         (["landscape", "banana"], "'banana' is neither a test function"),
         (["landscape", "rosenbrock", "--optimizers", "sgd,sgd"], "repeats a name"),
         (["landscape", "rosenbrock", "--lr", "auto"], "--lr auto has no meaning"),
@@ -371,7 +372,7 @@ def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
         (["demo", "--dataset", "mnist"], "Invalid value for '--dataset'"),
     ]
     rows += [(["lr-find", data, *t, "--epochs", "0"], "Invalid value for '--epochs'"),
-             (["lr-find", data, *t, "--optimizer", "lbfgs"], "Invalid value for '--optimizer'")]
+             (["lr-find", data, *t, "--optimizer", "lbfgs"], "lr='auto' does not apply to LBFGS")]
     return rows
 
 

@@ -9,9 +9,13 @@ from typing import Any
 
 import click
 
+from descend.cli._options import TableType
 from descend.cli._output import Out, output_options
-from descend.cli._params import BATCH, LR, MODEL, OPTIMIZERS, NameList, NumberList
+from descend.cli._params import NameList, NumberList
 from descend.cli._train import DATA, BadInput, prepare_table
+from descend.train.options import OPTIMIZERS, OPTIONS
+
+LR, BATCH, MODEL = (TableType(OPTIONS[n]) for n in ("lr", "batch_size", "model"))
 
 __all__ = ["compare", "landscape", "report", "runs"]
 
@@ -27,9 +31,11 @@ FUNCTION_NAMES = ("rosenbrock", "beale", "himmelblau", "saddle", "quadratic")
               help="Learning rates to try with each optimizer, e.g. 1e-3,1e-2 (default: each optimizer's own).")
 @click.option("--batch-sizes", type=NumberList(BATCH), default=None, help="Batch sizes to try, e.g. 32,full.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per setting.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Epochs per run.")
-@click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True, help="As for descend train.")
-@click.option("--batch-size", type=BATCH, default="32", show_default=True, help="Batch size when not compared.")
+@click.option("--epochs", type=click.IntRange(min=1), default=OPTIONS["epochs"].default, show_default=True,
+              help="Epochs per run.")
+@click.option("--model", "model", type=MODEL, default=OPTIONS["model"].default, show_default=True,
+              help=OPTIONS["model"].help)
+@click.option("--batch-size", type=BATCH, default=None, help="Batch size when not compared (default: as for train).")
 @click.option("--target-loss", type=float, default=None,
               help="Training loss to reach (default: the median of the runs' lowest training losses).")
 @click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
@@ -40,7 +46,7 @@ FUNCTION_NAMES = ("rosenbrock", "beale", "himmelblau", "saddle", "quadratic")
               help="Folder for the runs and the report (new or empty). Default: runs/compare-<data>-<time>.")
 @output_options
 def compare(data: Path, target: str, optimizers: list[str], lrs: list[float] | None, batch_sizes: list[Any] | None,
-            seeds: int, epochs: int, model: tuple[str, dict[str, Any]], batch_size: int | str,
+            seeds: int, epochs: int, model: str, batch_size: int | str | None,
             target_loss: float | None, validation: float, scale: str, out: Path | None, quiet: bool,
             as_json: bool) -> None:
     """Train the same model on DATA under several optimizers (and learning rates, batch sizes), several seeds
@@ -58,13 +64,13 @@ def compare(data: Path, target: str, optimizers: list[str], lrs: list[float] | N
     batch_options: list[int | str | None] = [*batch_sizes] if batch_sizes else [None]
     settings = [Setting(opt, lr, bs) for opt, lr, bs in itertools.product(optimizers, lr_options, batch_options)]
     folder = out or Path("runs") / f"compare-{data.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    o.line(f"{data}: {len(settings)} settings x {seeds} seeds, {epochs} epochs each, model {model[0]}")
+    o.line(f"{data}: {len(settings)} settings x {seeds} seeds, {epochs} epochs each, model {model}")
 
     def progress(label: str, seed: int, result: Any) -> None:
         o.line(f"  {label:<24} seed {seed}  loss {result.history[-1]['loss']:.4f}  ({result.epochs} epochs)")
 
     result = run_comparison(prepared, settings=settings, seeds=seeds, out=folder,
-                            model=lambda: models.get(model[0], **model[1]), epochs=epochs, batch_size=batch_size,
+                            model=lambda: models.from_spec(model), epochs=epochs, batch_size=batch_size,
                             target_loss=target_loss, on_run=progress, data_name=str(data))
     table = result.table()
     o.line(f"target training loss {result.target_loss:.4g}:")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import shlex
 import sys
 import time
@@ -12,40 +11,27 @@ from typing import Any
 
 import click
 
+from descend.cli._options import GroupedCommand, gather, read_config, table_options
 from descend.cli._output import EchoProgress, Out, output_options
-from descend.cli._params import (
-    BATCH,
-    LOSS_NAMES,
-    LR,
-    MODEL,
-    OPTIMIZERS,
-    SCHEDULES,
-)
-from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
+from descend.train.options import OPTIONS
 
 __all__ = ["lr_find", "train"]
 
 DATA = click.Path(dir_okay=False, path_type=Path)
-
-
-def _default_every(monitor: type) -> int:
-    """The cadence of ``monitor`` when built without ``every``, as ``descend.fit``'s default diagnostics build it."""
-    return int(inspect.signature(monitor).parameters["every"].default)
-
-
-# The defaults of --health-every and --sharpness-every are fit's own, read from the monitors rather than repeated.
-HEALTH_EVERY = _default_every(HealthMonitor)
-SHARPNESS_EVERY = _default_every(SharpnessMonitor)
+#: the options ``descend train`` takes as flags: every option of fit a word can give
+TRAIN = [name for name, o in OPTIONS.items() if o.spelling is not None]
+#: ``descend lr-find``: train's, less what the range test chooses (lr) or does not do (write a run, watch it)
+LR_FIND = [n for n in TRAIN if n not in ("lr", "run_dir", "resume", "overwrite", "checkpoint_every", "compile")
+           and OPTIONS[n].group != "diagnostics"]  # fmt: skip
+CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="Options from a file: TOML (option = value), or a run's config.json to repeat that run. "
+                           "Flags given override it.")  # fmt: skip
 
 
 class BadInput(click.ClickException):
     """Bad input found by the command itself: exit code 2 and one line on stderr."""
 
     exit_code = 2
-
-
-ENCODING = click.option("--encoding", default=None,
-                        help="Text encoding of the table (default: UTF-8, with or without a BOM), e.g. latin-1.")
 
 
 def prepare_table(out: Out, source: Any, *, target: str | None, task: str, validation: float, seed: int,
@@ -68,25 +54,11 @@ class Interrupted(click.ClickException):
     exit_code = 130
 
 
-def _resume_command(command: dict[str, Any], folder: Path) -> str:
-    """The command line that resumes the run in ``folder``: the same options, ``--resume`` for ``--out``."""
-    argv = [str(a) for a in command.get("argv") or []]
-    kept, skip = [], False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word in ("--out", "--resume"):
-            skip = True
-        elif not (word.startswith("--out=") or word.startswith("--resume=") or word == "--overwrite"):
-            kept.append(word)
-    return " ".join(shlex.quote(w) for w in ["descend", *(kept or ["train", "..."]), "--resume", str(folder)])
-
-
-def _interrupted(command: dict[str, Any], folder: Path | None) -> Interrupted:
+def _interrupted(folder: Path | None) -> Interrupted:
     if folder is None or not folder.is_dir():
         return Interrupted("interrupted before the run folder was made")
-    return Interrupted(f"interrupted; the run folder {str(folder)!r} can be resumed: "
-                       f"{_resume_command(command, folder)}")  # fmt: skip
+    return Interrupted(f"interrupted; the run folder {str(folder)!r} can be resumed (its options are in its "
+                       f"config.json): descend train --resume {shlex.quote(str(folder))}")  # fmt: skip
 
 
 def default_run_dir(base: Path) -> Path:
@@ -130,50 +102,40 @@ class RecordCommand:
         return _Record()
 
 
-def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[str, dict[str, Any]], loss: str,
-                 optimizer: str, lr: float | str | None, schedule: str, batch_size: int | str, epochs: int,
-                 early_stopping: bool | None, patience: int, seed: int, run_dir: Path | None, resume: Path | None,
-                 diagnostics: bool, health_every: int, sharpness_every: int, header: str = "",
-                 compile: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train with ``descend.fit`` and the monitors, write the report; return the JSON summary.
+def _header(label: str, state: Any) -> str:
+    """What a run is, from the config.json fit wrote: the data's size, the task, the model and optimizer."""
+    config = state.run_dir.read_json("config.json")
+    data, resolved, args = config["data"], config["resolved"], config["arguments"]
+    model = args["model"] if isinstance(args["model"], str) else type(state.model).__name__
+    optimizer = args["optimizer"] if isinstance(args["optimizer"], str) else type(state.optimizer).__name__
+    return (f"{label}: {data['n_train']} training rows, {data['n_val']} validation rows, {data['n_features']} "
+            f"features, task {resolved['task']}; model {model}, {optimizer}, batch {resolved['batch_size']}, up to "
+            f"{args['epochs']} epochs")  # fmt: skip
 
-    A run refused before it started (bad options found by fit) leaves no folder behind; an interrupted one
-    (Ctrl-C) exits 130 and says how to resume it."""
+
+def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], label: str) -> dict[str, Any]:
+    """Train with ``descend.fit(**options)``, write the report; return the JSON summary.
+
+    The data's warnings are shown on stderr before the first epoch. A run refused before it started (bad
+    options found by fit) leaves no folder behind; an interrupted one (Ctrl-C) exits 130 and says how to resume
+    it."""
     import descend
-    from descend import models
     from descend.report import run_report
-    from descend.train import EarlyStopping, Recorder
+    from descend.train import Recorder
 
-    net = models.get(model[0], **model[1])
-    # fit watches the descent by default (health every HEALTH_EVERY steps, sharpness every SHARPNESS_EVERY
-    # except for closure optimizers, findings); a monitor built here replaces fit's only when the cadence differs,
-    # so the defaults leave fit's choices (and its exceptions) alone.
-    monitors: list[Any] = []
-    if diagnostics and health_every != HEALTH_EVERY:
-        monitors.append(HealthMonitor(every=health_every))
-    if diagnostics and sharpness_every != SHARPNESS_EVERY:
-        monitors.append(SharpnessMonitor(every=sharpness_every))  # on fit's own objective, in its units
-    callbacks: list[Any] = [*monitors, Recorder(steps=True), RecordCommand(command).callback()]
-    if out.talking:
-        callbacks.insert(0, EchoProgress(out, header=header))
-    stopping: Any = early_stopping
-    if early_stopping is not False and len(data.X_val):
-        stopping = EarlyStopping(patience=patience)
+    resume = options.get("resume")
     if resume is not None and (resume / "summary.json").is_file() and not (resume / "report.html").is_file():
-        return _finish_report(out, resume)  # killed after the summary, before the report: only the report is due
+        return _finish_report(out, Path(resume))  # killed after the summary, before the report: only that is due
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        callbacks: list[Any] = [Recorder(steps=True), RecordCommand(command).callback()]
+        if out.talking:
+            callbacks.insert(0, EchoProgress(out, header=lambda state: _header(label, state), pending=caught))
         try:
-            result = descend.fit(
-                net, data, loss=None if loss == "auto" else loss, optimizer=optimizer, lr=lr,
-                schedule=None if schedule == "constant" else schedule,
-                batch_size=batch_size, epochs=epochs, early_stopping=stopping, seed=seed,
-                run_dir=None if resume else run_dir, resume=resume, overwrite=overwrite, callbacks=callbacks,
-                diagnostics=diagnostics, progress=False, compile=compile,
-            )
+            result = descend.fit(**options, callbacks=callbacks, progress=False)
         except KeyboardInterrupt:
-            raise _interrupted(command, resume or run_dir) from None
+            raise _interrupted(resume or options.get("run_dir")) from None
     seconds = time.perf_counter() - start
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
@@ -183,7 +145,7 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     try:
         report = run_report(result.run_dir)
     except KeyboardInterrupt:
-        raise _interrupted(command, result.run_dir) from None
+        raise _interrupted(result.run_dir) from None
     final = result.final
     out.line(f"stopped: {result.stop_reason} after {result.epochs} epochs ({result.steps} steps, {seconds:.1f} s); "
              f"converged: {'yes' if result.converged else 'no'}{' (the descent diverged)' if result.diverged else ''}")
@@ -203,130 +165,103 @@ def run_training(out: Out, *, data: Any, command: dict[str, Any], model: tuple[s
     out.line(f"report: {report}", bold=True)
     return {
         "run_dir": str(result.run_dir), "report": str(report), "stop_reason": result.stop_reason,
-        "converged": result.converged, "diverged": result.diverged, "guard": result.guard, "epochs": result.epochs, "steps": result.steps, "best_epoch": result.best_epoch,
-        "seconds": round(seconds, 3), "final": final, "findings": [f.rule for f in findings],
-        "lr": found.lr if found is not None else lr,
-    }
+        "converged": result.converged, "diverged": result.diverged, "guard": result.guard, "epochs": result.epochs,
+        "steps": result.steps, "best_epoch": result.best_epoch, "seconds": round(seconds, 3), "final": final,
+        "findings": [f.rule for f in findings], "lr": found.lr if found is not None else options.get("lr"),
+    }  # fmt: skip
 
 
-@click.command()
-@click.argument("data", type=DATA)
-@click.option("--target", required=True, help="Column to predict.")
-@click.option("--task", type=click.Choice(("auto", "regression", "binary", "multiclass")), default="auto",
-              show_default=True, help="Learning task (auto: inferred from the target).")
-@click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True,
-              help="mlp[:SIZES] (hidden sizes, e.g. mlp:64,32), linear, logistic, softmax or svm.")
-@click.option("--loss", type=click.Choice(LOSS_NAMES), default="auto", show_default=True,
-              help="Loss (auto: the model's or the task's default).")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True, help="Optimizer.")
-@click.option("--lr", type=LR, default=None, help="Learning rate (> 0), or auto. Default: the optimizer's.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
-              help="Learning-rate schedule over the whole run, peaking at --lr (or at the rate --lr auto finds).")
-@click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
-@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True, help="Most epochs to train.")
-@click.option("--early-stopping/--no-early-stopping", default=None,
-              help="Stop when the validation loss stops improving (default: on when there is a validation set).")
-@click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Epochs without improvement before early stopping.")
-@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-              help="Fraction of rows held out for validation.")
-@click.option("--scale", type=click.Choice(("standard", "minmax", "none")), default="standard", show_default=True,
-              help="Feature scaling (statistics from the training rows).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
-@click.option("--diagnostics/--no-diagnostics", default=True, show_default=True,
-              help="Watch the descent: gradient norms per layer, sharpness against 2/lr, findings.")
-@click.option("--health-every", type=click.IntRange(min=1), default=HEALTH_EVERY, show_default=True,
-              help="Record per-layer gradient norms every N steps.")
-@click.option("--sharpness-every", type=click.IntRange(min=1), default=SHARPNESS_EVERY, show_default=True,
-              help="Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps.")
-@click.option("--compile", "compile_step", is_flag=True,
-              help="Compile each training step with torch.compile: several times faster per step on small models, "
-                   "after a compile of seconds; worth it on runs of thousands of steps.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder to write (new or empty). Default: runs/<data>-<model>-<time>.")
-@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Continue the unfinished run in this folder (give the same options as when it started).")
-@click.option("--overwrite", is_flag=True, help="Replace the run already in the --out folder.")
-@ENCODING
+def command_options(ctx: click.Context, names: list[str], data: Path | None, config_file: Path | None,
+                    resume: Path | None = None) -> dict[str, Any]:
+    """The options of a training command: its flags over its config file (or, resuming, over the run's own
+    config.json), over the defaults; with the data file, from DATA or the config."""
+    config: dict[str, Any] = {}
+    if config_file is not None:
+        config = read_config(config_file)
+    elif resume is not None and (resume / "config.json").is_file():
+        config = read_config(resume / "config.json")
+    options = gather(ctx, names, config)
+    source = data if data is not None else config.get("data")
+    if source is None:
+        raise click.UsageError("missing DATA: give a table file (or a --config that names one)")
+    options["data"] = Path(source)
+    if options.get("target") is None:
+        raise click.UsageError("Missing option '--target' (the column to predict), or a --config that names it")
+    return options
+
+
+def _model_name(spec: Any) -> str:
+    return str(spec).partition(":")[0] if isinstance(spec, str) else "model"
+
+
+@click.command(cls=GroupedCommand)
+@click.argument("data", type=DATA, required=False)
+@table_options(TRAIN)
+@CONFIG
 @output_options
-def train(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
-          lr: float | str | None, schedule: str, batch_size: int | str, epochs: int, early_stopping: bool | None,
-          patience: int, validation: float, scale: str, seed: int, diagnostics: bool, health_every: int,
-          sharpness_every: int, compile_step: bool, out: Path | None, resume: Path | None, overwrite: bool,
-          encoding: str | None, quiet: bool, as_json: bool) -> None:
+@click.pass_context
+def train(ctx: click.Context, data: Path | None, config_file: Path | None, quiet: bool, as_json: bool,
+          **flags: Any) -> None:
     """Train a model on the table DATA (CSV, Parquet, ...) to predict --target, print progress and a summary,
-    and write a run folder with its report.html.
+    and write a run folder with its report.html. Every option of descend.fit is a flag; --config reads them
+    from a file.
 
     Example: descend train houses.csv --target price --model mlp:64,32 --epochs 30
     """
     o = Out(quiet=quiet, as_json=as_json)
-    if out is not None and resume is not None:
+    resume = flags["resume"]
+    options = command_options(ctx, TRAIN, data, config_file, None if resume is None else Path(resume))
+    if options["run_dir"] is not None and resume is not None:
         raise click.UsageError("give either --out (a new run) or --resume (an unfinished run), not both")
-    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale,
-                             encoding=encoding)
-    spec = model[0] + (":" + ",".join(map(str, model[1]["hidden"])) if model[1] else "")
-    if overwrite and out is None:
+    if options["overwrite"] and options["run_dir"] is None:
         raise click.UsageError("--overwrite replaces the run in the --out folder; give --out")
-    run_dir = out or default_run_dir(Path("runs") / f"{data.stem}-{model[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
-    header = (f"{data}: {len(prepared.X_train)} training rows, {len(prepared.X_val)} validation rows, "
-              f"{prepared.n_features} features, task {prepared.task}; model {spec}, {optimizer}, batch {batch_size}, "
-              f"up to {epochs} epochs")
-    command = {"data": str(data), "target": target, "scale": scale, "validation": validation, "encoding": encoding,
-               "argv": ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else []}
-    summary = run_training(
-        o, data=prepared, command=command, model=model, loss=loss, optimizer=optimizer, lr=lr, schedule=schedule,
-        batch_size=batch_size, epochs=epochs, early_stopping=early_stopping, patience=patience, seed=seed,
-        run_dir=run_dir, resume=resume, diagnostics=diagnostics, health_every=health_every,
-        sharpness_every=sharpness_every, header=header, compile=compile_step, overwrite=overwrite,
-    )
-    o.result(summary)
+    source = options["data"]
+    if resume is not None:
+        options["resume"] = Path(resume)
+    elif options["run_dir"] is None:
+        name = f"{source.stem}-{_model_name(options['model'])}-{time.strftime('%Y%m%d-%H%M%S')}"
+        options["run_dir"] = default_run_dir(Path("runs") / name)
+    command = {"data": str(source), "target": options["target"],
+               "argv": ["train", *sys.argv[2:]] if sys.argv[1:2] == ["train"] else []}  # fmt: skip
+    o.result(run_training(o, options, command=command, label=str(source)))
 
 
-@click.command("lr-find")
-@click.argument("data", type=DATA)
-@click.option("--target", required=True, help="Column to predict.")
-@click.option("--task", type=click.Choice(("auto", "regression", "binary", "multiclass")), default="auto",
-              show_default=True, help="As for descend train.")
-@click.option("--model", "model", type=MODEL, default="mlp:64", show_default=True, help="As for descend train.")
-@click.option("--loss", type=click.Choice(LOSS_NAMES), default="auto", show_default=True, help="As for descend train.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS[:7]), default="adam", show_default=True, help="Optimizer.")
-@click.option("--batch-size", type=BATCH, default="32", show_default=True, help="full, 1 or rows per step.")
-@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True,
-              help="The epochs of the run the rate is for (they size the test, as in descend train --lr auto).")
-@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-              help="Fraction of rows held out (the test uses the training rows, as train would).")
-@click.option("--scale", type=click.Choice(("standard", "minmax", "none")), default="standard", show_default=True,
-              help="Feature scaling.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, batches.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.command("lr-find", cls=GroupedCommand)
+@click.argument("data", type=DATA, required=False)
+@table_options(LR_FIND)
+@CONFIG
+@click.option("--out", "page", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML page of the test (default: lr-find-<data>.html).")
-@ENCODING
 @output_options
-def lr_find(data: Path, target: str, task: str, model: tuple[str, dict[str, Any]], loss: str, optimizer: str,
-            batch_size: int | str, epochs: int, validation: float, scale: str, seed: int, out: Path | None,
-            encoding: str | None, quiet: bool, as_json: bool) -> None:
+@click.pass_context
+def lr_find(ctx: click.Context, data: Path | None, config_file: Path | None, page: Path | None, quiet: bool,
+            as_json: bool, **flags: Any) -> None:
     """Run the learning-rate range test on DATA: the loss while the learning rate grows, and the rate that
     descend train --lr auto would train at with the same options (the same test: same preprocessing, target
     scaling, model, optimizer and seed; nothing is trained).
 
     Example: descend lr-find houses.csv --target price --optimizer sgd
     """
-    from descend import models
     from descend.report import range_test_report
     from descend.report.record import range_test_record
     from descend.tune import find_lr
 
     o = Out(quiet=quiet, as_json=as_json)
-    prepared = prepare_table(o, data, target=target, task=task, validation=validation, seed=seed, scale=scale,
-                             encoding=encoding)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        found = find_lr(models.get(model[0], **model[1]), prepared, loss=None if loss == "auto" else loss,
-                        optimizer=optimizer, batch_size=batch_size, epochs=epochs, seed=seed)  # fmt: skip
+    options = command_options(ctx, LR_FIND, data, config_file)
+    source, model = options.pop("data"), options.pop("model")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = find_lr(model, source, **options)
+    for w in caught:
+        if not issubclass(w.category, DeprecationWarning):
+            o.warn(str(w.message))
     record = range_test_record(found.rows(), found.summary())
-    page = range_test_report(record, out or Path(f"lr-find-{data.stem}.html"),
-                             subtitle=f"{model[0]}, {optimizer}, batch {batch_size} on {data}")
+    bs = options["batch_size"] or "default"
+    written = range_test_report(record, page or Path(f"lr-find-{source.stem}.html"),
+                                subtitle=f"{_model_name(model)}, {options['optimizer']}, "
+                                         f"batch {bs} on {source}")  # fmt: skip
     o.line(f"suggested lr {found.lr:.6g} (sweeps from {found.low:.3g} to {found.high:.3g}); {found.reason}")
-    o.line(f"train with: descend train {data} --target {target} --lr auto (the same rate) or --lr {found.lr:.6g}")
-    o.line(f"report: {page}", bold=True)
-    o.result({**found.summary(), "report": str(page)})
+    o.line(f"train with: descend train {source} --target {options['target']} --lr auto (the same rate) or "
+           f"--lr {found.lr:.6g}")  # fmt: skip
+    o.line(f"report: {written}", bold=True)
+    o.result({**found.summary(), "report": str(written)})

@@ -20,6 +20,7 @@ from descend.cli._output import Out, output_options
 from descend.cli._predict import predict
 from descend.cli._train import lr_find, train
 from descend.errors import DescendError
+from descend.train.options import OPTIONS
 
 __all__ = ["cli", "main"]
 
@@ -76,7 +77,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--dataset", type=click.Choice(DATASETS), default="digits", show_default=True, help="Built-in dataset.")
 @click.option("--model", type=click.Choice(MODELS), default="mlp", show_default=True, help="Model to train.")
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True, help="Most epochs to train.")
+@click.option("--epochs", type=click.IntRange(min=1), default=OPTIONS["epochs"].default, show_default=True,
+              help="Most epochs to train.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, init, order.")
 @click.option(
     "--out",

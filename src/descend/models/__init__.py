@@ -29,6 +29,7 @@ __all__ = [
     "check_size",
     "count_parameters",
     "from_config",
+    "from_spec",
     "get",
     "initialize",
     "register",
@@ -53,3 +54,56 @@ def get(name: str, **options: Any) -> Model:
     if cls is None:
         raise ConfigError(f"model: unknown name {name!r}; expected one of {', '.join(NAMES)} or a torch.nn.Module")
     return cls(**options)
+
+
+def _word(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def from_spec(spec: str, **options: Any) -> Model:
+    """The model a spec names: ``NAME[:ITEM,ITEM...]``, each item a hidden size (``mlp:64,32``) or a setting
+    ``KEY=VALUE`` of the model's class (``mlp:128,dropout=0.1,activation=gelu``); ``options`` add settings (a
+    setting given both ways is refused).
+
+    >>> from_spec("mlp:64,32,dropout=0.1").config()["hidden"]
+    [64, 32]
+    """
+    import inspect
+
+    name, _, rest = spec.partition(":")
+    name = name.strip().lower()
+    if name not in NAMES:
+        raise ConfigError(f"model: unknown model {spec!r}; expected one of {', '.join(NAMES)} (e.g. mlp:64,32) or a "
+                          "torch.nn.Module")  # fmt: skip
+    accepted = [p for p in inspect.signature(NAMES[name]).parameters if p not in ("in_features", "out_features")]
+    settable = [p for p in accepted if p != "hidden"]
+    sizes: list[int] = []
+    settings: dict[str, Any] = {}
+    for item in (w.strip() for w in rest.split(",") if rest.strip()):
+        key, eq, value = item.partition("=")
+        if not eq:
+            if not (item.isascii() and item.isdigit() and int(item) >= 1) or "hidden" not in accepted:
+                raise ConfigError(f"model: invalid item {item!r} in {spec!r}; expected "
+                                  + ("positive hidden sizes and " if "hidden" in accepted else "")
+                                  + f"settings KEY=VALUE of {name} ({', '.join(settable) or 'none'})")  # fmt: skip
+            sizes.append(int(item))
+        elif key.strip() not in accepted or key.strip() == "hidden":
+            raise ConfigError(f"model: {name} has no setting {key.strip()!r}; expected one of "
+                              f"{', '.join(settable) or 'none'}")  # fmt: skip
+        else:
+            settings[key.strip()] = _word(value.strip())
+    if sizes:
+        settings["hidden"] = tuple(sizes)
+    for key, value in options.items():
+        if key not in accepted:
+            raise ConfigError(f"{key}: does not apply to {name} (its settings: {', '.join(accepted) or 'none'})")
+        if key in settings and settings[key] != value:
+            raise ConfigError(f"{key}: {key}={value!r} and the model spec's {key}={settings[key]!r} differ; expected "
+                              "one of them")  # fmt: skip
+        settings[key] = value
+    return NAMES[name](**settings)

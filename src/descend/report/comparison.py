@@ -109,8 +109,8 @@ def compare(
     seeds: int = 3,
     out: str | os.PathLike[str],
     model: str | Callable[[], Any] = "mlp",
-    epochs: int = 20,
-    batch_size: int | str = 32,
+    epochs: int = 100,
+    batch_size: int | str | None = None,
     target_loss: float | None = None,
     on_run: Callable[[str, int, Any], None] | None = None,
     data_name: str = "",
@@ -119,7 +119,8 @@ def compare(
     """Train each setting with seeds 0..``seeds``-1 on ``data`` (a prepared dataset, see
     :func:`descend.data.prepare`), write the run folders, ``comparison.json`` and ``report.html`` under ``out``.
 
-    ``model`` is a name or a factory returning a fresh model for each run; ``fit_options`` go to every
+    ``model`` is a name or a factory returning a fresh model for each run; ``epochs``, ``batch_size`` and
+    ``fit_options`` are fit's (with its defaults) and go to every
     :func:`descend.fit` call (early stopping is off unless given, so every run trains ``epochs`` epochs).
     ``on_run(label, seed, result)`` is called after each run.
     """

@@ -77,24 +77,27 @@ class SurfaceResult:
 
 def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> Any:
     from descend.data import DataWarning, load_dataset, prepare
+    from descend.train.fit import DATA_OPTIONS
 
-    command = run.command
+    command, arguments = run.command, run.config.get("arguments", {})
     source = data
     if source is None:
-        source = load_dataset(str(command["dataset"])) if command.get("dataset") else command.get("data")
+        recorded = arguments.get("data")
+        source = (load_dataset(str(command["dataset"])) if command.get("dataset") else
+                  recorded if isinstance(recorded, str) and not recorded.startswith("<") else None)  # fmt: skip
     if source is None:
         raise ModelFolderError(
             f"landscape: the run in {str(run.path)!r} does not record its data file; pass --data FILE --target COL"
         )
-    # The split the run trained on: the command line records its fraction in command.json; fit records its
-    # argument, where None (or a number left out) means its default of 0.2.
-    recorded = command.get("validation", run.config.get("arguments", {}).get("validation"))
+    # The split the run trained on: fit records its options (validation None means its default of 0.2).
+    recorded = arguments.get("validation")
     validation = recorded if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) else 0.2
     options = {"validation": validation, "seed": int(run.config.get("seed", 0) or 0),
-               "scale": command.get("scale", "standard"), "encoding": command.get("encoding")}
+               **{n: arguments[n] for n in DATA_OPTIONS if n in arguments}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
-        prepared = prepare(source, target=target or command.get("target"), task=run.task, **options)
+        prepared = prepare(source, target=target or arguments.get("target") or command.get("target"), task=run.task,
+                           **options)
     return prepared.X_train[:rows], prepared.y_train[:rows]
 
 

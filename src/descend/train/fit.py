@@ -51,9 +51,6 @@ from descend.train.run import RunFolder, atomic_write, environment, jsonable
 from descend.train.saved import save_model
 from descend.train.setup import (
     PenaltySpec,
-    check_int,
-    check_number,
-    is_loader,
     make_optimizer,
     make_penalty,
     resolve_data,
@@ -65,8 +62,8 @@ __all__ = ["ConvergenceWarning", "FitResult", "find_lr", "fit"]
 CONVERGED = ("loss_threshold", "tolerance", "early_stopping")
 LIMITS = ("max_epochs", "max_steps")  # stops on a budget: the run did not converge, and is warned about
 DIVERGED_RISE = 1e3  # without a guard, an epoch loss this many times the first epoch's is a divergence
-# Arguments that may differ when resuming: they do not change the trajectory.
-_RESUME_FREE = ("resume", "run_dir", "overwrite", "callbacks", "progress", "checkpoint_every")
+MODEL_SETTINGS = ("activation", "init", "dropout")  # options of a model fit builds from a name
+DATA_OPTIONS = ("scale", "encoding")  # options of descend.data.prepare, for data fit reads itself
 
 
 class ConvergenceWarning(UserWarning):
@@ -139,51 +136,27 @@ def _comparable(value: Any) -> Any:
 
 
 def _check_arguments(args: dict[str, Any]) -> None:
-    bs = args["batch_size"]
-    if bs != "full" and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
-        raise ConfigError(f"batch_size: invalid batch_size={bs!r}; expected 'full' or an int >= 1")
-    lr = args["lr"]
-    if isinstance(lr, str) and lr != "auto":
-        raise ConfigError(f"lr: invalid lr={lr!r}; expected a number > 0, 'auto' or a schedule (callable step -> lr)")
-    if lr is not None and not callable(lr) and not isinstance(lr, str):
-        check_number("lr", lr, open_low=True)
-    shape = args["schedule"]
-    if shape is not None:
-        from descend.schedules import NAMES
+    """Each option against the table (:mod:`descend.train.options`), then what one option says of another."""
+    from descend.train import options
 
-        if not (callable(shape) or shape in NAMES):
-            raise ConfigError(f"schedule: invalid schedule={shape!r}; expected one of {', '.join(NAMES)}, or a "
-                              "callable step -> multiplier of the peak rate")  # fmt: skip
-        if callable(lr):
-            raise ConfigError("schedule: lr is already a schedule; expected lr a number (the peak) or 'auto' with "
-                              "schedule=, or a schedule as lr without schedule=")  # fmt: skip
-    check_int("epochs", args["epochs"])
-    check_int("max_steps", args["max_steps"], none=True)
-    check_number("loss_threshold", args["loss_threshold"], low=-math.inf, none=True)
-    check_number("tol", args["tol"], none=True)
-    check_int("n_iter_no_change", args["n_iter_no_change"])
-    check_number("weight_decay", args["weight_decay"])
-    check_number("clip_norm", args["clip_norm"], open_low=True, none=True)
-    check_number("clip_value", args["clip_value"], open_low=True, none=True)
-    check_int("accumulate", args["accumulate"])
-    check_int("checkpoint_every", args["checkpoint_every"], none=True)
-    check_int("seed", args["seed"], low=0, none=True)
-    if not isinstance(args["diagnostics"], bool):
-        raise ConfigError(f"diagnostics: invalid diagnostics={args['diagnostics']!r}; expected True or False")
-    if not isinstance(args["overwrite"], bool):
-        raise ConfigError(f"overwrite: invalid overwrite={args['overwrite']!r}; expected True or False")
-    if not isinstance(args["compile"], bool):
-        raise ConfigError(f"compile: invalid compile={args['compile']!r}; expected True or False")
-    if args["threads"] != "auto":
-        check_int("threads", args["threads"], none=True)
-    v = args["validation"]
-    if v is not None and not is_loader(v) and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
-        raise ConfigError(f"validation: invalid validation={v!r}; expected a fraction in [0, 1), None or a loader")
-    if args["task"] not in ("auto", *_losses.TASKS):
-        raise ConfigError(f"task: unknown task {args['task']!r}; expected auto or one of {', '.join(_losses.TASKS)}")
-    st = args["scale_target"]
-    if not (isinstance(st, bool) or st == "auto"):
-        raise ConfigError(f"scale_target: invalid scale_target={args['scale_target']!r}; expected 'auto', True or False")
+    options.check(args)
+    if args["schedule"] is not None and callable(args["lr"]):
+        raise ConfigError("schedule: lr is already a schedule; expected lr a number (the peak) or 'auto' with "
+                          "schedule=, or a schedule as lr without schedule=")  # fmt: skip
+    for name in ("warmup_steps", "step_size", "gamma"):
+        if args[name] is not None and not isinstance(args["schedule"], str):
+            raise ConfigError(f"{name}: {name}={args[name]!r} sets a named schedule's shape; expected a schedule "
+                              "name with it (schedule='step', ...) or None")  # fmt: skip
+    if isinstance(args["early_stopping"], EarlyStopping):
+        changed = [n for n in ("monitor", "patience", "min_delta") if args[n] != options.OPTIONS[n].default]
+        if changed:
+            raise ConfigError(f"{changed[0]}: {changed[0]}={args[changed[0]]!r} is a setting of fit's own early "
+                              "stopping; expected it on the EarlyStopping given as early_stopping")  # fmt: skip
+    if not isinstance(args["model"], (str, dict)):
+        given = [n for n in MODEL_SETTINGS if args[n] is not None]
+        if given:
+            raise ConfigError(f"{given[0]}: {given[0]}={args[given[0]]!r} applies to a model fit builds from its "
+                              f"name; expected None with {type(args['model']).__name__} (build it into the model)")  # fmt: skip
 
 
 def _checked(args: dict[str, Any]) -> int:
@@ -244,10 +217,15 @@ def _target_scale(
     return mu, sigma
 
 
-def _build_model(spec: Any, data: Any) -> nn.Module:
+def _build_model(spec: Any, data: Any, settings: dict[str, Any]) -> nn.Module:
     from descend import models
 
-    model = models.get(spec) if isinstance(spec, str) else spec
+    if isinstance(spec, str):
+        model = models.from_spec(spec, **settings)
+    elif isinstance(spec, dict):
+        model = models.from_config({**spec, **settings})
+    else:
+        model = spec
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: invalid model {spec!r}; expected a torch.nn.Module or one of {', '.join(models.NAMES)}")
     if isinstance(model, models.Model):
@@ -273,18 +251,15 @@ def _callbacks(args: dict[str, Any], has_val: bool, run: RunFolder | None) -> li
     if isinstance(stopping, EarlyStopping):
         user.append(stopping)
     elif stopping is True or (stopping is None and has_val and EarlyStopping not in kinds):
-        if not has_val:
+        monitor = "val_loss" if args["monitor"] == "auto" else args["monitor"]
+        if not has_val and monitor.startswith("val_"):
             raise ConfigError("early_stopping: needs a validation set; expected validation > 0 or early_stopping=False")
-        user.append(EarlyStopping())
-    elif stopping not in (None, False):
-        raise ConfigError(f"early_stopping: invalid early_stopping={stopping!r}; expected True, False, None or EarlyStopping")
+        user.append(EarlyStopping(monitor, patience=args["patience"], min_delta=args["min_delta"]))
     guard = args["guard"]
     if isinstance(guard, DivergenceGuard):
         user.insert(0, guard)
     elif guard is True and DivergenceGuard not in kinds:
         user.insert(0, DivergenceGuard())  # first: it repairs the epoch's row before others read it
-    elif guard not in (True, False):
-        raise ConfigError(f"guard: invalid guard={guard!r}; expected True, False or a DivergenceGuard")
     progress = args["progress"]
     if progress is not False and ProgressBar not in kinds:
         user.insert(0, ProgressBar(force=progress is True))
@@ -298,53 +273,72 @@ def _callbacks(args: dict[str, Any], has_val: bool, run: RunFolder | None) -> li
 
 
 def fit(
-    model: nn.Module | str,
+    model: nn.Module | str | dict[str, Any],
     data: Any,
     *,
-    target: Any = None,
+    target: str | Sequence[str] | None = None,
     task: str = "auto",
     validation: Any = None,
+    scale: str = "standard",
+    encoding: str | None = None,
+    activation: str | None = None,
+    init: str | None = None,
     loss: str | _losses.Loss | Callable[..., Any] | None = None,
     scale_target: bool | str = "auto",
     metrics: Sequence[str] | None = None,
     optimizer: Any = "adam",
     lr: float | Callable[[int], float] | str | None = None,
-    schedule: str | Callable[[int], float] | None = None,
     optimizer_options: dict[str, Any] | None = None,
+    batch_size: int | str | None = None,
+    accumulate: int = 1,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    schedule: str | Callable[[int], float] | None = None,
+    warmup_steps: int | None = None,
+    step_size: int | None = None,
+    gamma: float | None = None,
     weight_decay: float = 0.0,
-    batch_size: int | str = 32,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    penalize: PenaltySpec = "weights",
+    dropout: float | None = None,
     epochs: int = 100,
     max_steps: int | None = None,
     loss_threshold: float | None = None,
     tol: float | None = 1e-4,
     n_iter_no_change: int = 5,
     early_stopping: bool | EarlyStopping | None = None,
-    guard: bool | DivergenceGuard = True,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    penalize: PenaltySpec = "weights",
-    clip_norm: float | None = None,
-    clip_value: float | None = None,
-    accumulate: int = 1,
-    callbacks: Sequence[Callback] = (),
+    monitor: str = "auto",
+    patience: int = 10,
+    min_delta: float = 0.0,
     diagnostics: bool = True,
-    progress: bool | None = None,
+    guard: bool | DivergenceGuard = True,
+    health_every: int = 50,
+    sharpness_every: int = 1000,
+    seed: int | None = 0,
     run_dir: str | os.PathLike[str] | None = None,
-    checkpoint_every: int | None = None,
     resume: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
-    seed: int | None = 0,
+    checkpoint_every: int | None = None,
     threads: int | str | None = "auto",
     compile: bool = False,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by gradient descent and return a :class:`FitResult`.
 
+    Every option is declared in :mod:`descend.train.options` (what it accepts, its default, a one-line help, its
+    group); ``descend train --help`` prints the same table as flags. The notes below say what needs more than a line.
+
     Args:
         model: a ``torch.nn.Module``, one of descend's models (sizes may be left out: they come from the data),
-            or a name: ``"linear"``, ``"logistic"``, ``"softmax"``, ``"svm"``, ``"mlp"``.
+            a model config (``Model.config()``), or a spec: ``"linear"``, ``"logistic"``, ``"softmax"``, ``"svm"``,
+            ``"mlp"``, with hidden sizes and settings ``"mlp:64,32,dropout=0.1"``
+            (:func:`descend.models.from_spec`). ``activation``, ``init`` and ``dropout`` set those of a model
+            built from a spec (None: the model's own).
         data: a prepared dataset (``descend.data.prepare``'s result) or anything it reads (a path, a DataFrame,
             arrays, a tuple ``(X, y)``); ``target``, ``task`` and ``validation`` (a fraction in [0, 1); None:
-            0.2) are passed on to it. Data that does not fit in memory comes as a loader of ``(X, y)`` batches:
+            0.2), ``scale`` and ``encoding`` are passed on to it. Data that does not fit in memory comes as a loader of ``(X, y)`` batches:
             a ``torch.utils.data.DataLoader`` (reseeded each epoch from ``seed``, so a resumed run sees the same
             batches) or a :class:`descend.data.LoaderBatches`; it must know its length. ``validation`` is then a
             loader of validation batches, or None. The task is read from its first rows (float targets:
@@ -373,14 +367,19 @@ def fit(
             peaking at ``lr`` (the number given, the range test's rate with ``lr="auto"``, or the optimizer's
             default): a name of :data:`descend.schedules.NAMES` (``"cosine"``, ``"warmup-cosine"``,
             ``"one-cycle"``, ``"step"``, ``"exponential"``, ``"plateau"``, ``"constant"``; see
-            :func:`descend.schedules.named`), or a callable ``step -> multiplier`` of the peak. The planned rates go
+            :func:`descend.schedules.named`; ``warmup_steps``, ``step_size`` and ``gamma`` set the shapes that
+            take them), or a callable ``step -> multiplier`` of the peak. The planned rates go
             to ``schedule.csv`` in the run folder. Early stopping (fit's own, or an :class:`EarlyStopping` left at
             ``start_epoch=None``) does not stop the run before the schedule has annealed (fallen to half its peak).
-        batch_size: ``"full"``, or the number of rows per step.
+        batch_size: ``"full"``, or the number of rows per step; None: 32, or ``"full"`` for optimizers that step
+            on the whole training set (newton, lbfgs).
         epochs, max_steps: limits. ``loss_threshold``: stop when the epoch's training loss is at or below it.
             ``tol``: stop when the training loss changes by less than ``tol`` (relative) ``n_iter_no_change``
             epochs in a row (None: never).
         early_stopping: None (on when there is a validation set), True, False, or an :class:`EarlyStopping`.
+            fit's own follows ``monitor`` (``"auto"``: ``val_loss``; or any recorded column: ``loss``,
+            ``val_accuracy``, ``val_r2``, ...; larger is better for accuracy and r2) with ``patience`` and
+            ``min_delta``, and ends the run with the best epoch's weights.
         guard: the divergence guard (see :mod:`descend.train.guard`): True (default), False, or a
             :class:`~descend.train.DivergenceGuard` with its own settings.
         l1, l2, penalize: the penalty above; ``penalize`` is "weights" (parameters with 2+ dimensions), "all",
@@ -388,8 +387,9 @@ def fit(
         clip_norm, clip_value, accumulate: rules of descend's optimizer engine, applied before the optimizer's.
         callbacks: extra :class:`~descend.train.Callback` instances. ``progress``: None (a bar when stderr is a
             terminal), True, False.
-        diagnostics: watch the descent (see :mod:`descend.inspect.diagnostics`): gradient health every 50
-            steps, sharpness against the stability edge every 1000 (on a fixed batch of 128 training rows), and
+        diagnostics: watch the descent (see :mod:`descend.inspect.diagnostics`): gradient health every
+            ``health_every`` steps, sharpness against the stability edge every ``sharpness_every`` (on a fixed
+            batch of 128 training rows), and
             the findings rules at the end, logged as ``finding`` events and returned in ``FitResult.findings``.
             Monitors of the same kinds in ``callbacks`` are used instead of the defaults. False: none.
         run_dir: write the run folder there (see :mod:`descend.train.run`); ``checkpoint_every`` adds a
@@ -480,8 +480,13 @@ def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_tes
 
 
 def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
-    data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"], seed=seed)
-    model = _build_model(args["model"], data)
+    from descend.train.options import OPTIONS
+
+    data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"],
+                        seed=seed, options={n: args[n] for n in DATA_OPTIONS},
+                        changed=[n for n in DATA_OPTIONS if args[n] != OPTIONS[n].default])  # fmt: skip
+    settings = {n: args[n] for n in MODEL_SETTINGS if args[n] is not None}
+    model = _build_model(args["model"], data, settings)
     threads = args["threads"]
     if threads == "auto":
         threads = 1 if sum(p.numel() for p in model.parameters()) < 2**20 else None
@@ -515,6 +520,10 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         if loss_obj.target_transform is not None:
             y, y_val = loss_obj.target_transform(y), loss_obj.target_transform(y_val)
     metric_names = _metrics.check(args["metrics"], data.task)
+    recorded = ("loss", "val_loss", *(f"val_{m}" for m in metric_names))
+    if args["monitor"] not in ("auto", *recorded):
+        raise ConfigError(f"monitor: invalid monitor={args['monitor']!r}; expected auto or a recorded metric of this "
+                          f"{data.task} run: {', '.join(recorded)}")  # fmt: skip
     named_loss = not (callable(spec) and not isinstance(spec, _losses.Loss))
     if data.stream is not None:
         transform = None if not named_loss else loss_obj.target_transform
@@ -547,13 +556,17 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if closure is not None and data.stream is not None:
         raise ConfigError(f"optimizer: {type(optimizer).__name__} steps on the whole training set, which a loader does "
                           "not hold; expected a first-order optimizer (sgd, momentum, adam, ...) or in-memory data")  # fmt: skip
-    if closure is not None and args["batch_size"] != "full" and args["batch_size"] < len(data.X):
+    bs = args["batch_size"]
+    if bs is None:
+        from descend.train.options import BATCH_SIZE
+
+        bs = "full" if closure is not None else BATCH_SIZE
+    if closure is not None and bs != "full" and bs < len(data.X):
         raise ConfigError(
             f"batch_size: {type(optimizer).__name__} steps on the whole training set (its step re-evaluates the "
-            f"loss through a closure); got batch_size={args['batch_size']!r}, expected batch_size='full'"
+            f"loss through a closure); got batch_size={bs!r}, expected batch_size='full' or None"
         )
     penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
-    bs = args["batch_size"]
     batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
     n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
     planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
@@ -579,7 +592,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             peak = float(run.read_json("config.json")["resolved"]["lr"])
         else:
             peak = float(optimizer.param_groups[0]["lr"])  # the given rate, the range test's, or the optimizer's
-        lr = _shaped(args["schedule"], peak, planned)
+        lr = _shaped(args["schedule"], peak, planned,
+                     {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None})
         _install_schedule(optimizer, lr)
     plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
     set_lr = None
@@ -602,8 +616,13 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
                 cb.start_epoch = annealed
     if args["diagnostics"]:
         from descend.inspect.diagnostics import default_callbacks, training_loss
+        from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
 
         sharp = None if closure is not None else training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed)
+        if not any(isinstance(cb, HealthMonitor) for cb in callbacks):
+            callbacks.append(HealthMonitor(every=args["health_every"]))
+        if sharp is not None and not any(isinstance(cb, SharpnessMonitor) for cb in callbacks):
+            callbacks.append(SharpnessMonitor(sharp, every=args["sharpness_every"]))
         callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=sharp, options=args)],
                            key=lambda cb: isinstance(cb, Checkpoint))  # checkpoints still last
     loop = Loop(
@@ -645,13 +664,13 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     return result
 
 
-def _shaped(spec: Any, peak: float, planned: int) -> Callable[[int], float]:
-    """The schedule ``spec`` (a name of :data:`descend.schedules.NAMES` or a multiplier ``step -> factor``)
-    peaking at ``peak`` over ``planned`` updates."""
+def _shaped(spec: Any, peak: float, planned: int, settings: dict[str, Any]) -> Callable[[int], float]:
+    """The schedule ``spec`` (a name of :data:`descend.schedules.NAMES`, with its ``settings``, or a multiplier
+    ``step -> factor``) peaking at ``peak`` over ``planned`` updates."""
     from descend import schedules
 
     if isinstance(spec, str):
-        return schedules.named(spec, peak, total_steps=planned)
+        return schedules.named(spec, peak, total_steps=planned, **settings)
 
     def shaped(step: int) -> float:
         return peak * float(spec(step))
@@ -678,12 +697,16 @@ def _write_schedule(run: RunFolder, schedule: Callable[[int], float], planned: i
 
 
 def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, batch_size: int) -> dict[str, Any]:
-    described = {k: _describe(v) for k, v in args.items() if k not in ("data",)}
-    described["model"] = _describe(model)
+    described = {k: _describe(v) for k, v in args.items()}  # every option of the table, in its order
+    source = args["data"]
+    # a file by its path (a config file can name it again); other data by its kind, in angle brackets
+    described["data"] = str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+    if not isinstance(args["model"], (str, dict)):
+        described["model"] = _describe(model)
     return {
         "arguments": described,
         "seed": args["seed"],
-        "resolved": {"loss": loss_name, "batch_size": batch_size, "task": data.task},
+        "resolved": {"loss": loss_name, "batch_size": batch_size, "task": data.task, "model": _describe(model)},
         "data": {
             "source": args["data"] if isinstance(args["data"], (str, os.PathLike)) else type(args["data"]).__name__,
             "n_train": len(data.X) if data.stream is None else None,
@@ -706,8 +729,10 @@ def _open_record(run: RunFolder, args: dict[str, Any], config: dict[str, Any]) -
         return
     saved = run.read_json("config.json")
     now = jsonable(config)
+    from descend.train.options import OPTIONS
+
     for key, value in now["arguments"].items():
-        if key in _RESUME_FREE:
+        if OPTIONS[key].resume_free:
             continue
         before = saved["arguments"].get(key)
         if _comparable(before) != _comparable(value):

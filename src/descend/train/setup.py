@@ -128,10 +128,18 @@ def _stream_data(data: Any, task: str, validation: Any, seed: int) -> TrainData:
     return TrainData(X, y, X[:0], y[:0], task, n_classes, None, stream=stream, val_stream=val)
 
 
-def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: int) -> TrainData:
+def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: int,
+                 options: dict[str, Any] | None = None, changed: Sequence[str] = ()) -> TrainData:
     """Accept a prepared dataset (anything with ``X_train``, ``y_train``, ``X_val``, ``y_val``, ``task``),
-    anything :func:`descend.data.prepare` reads (a path, a DataFrame, arrays, a tuple ``(X, y)``), or a loader of
-    ``(X, y)`` batches (a DataLoader or :class:`descend.data.LoaderBatches`; ``validation`` then a loader too)."""
+    anything :func:`descend.data.prepare` reads (a path, a DataFrame, arrays, a tuple ``(X, y)``; ``options``
+    holds its further options), or a loader of ``(X, y)`` batches (a DataLoader or
+    :class:`descend.data.LoaderBatches`; ``validation`` then a loader too). ``changed``: the options of
+    ``prepare`` given other than their defaults, refused for data that is not read here."""
+    if changed and (is_loader(data) or hasattr(data, "X_train")):
+        kind = "a loader" if is_loader(data) else "already prepared"
+        raise ConfigError(f"{changed[0]}: {changed[0]}={(options or {}).get(changed[0])!r} applies to data fit reads "
+                          f"itself, and this data is {kind}; expected it left at its default (prepare the data "
+                          "with it instead)")  # fmt: skip
     if is_loader(data):
         return _stream_data(data, task, validation, seed)
     if is_loader(validation):
@@ -148,7 +156,7 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
             raise ConfigError(
                 f"data: got {type(data).__name__}; expected a prepared dataset (with X_train, y_train, X_val, y_val, task)"
             )
-        prepared = prepare(data, target=target, task=task, validation=validation, seed=seed)
+        prepared = prepare(data, target=target, task=task, validation=validation, seed=seed, **(options or {}))
     elif task not in ("auto", prepared.task):
         raise ConfigError(f"task: task={task!r} differs from the prepared data's task {prepared.task!r}")
     X, y = torch.as_tensor(prepared.X_train), torch.as_tensor(prepared.y_train)
