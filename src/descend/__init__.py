@@ -22,6 +22,7 @@ __all__ = [
     "FitResult",
     "ModelFolderError",
     "__version__",
+    "evaluate",
     "fit",
     "load",
     "optim",
@@ -32,6 +33,8 @@ _LAZY = ("data", "inspect", "losses", "metrics", "models", "report", "schedules"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "evaluate":  # the function, from its module (imported on first use, like the subpackages)
+        return importlib.import_module("descend.evaluation").evaluate
     if name in _LAZY:
         return importlib.import_module(f"descend.{name}")
     raise AttributeError(f"module 'descend' has no attribute {name!r}")

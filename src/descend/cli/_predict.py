@@ -65,8 +65,11 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encod
     summary: dict[str, Any] = {"rows": len(result), "out": str(out) if out else None, "task": saved.task}
     if out is not None:
         o.line(f"{len(result)} predictions written to {out}")
-    elif as_json:
+    elif as_json:  # no file to hold them: the predictions (and probabilities) go in the JSON on stdout
         summary["predictions"] = added["prediction"]
+        for key, values in added.items():
+            if key != "prediction":
+                summary.setdefault("probabilities", {})[key.removeprefix("p_")] = [float(v) for v in values]
     else:
         click.echo(result.to_csv(index=False), nl=False)
     o.result(summary)

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from descend.cli._evaluate import evaluate
 from descend.cli._explore import compare, landscape, report, runs
 from descend.cli._output import Out, output_options
 from descend.cli._predict import predict
@@ -96,7 +97,7 @@ def demo(dataset: str, model: str, epochs: int, seed: int, out: Path | None, qui
     o.result(run_demo(o, dataset=dataset, model=model, epochs=epochs, out=out, seed=seed))
 
 
-for command in (train, predict, lr_find, compare, landscape, report, runs):
+for command in (train, predict, evaluate, lr_find, compare, landscape, report, runs):
     cli.add_command(command)
 
 

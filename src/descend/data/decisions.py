@@ -75,7 +75,7 @@ def describe_columns(columns: Sequence[Column], plan: Plan, pre: Preprocessor) -
             pooled = [c for c in cats if c.pooled]
             if pooled:
                 line += (f"; categories with fewer than {pre.min_frequency} training rows pooled into "
-                         f"{INFREQUENT!r}: {_names(pooled, lambda c: f'{c.pooled} pooled')}")  # fmt: skip
+                         f"{INFREQUENT!r}: {_names(pooled, lambda c: f'{len(c.pooled or [])} pooled')}")  # fmt: skip
             to = {"infrequent": f"go to {INFREQUENT!r} (all zeros in a column without it)", "ignore": "are all zeros",
                   "error": "are refused"}[pre.unseen]  # fmt: skip
             line += f"; categories not seen in training {to}"

@@ -224,10 +224,16 @@ def category_codes(
     codes = pd.Index(cats).get_indexer(t)
     bad = np.flatnonzero(codes < 0)
     if len(bad) and not strict:
-        folded = {k.casefold(): j for j, k in enumerate(cats)}
-        if len(folded) == len(cats):  # no two categories differ only in case: a new spelling is a slip
-            codes[bad] = [folded.get(v.casefold(), -1) if v is not None else -1 for v in t[bad]]
-            bad = np.flatnonzero(codes < 0)
+        folded: dict[str, int] = {}
+        for j, k in enumerate(cats):  # a spelling shared by two categories in case ("A", "a") maps to neither
+            folded[k.casefold()] = -1 if k.casefold() in folded else j
+        codes[bad] = [folded.get(v.casefold(), -1) if v is not None else -1 for v in t[bad]]
+        bad = np.flatnonzero(codes < 0)
+        if len(bad) and INFREQUENT in cats and c.pooled:  # rare in training: pooled, whatever ``unseen`` says
+            pooled = set(c.pooled)
+            known = np.array([(MISSING if v is None else v) in pooled for v in t[bad]], dtype=bool)
+            codes[bad[known]] = cats.index(INFREQUENT)
+            bad = bad[~known]
     if len(bad) and (unseen == "error" or strict):
         i = int(bad[0])
         raise CategoryError(

@@ -65,7 +65,7 @@ class Column:
     aliases: dict[str, str] | None = None
     reason: str | None = None
     gaps: int | None = None  # training rows with a gap (reported, not used)
-    pooled: int | None = None  # categories pooled into "(infrequent)" (reported, not used)
+    pooled: list[str] | None = None  # categories pooled into "(infrequent)": still known, never "unseen"
 
     @property
     def width(self) -> int:
@@ -120,7 +120,7 @@ def fit_column(
         if not learned.categories:
             raise MissingValueError(f"{origin}: column {shown(name)} has no values in the training rows")
         col = Column(name, "categorical", categories=learned.categories, aliases=learned.aliases or None,
-                     gaps=learned.gaps or None, pooled=len(learned.pooled) or None)
+                     gaps=learned.gaps or None, pooled=learned.pooled or None)
         if len(learned.categories) == 1 and not keep:
             return constant_column(col, origin, learned.categories[0], how)
         return col

@@ -47,7 +47,7 @@ from descend.data.read import Origin
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FALSE", "ID_MIN_ROWS", "ID_SHARE", "TRUE", "Plan", "Use", "plan_columns"]
+__all__ = ["FALSE", "ID_MIN_ROWS", "ID_SHARE", "TRUE", "Plan", "Use", "blanks_as_gaps", "plan_columns"]
 
 Use = Literal["numeric", "boolean", "date", "categorical"]
 TRUE = frozenset({"true", "yes", "y", "t"})
@@ -64,6 +64,24 @@ class Plan:
     kinds: dict[str, Use] = field(default_factory=dict)
     formats: dict[str, str | None] = field(default_factory=dict)
     left_out: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (why: asked/identifier/empty, detail)
+
+
+def blanks_as_gaps(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with empty or blank text cells as gaps (a CSV reader keeps an empty text field as ``""``); the
+    caller's frame is not changed."""
+    import pandas as pd
+
+    out = frame
+    for name in columns:
+        series = frame[name]
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_datetime64_any_dtype(series.dtype):
+            continue
+        blank = series.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore").fillna(False)
+        if blank.to_numpy(dtype=bool).any():
+            if out is frame:
+                out = frame.copy(deep=False)
+            out[name] = series.mask(blank.to_numpy(dtype=bool))
+    return out
 
 
 def plan_columns(

@@ -40,7 +40,7 @@ from descend.data.errors import (
     shown,
 )
 from descend.data.fitting import Column, Fitting, constant_column
-from descend.data.kinds import _ID_NAME, Plan
+from descend.data.kinds import _ID_NAME, Plan, blanks_as_gaps
 from descend.data.options import check_choice
 from descend.data.preprocess import Preprocessor
 from descend.data.read import Origin, frame_from_array, read_file, read_with_origin, shown_names, to_frame
@@ -191,6 +191,7 @@ def prepare(
     features = [c for c in frame.columns if c not in names]
     if not features:
         raise ColumnError(f"{origin}: no feature columns besides the target {shown_names(names)}")
+    frame = blanks_as_gaps(frame, features)
     plan = pre.plan(frame, features, origin)
 
     kept, unlabelled = _rows_to_keep(frame, names, plan, pre, task, origin)

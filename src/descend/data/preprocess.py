@@ -26,7 +26,7 @@ from descend.data.decisions import describe_columns, describe_notes
 from descend.data.encode import Notes, encode_splits
 from descend.data.errors import ColumnMismatchError, ConstantColumnError, DataOptionError, DataWarning, shown
 from descend.data.fitting import Column, Fitting, fit_column
-from descend.data.kinds import Plan, plan_columns
+from descend.data.kinds import Plan, blanks_as_gaps, plan_columns
 from descend.data.options import UNSEEN, check_choice, check_count, check_names, impute_choice
 from descend.data.read import Origin, read_with_origin, shown_names
 from descend.data.target import TargetEncoding
@@ -105,7 +105,9 @@ class Preprocessor:
 
         frame, origin = read_with_origin(source)
         names = [target] if isinstance(target, str) else list(target or [])
-        plan = self.plan(frame, [c for c in frame.columns if c not in names], origin)
+        features = [c for c in frame.columns if c not in names]
+        frame = blanks_as_gaps(frame, features)
+        plan = self.plan(frame, features, origin)
         self.fit_rows(frame, plan, np.arange(len(frame)), origin)
         self.target_ = fit_target(frame, names, task, origin) if names else None
         return self
@@ -190,6 +192,7 @@ class Preprocessor:
         if unseen is not None:
             check_choice("unseen", unseen, UNSEEN)
         frame = self._match_columns(frame, origin)
+        frame = blanks_as_gaps(frame, [c.name for c in self.columns_ if c.kind != "dropped"])
         for c in self.columns_:
             if c.kind in ("numeric", "categorical"):
                 self._check_kind(frame[c.name], c, origin)

@@ -118,11 +118,12 @@ def _numbers(c: dict[str, Any], key: str, where: str, n: int, *, positive: bool 
 def _column(c: Any, where: str) -> Column:
     """One saved column, checked: a name, a kind, and the numbers or categories that kind needs."""
     col = _column_of_kind(c, where)
-    for key in ("gaps", "pooled"):  # counts kept for the record
-        n = c.get(key)
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise DataOptionError(f"{where}.{key} is {shown(n)}; expected a count")
-        setattr(col, key, n)
+    gaps, pooled = c.get("gaps"), c.get("pooled")
+    if gaps is not None and (isinstance(gaps, bool) or not isinstance(gaps, int) or gaps < 0):
+        raise DataOptionError(f"{where}.gaps is {shown(gaps)}; expected a count")
+    if pooled is not None and not (isinstance(pooled, list) and all(isinstance(p, str) for p in pooled)):
+        raise DataOptionError(f"{where}.pooled is {shown(pooled)}; expected a list of categories")
+    col.gaps, col.pooled = gaps, pooled
     return col
 
 
