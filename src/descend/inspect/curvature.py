@@ -72,12 +72,11 @@ def _hvp_from_grads(
 ) -> list[Tensor]:
     # A gradient that does not depend on the parameters (a linear loss) has a zero Hessian block.
     live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-    out = [torch.zeros_like(p) for p in params]
-    if live:
-        dot = torch.stack([(grads[i] * vs[i]).sum() for i in live]).sum()  # type: ignore[operator]
-        hv = torch.autograd.grad(dot, params, retain_graph=retain, allow_unused=True)
-        out = [h if h is not None else torch.zeros_like(p) for h, p in zip(hv, params)]
-    return [h.detach() for h in out]
+    if not live:
+        return [torch.zeros_like(p) for p in params]
+    dot = torch.stack([(grads[i] * vs[i]).sum() for i in live]).sum()  # type: ignore[operator]
+    hv = torch.autograd.grad(dot, params, retain_graph=retain, allow_unused=True)
+    return [h.detach() if h is not None else torch.zeros_like(p) for h, p in zip(hv, params)]
 
 
 class HessianOperator:

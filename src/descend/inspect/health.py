@@ -52,11 +52,22 @@ def _layer(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def _norms(tensors: list[Tensor]) -> list[float]:
+    """The L2 norm of each tensor, accumulated in float64: one fused reduction and one read-back for all of them
+    (a norm and a read-back per tensor cost a small model's health record about a training step)."""
+    if not tensors:
+        return []
+    norms = torch._foreach_norm(tensors, 2, dtype=torch.float64)
+    if len({n.device for n in norms}) > 1:
+        return [float(n) for n in norms]
+    return torch.stack(norms).tolist()
+
+
 def _by_layer(model: nn.Module, values: Iterable[tuple[str, Tensor | None]]) -> dict[str, float]:
+    named = [(name, t.detach()) for name, t in values if t is not None]
     squares: dict[str, float] = {}
-    for name, t in values:
-        if t is not None:
-            squares[_layer(name)] = squares.get(_layer(name), 0.0) + float(t.detach().double().pow(2).sum())
+    for (name, _), norm in zip(named, _norms([t for _, t in named]), strict=True):
+        squares[_layer(name)] = squares.get(_layer(name), 0.0) + norm * norm
     return {k: math.sqrt(v) for k, v in squares.items()}
 
 
@@ -109,8 +120,11 @@ class UpdateRatio:
     def ratios(self) -> dict[str, float]:
         """The ratio per layer since the last :meth:`snapshot` (empty if none was taken)."""
         params = dict(self.model.named_parameters())
-        before = _by_layer(self.model, self._before.items())
-        delta = _by_layer(self.model, ((n, params[n].detach() - p0) for n, p0 in self._before.items()))
+        names = list(self._before)
+        saved = list(self._before.values())
+        moved = torch._foreach_sub([params[n].detach() for n in names], saved) if names else []
+        before = _by_layer(self.model, zip(names, saved))
+        delta = _by_layer(self.model, zip(names, moved))
         return {k: (delta[k] / before[k] if before[k] > 0 else (math.inf if delta[k] > 0 else 0.0)) for k in before}
 
 

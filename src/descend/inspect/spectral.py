@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -76,18 +77,20 @@ def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
     return w
 
 
-def _tridiagonal(alphas: list[float], betas: list[float]) -> Tensor:
-    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+def _tridiagonal(alphas: list[float], betas: list[float]) -> np.ndarray:
+    # The small tridiagonal is solved in numpy: a handful of torch calls on a few numbers each cost more, per
+    # product, than a small model's Hessian-vector product itself.
+    t = np.diag(np.asarray(alphas, dtype=np.float64))
     if betas:
-        off = torch.tensor(betas, dtype=torch.float64)
-        t += torch.diag(off, 1) + torch.diag(off, -1)
+        off = np.asarray(betas, dtype=np.float64)
+        t += np.diag(off, 1) + np.diag(off, -1)
     return t
 
 
 def _block_done(alphas: list[float], betas: list[float], block: int, beta: float, tol: float, kth: float) -> bool:
     """After a restart, may Lanczos stop? Once the current block's own top Ritz value has converged (residual
     ``|beta s_last| <= tol |theta|``) and is no larger than the k-th value found, the block adds nothing new."""
-    theta, s = torch.linalg.eigh(_tridiagonal(alphas[block:], betas[block:]))
+    theta, s = np.linalg.eigh(_tridiagonal(alphas[block:], betas[block:]))
     return abs(beta * float(s[-1, -1])) <= tol * abs(float(theta[-1])) and float(theta[-1]) <= kth
 
 
@@ -160,10 +163,10 @@ def lanczos(
     betas: list[float] = []  # betas[j] couples q_j and q_{j+1}; 0 where the process restarted
     block = 0  # index where the current Krylov block (since the last restart) begins
     q = random_unit(basis[:0])
-    theta = torch.zeros(0, dtype=torch.float64)
-    s = torch.zeros(0, 0, dtype=torch.float64)
-    top = torch.zeros(0, dtype=torch.long)
-    residual = torch.zeros(0, dtype=torch.float64)
+    theta = np.zeros(0)
+    s = np.zeros((0, 0))
+    top = np.zeros(0, dtype=np.int64)
+    residual = np.zeros(0)
     converged = False
     for j in range(steps):
         basis[j] = q
@@ -172,15 +175,15 @@ def lanczos(
         w = _orthogonalise(w, basis[: j + 1])
         beta = float(w.norm())
         alphas.append(alpha)
-        theta, s = torch.linalg.eigh(_tridiagonal(alphas, betas))
-        scale = float(theta.abs().max())
+        theta, s = np.linalg.eigh(_tridiagonal(alphas, betas))
+        scale = float(np.abs(theta).max())
         # Below this, w is rounding noise: the Krylov space is invariant (or the basis is full).
         full = j + 1 == dim
         invariant = full or beta <= 100 * eps * max(scale, 1e-300) * math.sqrt(dim)
         beta_eff = 0.0 if invariant else beta
-        top = torch.argsort(theta, descending=True)[:k]
-        floor = tol * torch.maximum(theta.abs(), torch.tensor(eps * scale, dtype=torch.float64))
-        residual = (beta_eff * s[-1, top]).abs()
+        top = np.argsort(-theta, kind="stable")[:k]
+        floor = tol * np.maximum(np.abs(theta), eps * scale)
+        residual = np.abs(beta_eff * s[-1, top])
         ok = residual <= floor[top]
         # The first block may stop unless it has just become invariant: then one more block checks for
         # further copies of repeated eigenvalues.
@@ -206,7 +209,7 @@ def lanczos(
     m = len(alphas)
     vectors = None
     if return_vectors:
-        vectors = (s[:, top].T.to(dtype=dtype, device=device) @ basis[:m]).contiguous()
+        vectors = (torch.from_numpy(s[:, top].T.copy()).to(dtype=dtype, device=device) @ basis[:m]).contiguous()
     return Spectrum(
         eigenvalues=tuple(float(x) for x in theta[top]),
         residuals=tuple(float(x) for x in residual),

@@ -216,8 +216,12 @@ class DivergenceGuard(Callback):
         self._streak, self._streak_step, self._streak_rows = 0, 0, list[int]()
         self._good: dict[str, Any] | None = None
         self._candidate: dict[str, Any] | None = None
-        self._prevented = False
-        self._nonfinite_grad = False
+        self._prevented = False  # the check before the update found a non-finite gradient and prevented it
+        self._read: Tensor | None = None  # the loss the check read, its version and value: read once a step
+        self._read_version, self._read_value = 0, 0.0
+        # the rules' thresholds for the next block, set by ``_refresh`` whenever the statistics change
+        self._judging, self._rising = False, False
+        self._spike_at, self._spike_gap = math.inf, -math.inf
         self._undone = False  # whether an update was undone at the same rate since the good state was taken
         self._handle: Any = None
         self._state: TrainState | None = None
@@ -249,6 +253,7 @@ class DivergenceGuard(Callback):
         if self._full:
             self.block = 1
         self._epoch_steps = max(state.n_batches, 1)
+        self._refresh()  # the thresholds depend on whether the descent is full-batch
         if self.scale != 1.0:  # resumed after rollbacks: fixed rates come scaled from the checkpoint, schedules not
             self._apply_scale(state.optimizer, 1.0, self.scale)
         if self._good is None:
@@ -264,10 +269,15 @@ class DivergenceGuard(Callback):
         if not self._sized and state.batch_rows > 0:
             self.block = max(1, math.ceil(self.rows / state.batch_rows))
             self._sized = True
-        value = state.loss.item()
+        loss = state.loss
+        # The check before the update read this loss already (the same tensor, unchanged since): reuse its value.
+        if loss is self._read and loss._version == self._read_version:
+            value = self._read_value
+        else:
+            value = loss.item()
+        self._read = None
         prevented, self._prevented = self._prevented, False
-        nonfinite_grad, self._nonfinite_grad = self._nonfinite_grad, False
-        if math.isfinite(value) and not nonfinite_grad:
+        if not prevented and math.isfinite(value):
             if self._streak:
                 self._end_streak(state)
             self._block_sum += value
@@ -321,7 +331,7 @@ class DivergenceGuard(Callback):
         """Judge the block just completed, of mean loss ``mean`` (events report it as their ``loss``)."""
         pending_sum, pending_count = self._pending_sum, self._pending_count
         self._block_sum, self._block_steps, self._pending_sum, self._pending_count = 0.0, 0, 0.0, 0
-        if self._is_spike(mean):
+        if mean > self._spike_at and mean - self._level > self._spike_gap:  # a spike (thresholds: ``_refresh``)
             self._intervened = True
             self._strikes += 1
             if self._full or self._strikes >= self.patience:
@@ -336,41 +346,48 @@ class DivergenceGuard(Callback):
         self._epoch_count += pending_count
         self._add(mean)
         self._blocks += 1
-        self._high = self._high + 1 if self._is_rising() else 0
+        self._high = self._high + 1 if self._rising else 0
         if self._high >= self.patience:
             self._rollback(state, "rising", mean)
         elif self._blocks % self.every == 0:
             self._take_candidate(state)
 
     def _add(self, value: float) -> None:
-        self._n += 1
-        if self._n > 1:  # running means at first, then moving averages
+        n = self._n = self._n + 1
+        if n > 1:  # running means at first, then moving averages
             # half the squared difference of successive block means: the noise's variance, which a trend in the
             # loss (the descent itself) hardly adds to, unlike deviations from the moving average
-            weight = max(self._alpha / _SLOWER, 1 / (self._n - 1))
+            weight = max(self._alpha / _SLOWER, 1 / (n - 1))
             self._var += weight * (0.5 * (value - self._last) ** 2 - self._var)
             self._spread = math.sqrt(self._var)
         self._last = value
-        self._level += max(self._alpha, 1 / self._n) * (value - self._level)
+        self._level += max(self._alpha, 1 / n) * (value - self._level)
         if self._full:
             self._recent.append(value)
         if len(self._first) < _FIRST:
             self._first.append(value)
             self._floor = _FLOOR_FRACTION * sum(self._first) / len(self._first)
-        if self._warm() and self._level <= self._best:
+        if n >= (1 if self._full else _FIRST) and self._level <= self._best:
             self._best, self._best_spread = self._level, self._spread
+        self._refresh()
 
-    def _warm(self) -> bool:
-        """Whether the statistics are judged: after the first full-batch loss; after ``_FIRST`` blocks else."""
-        return self._n >= (1 if self._full else _FIRST)
+    def _refresh(self) -> None:
+        """Set the rules' thresholds from the statistics (after each normal block, a restore or a load).
 
-    def _is_spike(self, value: float) -> bool:
-        if not self._warm():  # the first blocks: only a jump by ``spike`` times their running mean
-            return self._n > 0 and value > self.spike * max(self._level, self._floor)
-        level = max(self._level, self._floor)
-        if self._full:  # no sampling noise: a jump by ``spike`` times is divergence
-            return value > self.spike * level
-        return value > self.spike * level and value - self._level > self.spike * max(self._spread, self._floor)
+        The statistics are judged after the first full-batch loss, after ``_FIRST`` normal blocks else. A block
+        of mean ``x`` is a spike when ``x > _spike_at`` and ``x - m > _spike_gap``: before the statistics are
+        judged, a jump by ``spike`` times the running mean of the blocks before it (none for the first block); at
+        full batch, with no sampling noise, a jump by ``spike`` times the level; else both the factor and
+        ``spike`` spreads. ``_rising``: the level is over ``rise`` times its lowest and ``noise`` spreads above it.
+        """
+        floor, level, n = self._floor, self._level, self._n
+        self._judging = judging = n >= (1 if self._full else _FIRST)
+        self._spike_at = self.spike * max(level, floor) if n else math.inf
+        self._spike_gap = self.spike * max(self._spread, floor) if judging and not self._full else -math.inf
+        self._rising = False
+        if judging and self._best != math.inf:
+            best, spread = max(self._best, floor), max(self._best_spread, floor)
+            self._rising = level > self.rise * best and level - best > self.noise * spread
 
     def _is_growing(self, value: float) -> bool:
         """Full batch: the last two steps each multiplied the loss by more than ``_GROWTH``, to its highest."""
@@ -378,13 +395,6 @@ class DivergenceGuard(Callback):
             return False
         before, last = self._recent[-2], self._recent[-1]
         return value > _GROWTH * last and last > _GROWTH * before and value > max(self._recent)
-
-    def _is_rising(self) -> bool:
-        if not self._warm() or self._best == math.inf:
-            return False
-        best = max(self._best, self._floor)
-        spread = max(self._best_spread, self._floor)
-        return self._level > self.rise * best and self._level - best > self.noise * spread
 
     def _diverging(self, state: TrainState, prevented: bool, value: float) -> str | None:
         """Why a bad step is divergence rather than a bad batch (None: a bad batch)."""
@@ -419,7 +429,10 @@ class DivergenceGuard(Callback):
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         loss = self._state.loss if self._state is not None else None
-        value = loss.item() if loss is not None else math.nan
+        value = math.nan
+        if loss is not None:
+            value = loss.item()
+            self._read, self._read_version, self._read_value = loss, loss._version, value
         # The step's loss (one number, already computed): a NaN or an infinity anywhere in the batch reaches it.
         if loss is not None and not math.isfinite(value):
             pass
@@ -427,7 +440,7 @@ class DivergenceGuard(Callback):
             # A gradient that overflows while the loss stays finite takes features large enough to lift the loss
             # far above its level too: the first layer's weight (which meets the raw features) is summed only for
             # such a batch, or while the level is not known yet, so that a normal step costs one number.
-            if loss is not None and self._warm() and value <= self.spike * max(self._level, self._floor):
+            if loss is not None and self._judging and value <= self._spike_at:  # not a spike: the loss vouches
                 return
             grad = optimizer.param_groups[0]["params"][0].grad
             if grad is None or math.isfinite(grad.sum().item()):
@@ -442,7 +455,7 @@ class DivergenceGuard(Callback):
             # gradient is so large that its norm overflows.
             if not grads or math.isfinite(torch.stack(torch._foreach_norm(grads)).sum().item()):
                 return
-        self._nonfinite_grad = self._prevented = True
+        self._prevented = True
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad = None
@@ -486,6 +499,7 @@ class DivergenceGuard(Callback):
         self._n, self._level, self._var, self._best, self._best_spread, self._last = good["stats"]
         self._spread = math.sqrt(self._var)
         self._recent = deque(good["recent"], maxlen=self.window)
+        self._refresh()
 
     def _apply_scale(self, optimizer: torch.optim.Optimizer, ratio: float, total: float) -> None:
         """Multiply fixed learning rates by ``ratio``; make schedules' values ``total`` times their own."""
@@ -562,3 +576,4 @@ class DivergenceGuard(Callback):
         self._streak, self._streak_step, self._streak_rows = int(streak), int(step), [int(r) for r in rows]
         self._good, self._candidate, self._gave_up = state["good"], state["candidate"], bool(state["gave_up"])
         self._undone = bool(state["undone"])
+        self._refresh()
