@@ -259,16 +259,16 @@ CASES: list[Case] = [
     Case("a folder as data", lambda d, r: ["train", d, "--target", "y", "--out", d / "run"], "is a directory", None),
     Case("unknown extension", train_text("t.xlsx", TRAIN), "extension '.xlsx' is not a table format", "t.xlsx"),
     # model specifications
-    Case("mlp: without sizes", train_text("t.csv", TRAIN, "--model", "mlp:"), "invalid hidden sizes ''", None),
-    Case("mlp: empty size", train_text("t.csv", TRAIN, "--model", "mlp:64,,32"), "invalid hidden sizes '64,,32'",
+    Case("mlp: without sizes", train_text("t.csv", TRAIN, "--model", "mlp:"), "invalid item '' in 'mlp:'", None),
+    Case("mlp: empty size", train_text("t.csv", TRAIN, "--model", "mlp:64,,32"), "invalid item '' in 'mlp:64,,32'",
          None),
-    Case("mlp: lone comma", train_text("t.csv", TRAIN, "--model", "mlp:,"), "invalid hidden sizes ','", None),
-    Case("mlp: zero", train_text("t.csv", TRAIN, "--model", "mlp:0"), "invalid hidden sizes '0'", None),
-    Case("mlp: exponent", train_text("t.csv", TRAIN, "--model", "mlp:1e3"), "invalid hidden sizes '1e3'", None),
+    Case("mlp: lone comma", train_text("t.csv", TRAIN, "--model", "mlp:,"), "invalid item '' in 'mlp:,'", None),
+    Case("mlp: zero", train_text("t.csv", TRAIN, "--model", "mlp:0"), "invalid item '0' in 'mlp:0'", None),
+    Case("mlp: exponent", train_text("t.csv", TRAIN, "--model", "mlp:1e3"), "invalid item '1e3' in 'mlp:1e3'", None),
     Case("mlp: beyond any memory", train_text("t.csv", TRAIN, "--model", "mlp:10000000000000"),
-         "needs 30,000,000,000,001 parameters x 4 bytes x 4", None),
+         "needs 70,000,000,000,001 parameters x 4 bytes x 4", None),
     Case("mlp: beyond this memory", train_text("t.csv", TRAIN, "--model", "mlp:100000000"),
-         "needs 300,000,001 parameters x 4 bytes x 4 (weights, gradients, 2 optimizer moments) = 4.8 GB, more than "
+         "needs 700,000,001 parameters x 4 bytes x 4 (weights, gradients, 2 optimizer moments) = 11.2 GB, more than "
          "the 2.15 GB", None),
     # damaged model folders
     Case("model.json truncated", model(json_text='{"format": 1, "model": {"cla'), "not valid JSON", "model.json"),

@@ -224,7 +224,7 @@ def test_standardised_target_round_trips_through_the_run_folder(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"scale_target": "yes"}, "scale_target=.yes.; expected 'auto', True or False"),
+        ({"scale_target": "yes"}, "scale_target=.yes.; expected auto, True or False"),
         ({"scale_target": True, "loss": lambda out, y: ((out - y) ** 2).mean()}, "the loss is a custom callable"),
     ],
 )

@@ -3,6 +3,10 @@
 Each option with a spelling becomes a flag whose type parses a word with the table's own rule and refuses it
 with the table's message; ``--help`` lists them under the table's groups. :func:`gather` takes the values of a
 parsed command, the flags given overriding a config file (TOML, or a run's ``config.json``).
+
+Example:
+    >>> is_switch(OPTIONS["guard"]), is_switch(OPTIONS["lr"]), _metavar(OPTIONS["scale"])
+    (True, False, '[standard|minmax|none]')
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import click
 from click.core import ParameterSource
 
 from descend.errors import ConfigError
-from descend.train.options import GROUPS, OPTIONS, Boolean, Choice, Int, Null, Number, Option, from_mapping
+from descend.train.accepts import BOOLEAN, NONE
+from descend.train.options import GROUPS, OPTIONS, Option, from_mapping
 
 __all__ = ["GroupedCommand", "gather", "read_config", "table_options"]
 
@@ -45,29 +50,22 @@ class TableType(click.ParamType):
             self.fail(str(e).split("invalid ", 1)[1], param, ctx)
 
 
-def _parts(option: Option) -> list[Any]:
-    kind = option.accepts
-    return [p for p in (kind.parts if hasattr(kind, "parts") else [kind]) if p.words]
+def is_switch(option: Option) -> bool:
+    """Whether the option's flag is a switch (``--x`` / ``--no-x``): a word can only say true, false or none."""
+    return all(p in (BOOLEAN, NONE) for p in option.accepts.parts or (option.accepts,) if p.read is not None)
 
 
 def _metavar(option: Option) -> str:
-    """``[a|b|c]`` for names, ``N`` an int, ``X`` a number, ``TEXT``, joined with ``|``."""
-    words: list[str] = []
-    for part in _parts(option):
-        if isinstance(part, Choice):
-            words.extend(part.names)
-        elif isinstance(part, Boolean):
-            words.extend(("true", "false"))
-        elif not isinstance(part, Null):
-            words.append("N" if isinstance(part, Int) else "X" if isinstance(part, Number) else "TEXT")
-    return f"[{'|'.join(words)}]" if len(words) > 1 else words[0]
+    """``[a|b|c]`` for names, ``N`` an int, ``X`` a number, ``TEXT``."""
+    words = option.accepts.metavar
+    return f"[{words}]" if "|" in words else words
 
 
 def _flag(option: Option) -> click.Option:
     spelling = option.spelling
     assert spelling is not None
     common: dict[str, Any] = {"help": option.help}
-    if all(isinstance(w, (Boolean, Null)) for w in _parts(option)):  # a switch
+    if is_switch(option):
         if option.default is False:
             made = click.Option([spelling, option.name], is_flag=True, default=False, **common)
         else:

@@ -103,14 +103,16 @@ class RecordCommand:
 
 
 def _header(label: str, state: Any) -> str:
-    """What a run is, from the config.json fit wrote: the data's size, the task, the model and optimizer."""
+    """What a run is, from the config.json fit wrote: the data's size, the task, the model and optimizer, and a
+    line for each decision taken in reading the table (gaps filled, categories pooled, columns left out, ...)."""
     config = state.run_dir.read_json("config.json")
     data, resolved, args = config["data"], config["resolved"], config["arguments"]
     model = args["model"] if isinstance(args["model"], str) else type(state.model).__name__
     optimizer = args["optimizer"] if isinstance(args["optimizer"], str) else type(state.optimizer).__name__
-    return (f"{label}: {data['n_train']} training rows, {data['n_val']} validation rows, {data['n_features']} "
-            f"features, task {resolved['task']}; model {model}, {optimizer}, batch {resolved['batch_size']}, up to "
-            f"{args['epochs']} epochs")  # fmt: skip
+    lines = [f"{label}: {data['n_train']} training rows, {data['n_val']} validation rows, {data['n_features']} "
+             f"features, task {resolved['task']}; model {model}, {optimizer}, batch {resolved['batch_size']}, up to "
+             f"{args['epochs']} epochs", *(f"  {line}" for line in data.get("decisions") or [])]  # fmt: skip
+    return "\n".join(lines)
 
 
 def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], label: str) -> dict[str, Any]:

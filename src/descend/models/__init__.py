@@ -75,7 +75,7 @@ def from_spec(spec: str, **options: Any) -> Model:
     """
     import inspect
 
-    name, _, rest = spec.partition(":")
+    name, colon, rest = spec.partition(":")
     name = name.strip().lower()
     if name not in NAMES:
         raise ConfigError(f"model: unknown model {spec!r}; expected one of {', '.join(NAMES)} (e.g. mlp:64,32) or a "
@@ -84,7 +84,7 @@ def from_spec(spec: str, **options: Any) -> Model:
     settable = [p for p in accepted if p != "hidden"]
     sizes: list[int] = []
     settings: dict[str, Any] = {}
-    for item in (w.strip() for w in rest.split(",") if rest.strip()):
+    for item in (w.strip() for w in rest.split(",")) if colon else ():
         key, eq, value = item.partition("=")
         if not eq:
             if not (item.isascii() and item.isdigit() and int(item) >= 1) or "hidden" not in accepted:

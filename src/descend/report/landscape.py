@@ -77,7 +77,7 @@ class SurfaceResult:
 
 def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> Any:
     from descend.data import DataWarning, load_dataset, prepare
-    from descend.train.fit import DATA_OPTIONS
+    from descend.train.options import PREPARE
 
     command, arguments = run.command, run.config.get("arguments", {})
     source = data
@@ -93,7 +93,7 @@ def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> 
     recorded = arguments.get("validation")
     validation = recorded if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) else 0.2
     options = {"validation": validation, "seed": int(run.config.get("seed", 0) or 0),
-               **{n: arguments[n] for n in DATA_OPTIONS if n in arguments}}
+               **{n: arguments[n] for n in PREPARE if n in arguments}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         prepared = prepare(source, target=target or arguments.get("target") or command.get("target"), task=run.task,

@@ -63,7 +63,6 @@ CONVERGED = ("loss_threshold", "tolerance", "early_stopping")
 LIMITS = ("max_epochs", "max_steps")  # stops on a budget: the run did not converge, and is warned about
 DIVERGED_RISE = 1e3  # without a guard, an epoch loss this many times the first epoch's is a divergence
 MODEL_SETTINGS = ("activation", "init", "dropout")  # options of a model fit builds from a name
-DATA_OPTIONS = ("scale", "encoding")  # options of descend.data.prepare, for data fit reads itself
 
 
 class ConvergenceWarning(UserWarning):
@@ -281,6 +280,14 @@ def fit(
     validation: Any = None,
     scale: str = "standard",
     encoding: str | None = None,
+    impute: str = "median",
+    unseen: str = "infrequent",
+    min_frequency: int = 5,
+    drop: Sequence[str] | None = None,
+    keep: Sequence[str] | None = None,
+    dates: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    strict: bool = False,
     activation: str | None = None,
     init: str | None = None,
     loss: str | _losses.Loss | Callable[..., Any] | None = None,
@@ -327,89 +334,11 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``data`` by gradient descent and return a :class:`FitResult`.
 
-    Every option is declared in :mod:`descend.train.options` (what it accepts, its default, a one-line help, its
-    group); ``descend train --help`` prints the same table as flags. The notes below say what needs more than a line.
+    Every option is declared once, in :mod:`descend.train.options` (what it accepts, its default, a one-line help,
+    its group); ``descend train --help`` prints the same table as flags.
 
     Args:
-        model: a ``torch.nn.Module``, one of descend's models (sizes may be left out: they come from the data),
-            a model config (``Model.config()``), or a spec: ``"linear"``, ``"logistic"``, ``"softmax"``, ``"svm"``,
-            ``"mlp"``, with hidden sizes and settings ``"mlp:64,32,dropout=0.1"``
-            (:func:`descend.models.from_spec`). ``activation``, ``init`` and ``dropout`` set those of a model
-            built from a spec (None: the model's own).
-        data: a prepared dataset (``descend.data.prepare``'s result) or anything it reads (a path, a DataFrame,
-            arrays, a tuple ``(X, y)``); ``target``, ``task`` and ``validation`` (a fraction in [0, 1); None:
-            0.2), ``scale`` and ``encoding`` are passed on to it. Data that does not fit in memory comes as a loader of ``(X, y)`` batches:
-            a ``torch.utils.data.DataLoader`` (reseeded each epoch from ``seed``, so a resumed run sees the same
-            batches) or a :class:`descend.data.LoaderBatches`; it must know its length. ``validation`` is then a
-            loader of validation batches, or None. The task is read from its first rows (float targets:
-            regression; integer 0/1: binary; other integers: class indices), unless ``task`` says; its first
-            2,048 rows also serve ``lr="auto"`` and the sharpness monitor. ``batch_size`` is the loader's,
-            ``scale_target`` does not apply, and second-order optimizers (full batch) are refused.
-        loss: a name (mse, mae, huber, bce, cross_entropy, hinge), a :class:`descend.losses.Loss`, or a callable
-            ``(output, target) -> scalar``; default: the model's (hinge for LinearSVM) or the task's.
-        scale_target: for regression, train on the standardised target :math:`(y - \\mu) / \\sigma` (the
-            training rows' mean and standard deviation per column) while the model predicts in the target's
-            units: a descend model gets the fixed output scale :math:`\\sigma f(x) + \\mu`
-            (:meth:`~descend.models.Model.set_output_scale`) and the loss is taken on both sides standardised, so
-            the recorded loss is in standardised units and the metrics (RMSE, MAE, R²) in the target's.
-            Without it a target in the hundreds needs weights in the hundreds, which a default learning rate
-            takes thousands of steps to reach. ``"auto"`` (default): for regression with a named loss and a
-            descend model (keeping a scale the model already carries); True: the same, an error where it cannot
-            apply; False: never.
-        metrics: validation metrics to record (default: the task's, see :mod:`descend.metrics`).
-        optimizer: a name (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw), an optimizer instance, or a
-            factory ``(params, **options) -> optimizer`` such as a class; ``optimizer_options`` go to it.
-        lr: a number > 0, a schedule (callable step -> lr; a ``ReduceOnPlateau`` is stepped each epoch with the
-            validation loss), or None for the optimizer's default. ``"auto"`` runs the learning-rate range test
-            (:mod:`descend.tune.auto`) and trains at the rate it suggests; the sweep goes to ``lr_find.csv`` in the
-            run folder, the choice and its reason to an ``lr_find`` event and ``FitResult.lr_find``.
-        schedule: the shape of the learning rate over the planned run (``epochs`` x batches, or ``max_steps``),
-            peaking at ``lr`` (the number given, the range test's rate with ``lr="auto"``, or the optimizer's
-            default): a name of :data:`descend.schedules.NAMES` (``"cosine"``, ``"warmup-cosine"``,
-            ``"one-cycle"``, ``"step"``, ``"exponential"``, ``"plateau"``, ``"constant"``; see
-            :func:`descend.schedules.named`; ``warmup_steps``, ``step_size`` and ``gamma`` set the shapes that
-            take them), or a callable ``step -> multiplier`` of the peak. The planned rates go
-            to ``schedule.csv`` in the run folder. Early stopping (fit's own, or an :class:`EarlyStopping` left at
-            ``start_epoch=None``) does not stop the run before the schedule has annealed (fallen to half its peak).
-        batch_size: ``"full"``, or the number of rows per step; None: 32, or ``"full"`` for optimizers that step
-            on the whole training set (newton, lbfgs).
-        epochs, max_steps: limits. ``loss_threshold``: stop when the epoch's training loss is at or below it.
-            ``tol``: stop when the training loss changes by less than ``tol`` (relative) ``n_iter_no_change``
-            epochs in a row (None: never).
-        early_stopping: None (on when there is a validation set), True, False, or an :class:`EarlyStopping`.
-            fit's own follows ``monitor`` (``"auto"``: ``val_loss``; or any recorded column: ``loss``,
-            ``val_accuracy``, ``val_r2``, ...; larger is better for accuracy and r2) with ``patience`` and
-            ``min_delta``, and ends the run with the best epoch's weights.
-        guard: the divergence guard (see :mod:`descend.train.guard`): True (default), False, or a
-            :class:`~descend.train.DivergenceGuard` with its own settings.
-        l1, l2, penalize: the penalty above; ``penalize`` is "weights" (parameters with 2+ dimensions), "all",
-            a list of parameter names, or a callable ``(name, parameter) -> bool``.
-        clip_norm, clip_value, accumulate: rules of descend's optimizer engine, applied before the optimizer's.
-        callbacks: extra :class:`~descend.train.Callback` instances. ``progress``: None (a bar when stderr is a
-            terminal), True, False.
-        diagnostics: watch the descent (see :mod:`descend.inspect.diagnostics`): gradient health every
-            ``health_every`` steps, sharpness against the stability edge every ``sharpness_every`` (on a fixed
-            batch of 128 training rows), and
-            the findings rules at the end, logged as ``finding`` events and returned in ``FitResult.findings``.
-            Monitors of the same kinds in ``callbacks`` are used instead of the defaults. False: none.
-        run_dir: write the run folder there (see :mod:`descend.train.run`); ``checkpoint_every`` adds a
-            checkpoint every that many steps to the one at each epoch's end.
-        resume: a run folder to continue from its last checkpoint; the other arguments must be the same. A run
-            killed before its first checkpoint starts again from the beginning; a corrupt newest checkpoint is
-            passed over for the one before (a :class:`~descend.train.run.RunWarning` names it).
-        overwrite: with ``run_dir``, replace a run already in that folder (by default a folder holding a run is
-            refused, unless that run trained nothing yet). One process at a time owns a run folder.
-        seed: seeds the model's initialisation (when fit builds it), the data order and dropout; the caller's
-            global torch RNG is left as it was. None draws a seed (recorded in config.json).
-        threads: torch's intra-op threads during fit (restored after). ``"auto"`` uses 1 for models under
-            2**20 parameters, whose small matrix products lose more to waking threads than they gain (and
-            lose badly on a busy machine); None leaves torch's setting. The count is recorded in config.json.
-        compile: run each training step as one ``torch.compile`` graph (forward, loss, backward and, with a
-            descend optimizer of per-parameter rules, the update; see :mod:`descend.train.compiled`). Several
-            times faster per step on small models, for a one-off compile of seconds: worth it on runs of
-            thousands of steps. Steps something watches from inside (the first, the diagnostics' measured
-            ones, an epoch's short last batch, a non-finite gradient) run eagerly. Results equal the eager
-            run's to rounding, not bit for bit. Not for full-batch second-order optimizers or batch norm.
+        {options}
 
     ``converged`` is True when a convergence rule stopped the run (``loss_threshold``, ``tol``, early stopping)
     and the descent never diverged (``FitResult.diverged``); a run that ends on ``epochs`` or ``max_steps``, or
@@ -438,6 +367,12 @@ def fit(
             run.release(remove_lock=finished)
     assert isinstance(result, FitResult)
     return result
+
+
+if fit.__doc__:  # the options' help, from the table (absent under python -OO)
+    from descend.train.options import docstring
+
+    fit.__doc__ = fit.__doc__.replace("        {options}", docstring())
 
 
 def find_lr(model: nn.Module | str, data: Any, **options: Any) -> Any:
@@ -480,11 +415,11 @@ def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_tes
 
 
 def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
-    from descend.train.options import OPTIONS
+    from descend.train.options import OPTIONS, PREPARE
 
     data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"],
-                        seed=seed, options={n: args[n] for n in DATA_OPTIONS},
-                        changed=[n for n in DATA_OPTIONS if args[n] != OPTIONS[n].default])  # fmt: skip
+                        seed=seed, options={n: args[n] for n in PREPARE},
+                        changed=[n for n in PREPARE if args[n] != OPTIONS[n].default])  # fmt: skip
     settings = {n: args[n] for n in MODEL_SETTINGS if args[n] is not None}
     model = _build_model(args["model"], data, settings)
     threads = args["threads"]
@@ -715,6 +650,7 @@ def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, b
             "n_features": data.n_features,
             "n_classes": data.n_classes,
             "fingerprint": float(data.X.double().sum()),
+            "decisions": list(getattr(data.prepared, "decisions", None) or []),  # how prepare read the table
         },
         "environment": environment(),
     }

@@ -1,7 +1,8 @@
 """Turning fit's arguments into the objects the loop runs: data tensors, optimizer, penalty.
 
-Every check here raises :class:`~descend.errors.ConfigError` with one template: the argument, the value, and
-what would be accepted. Inside the loop nothing is checked again.
+Each option's value was checked against the table (:mod:`descend.train.options`) before it gets here; what is
+checked here is what one option says of another, or of the data, with the same template: the argument, the
+value, and what would be accepted. Inside the loop nothing is checked again.
 """
 
 from __future__ import annotations
@@ -15,29 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from descend.errors import ConfigError, DataError
+from descend.train.options import OPTIMIZERS
 
 __all__ = ["OPTIMIZERS", "TrainData", "is_loader", "make_optimizer", "make_penalty", "resolve_data"]
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "newton", "lbfgs")
 PenaltySpec = str | Sequence[str] | Callable[[str, Tensor], bool]
-
-
-def check_number(name: str, value: Any, *, low: float = 0.0, open_low: bool = False, none: bool = False) -> None:
-    if value is None and none:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    if ok:
-        ok = value > low if open_low else value >= low
-    if not ok:
-        sign = ">" if open_low else ">="
-        raise ConfigError(f"{name}: invalid {name}={value!r}; expected a number {sign} {low:g}{' or None' if none else ''}")
-
-
-def check_int(name: str, value: Any, *, low: int = 1, none: bool = False) -> None:
-    if value is None and none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}: invalid {name}={value!r}; expected an int >= {low}{' or None' if none else ''}")
 
 
 @dataclass
@@ -304,8 +287,6 @@ class Penalty:
 
 def make_penalty(model: nn.Module, l1: float, l2: float, spec: PenaltySpec) -> Penalty | None:
     """The penalty over the parameters ``spec`` chooses, or None when there is nothing to penalize."""
-    check_number("l1", l1)
-    check_number("l2", l2)
     params = _penalized(model, spec)
     if not (l1 or l2) or not params:
         return None
