@@ -5,10 +5,11 @@ default (Adam at its default rate, batch 32, 100 epochs, patience 10, best weigh
 diagnostics on), changing only the early-stopping monitor:
 
 - ``val_loss``: ``EarlyStopping(monitor="val_loss")``, fit's default;
-- ``val_accuracy``: ``EarlyStopping(monitor="val_accuracy")``; an epoch that only ties the best accuracy is not
-  an improvement (``min_delta=0``, strict ``>``), so the first epoch to reach the best accuracy is kept;
-- ``val_accuracy, ties→val_loss``: a variant defined here (:class:`AccuracyThenLoss`), not in descend: an epoch
-  improves when its accuracy is higher, or equal with a lower validation loss than at the best epoch so far.
+- ``val_accuracy``: ``EarlyStopping(monitor="val_accuracy", tie_break=None)``; an epoch that only ties the best
+  accuracy is not an improvement (``min_delta=0``, strict ``>``), so the first epoch to reach it is kept;
+- ``val_accuracy, ties→val_loss``: ``EarlyStopping(monitor="val_accuracy")``, whose tie-break (the default for
+  a metric where larger is better) lets an epoch improve when its accuracy is higher, or equal with a lower
+  validation loss than at the best epoch so far.
 
 The three runs of one (dataset, seed) share the seed, hence the split, the initialisation and the batch order:
 their trajectories are identical until the first of them stops, and they differ only in where they stop and which
@@ -45,14 +46,13 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 
 import descend
 from descend.data import DataWarning, PreparedData, load_dataset, prepare
 from descend.metrics import evaluate
-from descend.train import ConvergenceWarning, EarlyStopping, TrainState
+from descend.train import ConvergenceWarning, EarlyStopping
 
 DATASETS = ("digits", "wine", "breast_cancer", "mnist1d")
 MONITORS = ("val_loss", "val_accuracy", "val_accuracy, ties→val_loss")
@@ -60,33 +60,10 @@ BASELINE = "val_loss"
 MNIST1D_TRAIN = 4000  # rows of the package's own training split (train_split=0.8 of 5000)
 
 
-class AccuracyThenLoss(EarlyStopping):
-    """Monitor validation accuracy; an epoch that ties the best accuracy improves when its validation loss is lower.
-
-    Such an epoch becomes the best epoch (its weights are kept) and resets the patience, as a strict improvement
-    does. Otherwise :class:`EarlyStopping` with ``monitor="val_accuracy"``.
-    """
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__("val_accuracy", **options)
-        self.best_loss = math.inf
-
-    def on_epoch_end(self, state: TrainState) -> None:
-        accuracy, loss = state.row["val_accuracy"], state.row["val_loss"]
-        if accuracy == self.best and loss < self.best_loss:
-            self.best_epoch, self.wait, self.best_loss = int(state.row["epoch"]), 0, loss
-            if self.restore_best:
-                self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
-            return
-        super().on_epoch_end(state)
-        if self.best_epoch == int(state.row["epoch"]):  # a strict improvement in accuracy
-            self.best_loss = loss
-
-
 def stopper(monitor: str) -> EarlyStopping:
-    if monitor == MONITORS[2]:
-        return AccuracyThenLoss()
-    return EarlyStopping(monitor=monitor)
+    if monitor == MONITORS[1]:
+        return EarlyStopping(monitor="val_accuracy", tie_break=None)
+    return EarlyStopping(monitor="val_accuracy" if monitor == MONITORS[2] else monitor)
 
 
 @dataclass

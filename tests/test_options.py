@@ -180,14 +180,33 @@ def test_early_stopping_follows_the_monitor_and_min_delta() -> None:
     g = torch.Generator().manual_seed(1)
     X = torch.randn(300, 4, generator=g)
     y = (X[:, 0] + 0.5 * torch.randn(300, generator=g) > 0).long()
-    result = descend.fit("mlp:16", (X, y), epochs=40, monitor="val_accuracy", patience=3, min_delta=0.5,
+    result = descend.fit("mlp:16", (X, y), epochs=40, monitor="val_loss", patience=3, min_delta=10.0,
                          diagnostics=False)  # fmt: skip
-    # no epoch can improve the accuracy by more than 0.5 after the first: stopped after patience epochs
+    # no epoch can lower the loss by more than 10 after the first: stopped after patience epochs
     assert result.stop_reason == "early_stopping" and result.epochs == 4 and result.best_epoch == 1
+    result = descend.fit("mlp:16", (X, y), epochs=40, monitor="val_accuracy", patience=3, diagnostics=False)
+    assert result.best_epoch is not None  # the weights kept are those of an epoch with the best accuracy
+    assert result.final["val_accuracy"] == max(r["val_accuracy"] for r in result.history)
     with pytest.raises(ConfigError, match="monitor: invalid monitor='val_r2'; expected auto or a recorded metric"):
         descend.fit("mlp:16", (X, y), epochs=1, monitor="val_r2")
     with pytest.raises(ConfigError, match="patience: patience=3 is a setting of fit's own early stopping"):
         descend.fit("mlp:16", (X, y), epochs=1, patience=3, early_stopping=descend.train.EarlyStopping())
+
+
+@pytest.mark.parametrize(("tie_break", "best_epoch"), [("auto", 3), (None, 2)])
+def test_ties_of_the_accuracy_break_on_the_validation_loss(tie_break: Any, best_epoch: int) -> None:
+    from types import SimpleNamespace
+
+    stopping = descend.train.EarlyStopping("val_accuracy", patience=2, tie_break=tie_break)
+    state = SimpleNamespace(model=torch.nn.Linear(1, 1), stop=None, step=0, epochs=9, log_event=lambda *a, **k: None)
+    for epoch, (accuracy, loss) in enumerate([(0.5, 1.0), (0.6, 0.9), (0.6, 0.8), (0.6, 0.85), (0.6, 0.81)], 1):
+        state.row = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+        stopping.on_epoch_end(state)  # type: ignore[arg-type]
+    # a tie that lowers the loss is the better epoch (3); without a tie-break the first to reach 0.6 is (2)
+    assert stopping.best_epoch == best_epoch
+    assert state.stop == "early_stopping" and stopping.wait == 5 - best_epoch
+    assert descend.train.EarlyStopping("val_loss").tie_break is None
+    assert descend.train.EarlyStopping("accuracy").tie_break == "loss"
 
 
 def test_schedule_settings_shape_the_named_schedule(tmp_path: Path) -> None:

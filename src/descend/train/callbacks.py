@@ -35,6 +35,12 @@ class EarlyStopping(Callback):
     stopped the run. Its counters and the best weights are saved in checkpoints, so a resumed run stops where
     the uninterrupted one would.
 
+    ``tie_break``: a second metric for epochs that tie the best value of ``monitor`` (by default, for a metric
+    where larger is better, ``val_loss``, or ``loss`` for a training metric): such an epoch improves when the
+    tie-break is lower than at the best epoch. On a small validation set accuracy moves in steps of one row and
+    ties are the rule; without it the run keeps the first epoch to reach the best accuracy, while the loss is
+    still falling (see ``docs/benchmarks.md``, the monitor measurement). None: ties never improve.
+
     ``start_epoch``: the run is not stopped before this many epochs have ended (the best epoch is tracked from the
     first). None (default): ``descend.fit`` sets it to the epoch in which its learning-rate schedule has annealed
     (fallen to half its peak; 0 without a schedule), so that a run is not cut at the schedule's peak, before the
@@ -53,6 +59,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         restore_best: bool = True,
         start_epoch: int | None = None,
+        tie_break: str | None = "auto",
     ) -> None:
         _positive_int("EarlyStopping", "patience", patience)
         if start_epoch is not None and (isinstance(start_epoch, bool) or not isinstance(start_epoch, int)
@@ -63,6 +70,10 @@ class EarlyStopping(Callback):
             raise ConfigError(f"EarlyStopping: invalid min_delta={min_delta!r}; expected a number >= 0")
         self.monitor = monitor
         self.mode = "max" if greater_is_better(monitor) else "min"
+        if tie_break == "auto":
+            tie_break = None if self.mode == "min" else ("val_loss" if monitor.startswith("val_") else "loss")
+        self.tie_break = tie_break
+        self.best_tie = math.inf
         self.patience = patience
         self.min_delta = float(min_delta)
         self.restore_best = restore_best
@@ -78,8 +89,9 @@ class EarlyStopping(Callback):
             )
         value = state.row[self.monitor]
         better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
-        if better:
-            self.best, self.best_epoch, self.wait = value, int(state.row["epoch"]), 0
+        tie = state.row.get(self.tie_break, math.inf) if self.tie_break else math.inf
+        if better or (value == self.best and tie < self.best_tie):
+            self.best, self.best_epoch, self.wait, self.best_tie = value, int(state.row["epoch"]), 0, tie
             if self.restore_best:
                 self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
         else:
@@ -96,10 +108,12 @@ class EarlyStopping(Callback):
             state.log_event("restore_best", epoch=self.best_epoch, monitor=self.monitor, value=self.best)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": self.best_weights}
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": self.best_weights,
+                "best_tie": self.best_tie}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_tie = state.get("best_tie", math.inf)
         self.best_weights = state["best_weights"]
 
 
