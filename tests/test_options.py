@@ -289,3 +289,18 @@ def test_data_flags_reach_the_table(flags: list[str], shows: Any, refused: str |
     assert r.exit_code == 0, r.output
     n, f, d = _decisions(tmp_path / "run")
     assert shows(n, f, d), (flags, n, f, d)
+
+
+def test_unseen_error_makes_a_model_that_refuses_new_categories(messy_csv: Path, tmp_path: Path) -> None:
+    new = pd.read_csv(messy_csv).head(5)
+    new.loc[0, "port"] = "Nowhere"
+    new.to_csv(tmp_path / "new.csv", index=False)
+    for flags, refused in (([], False), (["--unseen", "error"], True)):
+        run = tmp_path / ("strict" if refused else "default")
+        assert _invoke("train", messy_csv, "--target", "y", "--epochs", "1", "--no-diagnostics", "--out", run,
+                       *flags, "-q").exit_code == 0  # fmt: skip
+        r = _invoke("predict", run, tmp_path / "new.csv", "--json")
+        if refused:
+            assert r.exit_code == 2 and "category 'Nowhere' was not seen in training" in r.stderr, r.output
+        else:
+            assert r.exit_code == 0 and len(json.loads(r.stdout)["predictions"]) == 5, r.output
