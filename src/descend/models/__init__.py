@@ -1,8 +1,9 @@
-"""Models: linear, logistic, softmax, linear SVM and the MLP, with their initialisation schemes.
+"""Models: linear, logistic, softmax, linear SVM, the MLP (normalised, residual) and CNNs (1-D, 2-D), with their
+initialisation schemes.
 
 Any ``torch.nn.Module`` trains with ``descend.fit``; these add sizes that ``fit`` can fill in from the data and a
 JSON description so a saved model can be rebuilt. :func:`get` turns a name (``"mlp"``, ``"softmax"``, ...) into a
-model.
+model, :func:`from_spec` a spec such as ``"mlp:256,256,norm=layer,residual=true"`` or ``"cnn:32,64"``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from descend.errors import ConfigError
 from descend.models.base import Model, from_config, register
+from descend.models.cnn import CNN, CNN1d
 from descend.models.init import SCHEMES, initialize
 from descend.models.linear import LinearRegression, LinearSVM, LogisticRegression, SoftmaxRegression
 from descend.models.mlp import ACTIVATIONS, MLP
@@ -18,9 +20,11 @@ from descend.models.size import check_size, count_parameters
 
 __all__ = [
     "ACTIVATIONS",
+    "CNN",
     "MLP",
     "NAMES",
     "SCHEMES",
+    "CNN1d",
     "LinearRegression",
     "LinearSVM",
     "LogisticRegression",
@@ -41,7 +45,12 @@ NAMES: dict[str, type[Model]] = {
     "softmax": SoftmaxRegression,
     "svm": LinearSVM,
     "mlp": MLP,
+    "cnn1d": CNN1d,
+    "cnn": CNN,
 }
+
+#: the constructor argument a spec's bare numbers fill: layer widths
+_SIZES = ("hidden", "channels")
 
 
 def get(name: str, **options: Any) -> Model:
@@ -66,12 +75,14 @@ def _word(text: str) -> Any:
 
 
 def from_spec(spec: str, **options: Any) -> Model:
-    """The model a spec names: ``NAME[:ITEM,ITEM...]``, each item a hidden size (``mlp:64,32``) or a setting
-    ``KEY=VALUE`` of the model's class (``mlp:128,dropout=0.1,activation=gelu``); ``options`` add settings (a
-    setting given both ways is refused).
+    """The model a spec names: ``NAME[:ITEM,ITEM...]``, each item a width (hidden sizes of ``mlp:64,32``, channels
+    of ``cnn:32,64``) or a setting ``KEY=VALUE`` of the model's class (``mlp:128,dropout=0.1,norm=layer``,
+    ``cnn1d:32,64,kernel=5,residual=true``); ``options`` add settings (a setting given both ways is refused).
 
     >>> from_spec("mlp:64,32,dropout=0.1").config()["hidden"]
     [64, 32]
+    >>> from_spec("cnn:16,32,residual=true").config()["channels"]
+    [16, 32]
     """
     import inspect
 
@@ -81,24 +92,25 @@ def from_spec(spec: str, **options: Any) -> Model:
         raise ConfigError(f"model: unknown model {spec!r}; expected one of {', '.join(NAMES)} (e.g. mlp:64,32) or a "
                           "torch.nn.Module")  # fmt: skip
     accepted = [p for p in inspect.signature(NAMES[name]).parameters if p not in ("in_features", "out_features")]
-    settable = [p for p in accepted if p != "hidden"]
+    widths = next((p for p in _SIZES if p in accepted), None)
+    settable = [p for p in accepted if p != widths]
     sizes: list[int] = []
     settings: dict[str, Any] = {}
     for item in (w.strip() for w in rest.split(",")) if colon else ():
         key, eq, value = item.partition("=")
         if not eq:
-            if not (item.isascii() and item.isdigit() and int(item) >= 1) or "hidden" not in accepted:
+            if not (item.isascii() and item.isdigit() and int(item) >= 1) or widths is None:
                 raise ConfigError(f"model: invalid item {item!r} in {spec!r}; expected "
-                                  + ("positive hidden sizes and " if "hidden" in accepted else "")
+                                  + (f"positive widths ({widths}) and " if widths else "")
                                   + f"settings KEY=VALUE of {name} ({', '.join(settable) or 'none'})")  # fmt: skip
             sizes.append(int(item))
-        elif key.strip() not in accepted or key.strip() == "hidden":
+        elif key.strip() not in accepted or key.strip() == widths:
             raise ConfigError(f"model: {name} has no setting {key.strip()!r}; expected one of "
                               f"{', '.join(settable) or 'none'}")  # fmt: skip
         else:
             settings[key.strip()] = _word(value.strip())
-    if sizes:
-        settings["hidden"] = tuple(sizes)
+    if sizes and widths is not None:
+        settings[widths] = tuple(sizes)
     for key, value in options.items():
         if key not in accepted:
             raise ConfigError(f"{key}: does not apply to {name} (its settings: {', '.join(accepted) or 'none'})")

@@ -50,6 +50,8 @@ class Model(nn.Module):
 
     tasks: ClassVar[tuple[str, ...]] = ("regression", "binary", "multiclass")
     fixed_outputs: ClassVar[int | None] = None
+    #: the rank of one example the layers take (1: a feature vector); an example of higher rank is flattened
+    example_rank: ClassVar[int] = 1
 
     def __init__(self, in_features: int | None = None, out_features: int | None = None) -> None:
         super().__init__()
@@ -108,6 +110,19 @@ class Model(nn.Module):
         self.net = self._build(self.in_features or 0, self.out_features)
         return self
 
+    def in_features_for(self, shape: tuple[int, ...]) -> int:
+        """``in_features`` for examples of ``shape`` (one row's shape, without the batch): their number of values,
+        as a vector model sees an image or a signal flattened.
+
+        >>> from descend.models import MLP
+        >>> MLP().in_features_for((1, 8, 8))
+        64
+        """
+        n = 1
+        for d in shape:
+            n *= int(d)
+        return n
+
     def _maybe_build(self) -> None:
         if self.in_features is not None and self.out_features is not None:
             self.build(self.in_features, self.out_features)
@@ -121,6 +136,8 @@ class Model(nn.Module):
                 f"{type(self).__name__} is not built: pass in_features/out_features, call build(), or train it with "
                 "descend.fit, which builds it from the data"
             )
+        if self.example_rank == 1 and x.dim() > 2:
+            x = x.flatten(1)
         out: Tensor = self.net(x)
         if self.output_scale is not None and self.output_shift is not None:
             out = out * self.output_scale + self.output_shift

@@ -1,6 +1,6 @@
-"""Initialisation schemes for the weights of linear layers.
+"""Initialisation schemes for the weights of linear and convolutional layers.
 
-For a layer with ``fan_in`` inputs and ``fan_out`` outputs, the weight :math:`W` is drawn as
+For a layer with ``fan_in`` inputs and ``fan_out`` outputs (for a convolution, channels times the kernel's size), the weight :math:`W` is drawn as
 
 - ``"he"`` (Kaiming, for ReLU-like activations): :math:`W_{ij} \\sim \\mathcal N(0, 2/\\text{fan\\_in})`;
 - ``"xavier"`` (Glorot, for tanh/sigmoid and linear models):
@@ -47,14 +47,16 @@ def initialize(
     std: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Initialise every ``nn.Linear`` in ``module`` in place with ``scheme``; return ``module``."""
+    """Initialise every ``nn.Linear`` and ``nn.Conv1d``/``nn.Conv2d`` in ``module`` in place with ``scheme``;
+    return ``module``. Normalisation layers keep torch's start (scale 1, shift 0)."""
     check_scheme(scheme)
     with torch.no_grad():
         for layer in module.modules():
-            if not isinstance(layer, nn.Linear):
+            if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                 continue
             w = layer.weight
-            fan_out, fan_in = w.shape
+            receptive = w[0, 0].numel()
+            fan_out, fan_in = w.shape[0] * receptive, w.shape[1] * receptive
             if scheme == "he":
                 w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
             elif scheme == "xavier":

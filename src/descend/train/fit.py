@@ -233,8 +233,9 @@ def _build_model(spec: Any, data: Any, settings: dict[str, Any]) -> nn.Module:
                 f"model: {type(model).__name__} fits {' or '.join(model.tasks)} tasks, but the data is {data.task}"
             )
         if not model.built:
-            models.check_size(model, data.n_features, data.n_outputs())  # before allocating, not by running out
-            model.build(data.n_features, data.n_outputs())
+            n_in = model.in_features_for(data.example_shape)  # channels for a CNN, all values for a vector model
+            models.check_size(model, n_in, data.n_outputs())  # before allocating, not by running out
+            model.build(n_in, data.n_outputs())
     if not any(True for _ in model.parameters()):
         raise ConfigError(f"model: {type(model).__name__} has no parameters to train")
     return model

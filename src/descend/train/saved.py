@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from descend.errors import ModelFolderError
+from descend.errors import DescendError, ModelFolderError
 from descend.train.run import atomic_write, jsonable
 
 __all__ = ["SavedModel", "load", "save_model"]
@@ -190,7 +190,9 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise ModelFolderError(
             f"{path}: not a readable safetensors file ({_short(e)}); the file is damaged or of another format"
         ) from None
-    odd = [k for k, t in kinds.items() if t not in ("F16", "BF16", "F32", "F64")]
+    # batch norm counts its batches in an integer buffer; every other tensor is a floating-point weight
+    odd = [k for k, t in kinds.items() if t not in ("F16", "BF16", "F32", "F64")
+           and not (t == "I64" and k.endswith("num_batches_tracked"))]
     if odd:
         raise ModelFolderError(f"{path}: tensor {odd[0]!r} holds {kinds[odd[0]]}, not floating-point weights")
     return shapes
@@ -266,12 +268,24 @@ def _check_task(meta: dict[str, Any], model: nn.Module, pre: Any, path: Path) ->
         raise ModelFolderError(f"{path}: task {task!r} does not fit the model's {out} output(s): {why}")
     inputs = getattr(model, "in_features", None)
     n = meta.get("n_features")
+    if getattr(pre, "kind", None) == "array":  # examples of several axes: their shape, not a column count
+        from descend.models import Model
+
+        if inputs is not None and pre.shape_ and isinstance(model, Model):
+            try:
+                takes = model.in_features_for(tuple(pre.shape_))
+            except DescendError as e:
+                raise ModelFolderError(f"{path}: {e}") from None
+            if takes != inputs:
+                raise ModelFolderError(f"{path}: the preprocessing makes examples of shape {tuple(pre.shape_)}, "
+                                       f"which the model (in_features={inputs}) does not take")  # fmt: skip
+        n = None
     if inputs is not None and n is not None and n != inputs:
         raise ModelFolderError(f"{path}: n_features is {n} but the model takes {inputs} inputs")
     if pre is None:
         return
     width = len(pre.feature_names_)
-    if inputs is not None and width != inputs:
+    if getattr(pre, "kind", None) != "array" and inputs is not None and width != inputs:
         raise ModelFolderError(f"{path}: the preprocessor makes {width} features but the model takes {inputs}")
     target = pre.target_
     if target is not None and target.task != task:
@@ -284,9 +298,12 @@ def _preprocessor(meta: dict[str, Any], path: Path) -> Any:
     if meta.get("preprocessor") is None:
         return None
     from descend.data import Preprocessor
+    from descend.data.arrays import ArrayPreprocessor
     from descend.errors import DataError
 
     try:
+        if meta["preprocessor"].get("kind") == ArrayPreprocessor.kind:
+            return ArrayPreprocessor.from_dict(meta["preprocessor"])
         return Preprocessor.from_dict(meta["preprocessor"])
     except DataError as e:
         raise ModelFolderError(f"{path}: preprocessor: {e}") from None

@@ -43,7 +43,13 @@ class TrainData:
 
     @property
     def n_features(self) -> int:
-        return int(self.X.shape[1])
+        """The values in one example: the columns of a table, C*L of a signal, C*H*W of an image."""
+        return int(self.X[:1].numel()) if len(self.X) else int(torch.tensor(self.X.shape[1:]).prod())
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """One example's shape (without the batch): ``(features,)`` for a table, ``(C, H, W)`` for images."""
+        return tuple(int(d) for d in self.X.shape[1:])
 
     def n_outputs(self) -> int:
         if self.task == "multiclass":
@@ -67,9 +73,10 @@ def _pair(batch: Any, where: str) -> tuple[Tensor, Tensor]:
             and all(isinstance(t, Tensor) for t in batch)):  # fmt: skip
         raise DataError(f"data: {where} is a {type(batch).__name__}; expected a pair (X, y) of tensors")
     X, y = batch
-    if X.dim() != 2 or len(X) != len(y) or len(X) == 0:
+    if X.dim() < 2 or len(X) != len(y) or len(X) == 0:
         raise DataError(f"data: {where} has X of shape {tuple(X.shape)} and y of shape {tuple(y.shape)}; expected "
-                        "X (rows, features) and y with as many rows")  # fmt: skip
+                        "X (rows, ...) with at least one feature axis (rows x features, N x C x L, N x C x H x W) "
+                        "and y with as many rows")  # fmt: skip
     return X, y
 
 
@@ -115,7 +122,8 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
                  options: dict[str, Any] | None = None, changed: Sequence[str] = ()) -> TrainData:
     """Accept a prepared dataset (anything with ``X_train``, ``y_train``, ``X_val``, ``y_val``, ``task``),
     anything :func:`descend.data.prepare` reads (a path, a DataFrame, arrays, a tuple ``(X, y)``; ``options``
-    holds its further options), or a loader of ``(X, y)`` batches (a DataLoader or
+    holds its further options), examples of any shape (:func:`descend.data.arrays.prepare_arrays`: a pair or an
+    ``.npz`` with X of more than two axes, a folder of images), or a loader of ``(X, y)`` batches (a DataLoader or
     :class:`descend.data.LoaderBatches`; ``validation`` then a loader too). ``changed``: the options of
     ``prepare`` given other than their defaults, refused for data that is not read here."""
     if changed and (is_loader(data) or hasattr(data, "X_train")):
@@ -131,7 +139,17 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
     if validation is None:
         validation = 0.2
     prepared = data
-    if not hasattr(data, "X_train"):
+    from descend.data.arrays import is_array_source, prepare_arrays
+
+    if not hasattr(data, "X_train") and is_array_source(data):  # images, signals: examples, not table rows
+        tabular = [n for n in changed if n != "scale"]
+        if tabular:
+            raise ConfigError(f"{tabular[0]}: {tabular[0]}={(options or {}).get(tabular[0])!r} applies to tables, and "
+                              "this data is examples of several axes (arrays or images); expected it left at its "
+                              "default")  # fmt: skip
+        prepared = prepare_arrays(data, target=target, task=task, validation=validation, seed=seed,
+                                  scale=(options or {}).get("scale", "standard"))  # fmt: skip
+    elif not hasattr(data, "X_train"):
         import descend.data
 
         prepare = getattr(descend.data, "prepare", None)
@@ -145,8 +163,9 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
     X, y = torch.as_tensor(prepared.X_train), torch.as_tensor(prepared.y_train)
     X_val = torch.as_tensor(prepared.X_val) if prepared.X_val is not None else X[:0]
     y_val = torch.as_tensor(prepared.y_val) if prepared.y_val is not None else y[:0]
-    if X.dim() != 2 or len(X) == 0:
-        raise DataError(f"data: training features have shape {tuple(X.shape)}; expected (n, features) with n >= 1")
+    if X.dim() < 2 or len(X) == 0:
+        raise DataError(f"data: training features have shape {tuple(X.shape)}; expected (n, ...) with n >= 1 and "
+                        "at least one feature axis")  # fmt: skip
     if len(y) != len(X) or len(y_val) != len(X_val):
         raise DataError(f"data: {len(X)} feature rows but {len(y)} targets; expected as many targets as rows")
     n_classes = getattr(prepared, "n_classes", None)
