@@ -96,6 +96,8 @@ def evaluate(model: Any, data: Any, *, encoding: str | None = None) -> Evaluatio
         raise ModelFolderError(
             f"{name}: the model was saved without its preprocessing and target, so it cannot score a table"
         )
+    if getattr(pre, "kind", None) == "array":
+        return _evaluate_examples(saved, pre, data, name)
     frame, origin = read_with_origin(data, encoding=encoding)
     names = list(pre.target_.names)
     absent = [n for n in names if n not in frame.columns]
@@ -125,6 +127,36 @@ def evaluate(model: Any, data: Any, *, encoding: str | None = None) -> Evaluatio
         confusion=confusion(out, y, saved.task, len(pre.target_.classes)) if saved.task != "regression" else None,
         left_out=left_out, notes=notes,
     )  # fmt: skip
+
+
+def _evaluate_examples(saved: Any, pre: Any, data: Any, name: str) -> Evaluation:
+    """:func:`evaluate` for a model trained on examples of several axes (arrays, images): ``data`` as it read them."""
+    import pandas as pd
+
+    from descend.data.arrays import read_arrays
+    from descend.data.read import Origin
+
+    where = str(data) if isinstance(data, (str, os.PathLike)) else "arrays"
+    X, labels, _ = read_arrays(data) if pre.image is None or not os.path.isdir(data) else _images(pre, data)
+    if labels is None:
+        raise DataError(f"{where}: holds no targets; evaluation needs the true values (an .npz with 'X' and 'y', a "
+                        "pair (X, y), or a folder of class folders)")  # fmt: skip
+    n_classes = len(pre.target_.classes)
+    y = pre.target_.encode(pd.DataFrame({pre.target_.names[0]: labels}), Origin(where))
+    out = saved.output(pre.apply(torch.as_tensor(X), where)).float()
+    return Evaluation(
+        task=saved.task, metrics=scores(out, y, saved.task, n_classes), rows=len(X), source=where, model=name,
+        target=list(pre.target_.names), classes=list(pre.target_.classes),
+        confusion=confusion(out, y, saved.task, n_classes) if saved.task != "regression" else None,
+    )  # fmt: skip
+
+
+def _images(pre: Any, folder: Any) -> Any:
+    from pathlib import Path
+
+    from descend.data.images import read_image_folder
+
+    return read_image_folder(Path(folder), size=pre.image["size"], mode=pre.image["mode"])
 
 
 def scores(out: torch.Tensor, y: torch.Tensor, task: str, n_classes: int) -> dict[str, float | None]:

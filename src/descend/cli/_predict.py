@@ -44,8 +44,11 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encod
                        "predict from Python with feature tensors")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame, origin = read_with_origin(data, encoding=encoding)
-        X = saved.preprocessor.transform_frame(frame, origin)  # errors name the file
+        if getattr(saved.preprocessor, "kind", None) == "array":  # images, signals: a row per example
+            frame, X = _examples(saved.preprocessor, data)
+        else:
+            frame, origin = read_with_origin(data, encoding=encoding)
+            X = saved.preprocessor.transform_frame(frame, origin)  # errors name the file
         predictions = saved.predict(X)
         added: dict[str, Any] = {"prediction": list(predictions.tolist() if hasattr(predictions, "tolist")
                                                     else predictions)}
@@ -73,6 +76,25 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encod
     else:
         click.echo(result.to_csv(index=False), nl=False)
     o.result(summary)
+
+
+def _examples(pre: Any, data: Path) -> tuple[Any, Any]:
+    """For a model trained on examples of several axes: a frame naming each example (its file in an image folder,
+    else its row) and the standardised examples."""
+    import pandas as pd
+    import torch
+
+    from descend.data.arrays import read_arrays
+
+    if data.is_dir() and pre.image is not None:
+        from descend.data.images import read_image_folder
+
+        X, _, files = read_image_folder(data, size=pre.image["size"], mode=pre.image["mode"], labelled=False)
+        frame = pd.DataFrame({"file": files})
+    else:
+        X, _, _ = read_arrays(data)
+        frame = pd.DataFrame({"row": range(1, len(X) + 1)})
+    return frame, pre.apply(torch.as_tensor(X), str(data))
 
 
 def _same_file(out: Path, data: Path) -> bool:

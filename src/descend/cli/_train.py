@@ -17,7 +17,7 @@ from descend.train.options import OPTIONS
 
 __all__ = ["lr_find", "train"]
 
-DATA = click.Path(dir_okay=False, path_type=Path)
+DATA = click.Path(path_type=Path)  # a file, or a folder of images
 #: the options ``descend train`` takes as flags: every option of fit a word can give
 TRAIN = [name for name, o in OPTIONS.items() if o.spelling is not None]
 #: ``descend lr-find``: train's, less what the range test chooses (lr) or does not do (write a run, watch it)

@@ -79,13 +79,14 @@ def _numeric(a: Any, what: str) -> np.ndarray:
     return a
 
 
-def read_arrays(source: Any, origin: Origin | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+def read_arrays(source: Any, *, image_size: Any = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """``(X, y or None, file names or None)`` from a pair, an array, an ``.npy``/``.npz`` file or an image folder
-    (then ``y`` holds each image's class name); checked: numbers, N >= 1, as many targets as examples."""
+    (then ``y`` holds each image's class name; ``image_size`` (H, W) they are resized to); checked: numbers,
+    N >= 1, as many targets as examples."""
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         from descend.data.images import read_image_folder
 
-        return read_image_folder(Path(source))
+        return read_image_folder(Path(source), size=image_size)
     y = None
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -212,15 +213,16 @@ class ArrayPreprocessor:
 
 def prepare_arrays(source: Any, *, target: Any = None, task: str = "auto", validation: float = 0.2,
                    test: float = 0.0, seed: int = 0, stratify: bool = True, scale: str = "standard",
-                   **options: Any) -> PreparedData:  # fmt: skip
+                   image_size: Any = None) -> PreparedData:  # fmt: skip
     """Split and standardise data of examples of any shape into :class:`~descend.data.PreparedData`
-    (``X_*`` float32 N x ..., ``feature_names`` empty). ``target`` only names the target in the results."""
+    (``X_*`` float32 N x ..., ``feature_names`` empty). ``target`` only names the target in the results;
+    ``image_size`` (H, W) is the size a folder's images are resized to (default 32 x 32)."""
     import pandas as pd
 
     if task not in TASKS:
         raise DataOptionError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
     check_fractions(validation, test)
-    X, y, _ = read_arrays(source)
+    X, y, _ = read_arrays(source, image_size=image_size)
     if y is None:
         raise FileFormatError(f"{source}: holds no targets; expected an .npz with 'X' and 'y', or a pair (X, y)")
     pre = ArrayPreprocessor(scale=scale)
@@ -229,7 +231,7 @@ def prepare_arrays(source: Any, *, target: Any = None, task: str = "auto", valid
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         from descend.data.images import image_settings
 
-        pre.image = image_settings(Path(source))
+        pre.image = image_settings(Path(source), image_size)
     coding = fit_target(pd.DataFrame({name: y}), [name], task, origin)
     y_t = coding.encode(pd.DataFrame({name: y}), origin)
     labels = y_t.numpy() if coding.task != "regression" and stratify else None

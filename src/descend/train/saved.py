@@ -268,24 +268,28 @@ def _check_task(meta: dict[str, Any], model: nn.Module, pre: Any, path: Path) ->
         raise ModelFolderError(f"{path}: task {task!r} does not fit the model's {out} output(s): {why}")
     inputs = getattr(model, "in_features", None)
     n = meta.get("n_features")
-    if getattr(pre, "kind", None) == "array":  # examples of several axes: their shape, not a column count
-        from descend.models import Model
+    from descend.models import Model
 
+    if getattr(pre, "kind", None) == "array":  # examples of several axes: their shape, not a column count
         if inputs is not None and pre.shape_ and isinstance(model, Model):
             try:
-                takes = model.in_features_for(tuple(pre.shape_))
+                channels = model.in_features_for(tuple(pre.shape_))
             except DescendError as e:
                 raise ModelFolderError(f"{path}: {e}") from None
-            if takes != inputs:
+            if channels != inputs:
                 raise ModelFolderError(f"{path}: the preprocessing makes examples of shape {tuple(pre.shape_)}, "
                                        f"which the model (in_features={inputs}) does not take")  # fmt: skip
         n = None
-    if inputs is not None and n is not None and n != inputs:
+
+    def takes(width: int) -> int:  # a CNN1d takes a table's columns as one channel
+        return model.in_features_for((width,)) if isinstance(model, Model) else width
+
+    if inputs is not None and n is not None and takes(n) != inputs:
         raise ModelFolderError(f"{path}: n_features is {n} but the model takes {inputs} inputs")
     if pre is None:
         return
     width = len(pre.feature_names_)
-    if getattr(pre, "kind", None) != "array" and inputs is not None and width != inputs:
+    if getattr(pre, "kind", None) != "array" and inputs is not None and takes(width) != inputs:
         raise ModelFolderError(f"{path}: the preprocessor makes {width} features but the model takes {inputs}")
     target = pre.target_
     if target is not None and target.task != task:
