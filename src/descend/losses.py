@@ -38,7 +38,8 @@ from torch import Tensor
 
 from descend.errors import ConfigError
 
-__all__ = ["DEFAULTS", "LOSSES", "TASKS", "Loss", "check_output", "get", "standardised", "training_objective"]
+__all__ = ["DEFAULTS", "LOSSES", "TASKS", "Loss", "check_output", "get", "per_position", "standardised",
+           "training_objective"]
 
 TASKS = ("regression", "binary", "multiclass")
 DEFAULTS = {"regression": "mse", "binary": "bce", "multiclass": "cross_entropy"}
@@ -142,14 +143,15 @@ def check_output(output_shape: tuple[int, ...], target_shape: tuple[int, ...], t
     """Check that a model's output (per batch) fits the target; return True when the target needs a trailing 1.
 
     Regression with target ``(n,)`` accepts output ``(n,)`` or ``(n, 1)``, with ``(n, k)`` only ``(n, k)``;
-    binary accepts ``(n,)`` or ``(n, 1)``; multiclass needs ``(n, n_classes)``.
+    binary accepts ``(n,)`` or ``(n, 1)``; multiclass needs ``(n, n_classes)``, or ``(n, T, n_classes)`` for a
+    target ``(n, T)`` of a class per position (a language model's next tokens; see :func:`per_position`).
     """
     got = tuple(output_shape[1:])
     tail = tuple(target_shape[1:])
     if task == "multiclass":
-        if got == (n_classes,):
+        if got == (*tail, n_classes):  # a class per example, or per position of a sequence (n, T) -> (n, T, C)
             return False
-        expected = f"(n, {n_classes}) logits, one per class"
+        expected = f"(n{''.join(f', {d}' for d in tail)}, {n_classes}) logits, one per class"
     elif tail == ():
         if got == ():
             return False
@@ -165,6 +167,23 @@ def check_output(output_shape: tuple[int, ...], target_shape: tuple[int, ...], t
         f"model: output shape {shown} does not fit the {task} target of shape "
         f"(n{''.join(f', {d}' for d in tail)}); expected {expected}"
     )
+
+
+def per_position(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """``fn`` over every position of a sequence: logits ``(n, T, C)`` and classes ``(n, T)`` flattened to
+    ``(nT, C)`` and ``(nT,)``, so the loss is the mean over all :math:`nT` tokens (cross-entropy per token, in
+    nats; divide by :math:`\\ln 2` for bits per character).
+
+    Example:
+        >>> loss = per_position(get("cross_entropy", "multiclass").fn)
+        >>> float(loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long))) == float(torch.log(torch.tensor(4.0)))
+        True
+    """
+
+    def loss(output: Tensor, target: Tensor) -> Tensor:
+        return fn(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+
+    return loss
 
 
 def standardised(fn: Callable[[Tensor, Tensor], Tensor], shift: Tensor, scale: Tensor) -> Callable[[Tensor, Tensor], Tensor]:

@@ -39,8 +39,8 @@ def accuracy(f: Tensor, y: Tensor, task: str) -> float:
 
 
 def log_loss(f: Tensor, y: Tensor, task: str) -> float:
-    if task == "multiclass":
-        return float(F.cross_entropy(f.double(), y))
+    if task == "multiclass":  # per example, or per position of a sequence (logits (n, T, C), classes (n, T))
+        return float(F.cross_entropy(f.double().reshape(-1, f.shape[-1]), y.reshape(-1)))
     return float(F.binary_cross_entropy_with_logits(_flat(f, y).double(), y.double()))
 
 

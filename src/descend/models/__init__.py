@@ -17,10 +17,12 @@ from descend.models.init import SCHEMES, initialize
 from descend.models.linear import LinearRegression, LinearSVM, LogisticRegression, SoftmaxRegression
 from descend.models.mlp import ACTIVATIONS, MLP
 from descend.models.size import check_size, count_parameters
+from descend.models.transformer import GPT
 
 __all__ = [
     "ACTIVATIONS",
     "CNN",
+    "GPT",
     "MLP",
     "NAMES",
     "SCHEMES",
@@ -47,6 +49,7 @@ NAMES: dict[str, type[Model]] = {
     "mlp": MLP,
     "cnn1d": CNN1d,
     "cnn": CNN,
+    "gpt": GPT,
 }
 
 #: the constructor argument a spec's bare numbers fill: layer widths

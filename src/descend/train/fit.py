@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from descend import losses as _losses
 from descend import metrics as _metrics
+from descend.data.text import is_text
 from descend.errors import ConfigError, DataError, DescendError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.guard import DivergenceGuard
@@ -418,18 +419,25 @@ def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_tes
 def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
     from descend.train.options import OPTIONS, PREPARE
 
-    data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"],
-                        seed=seed, options={n: args[n] for n in PREPARE},
-                        changed=[n for n in PREPARE if args[n] != OPTIONS[n].default])  # fmt: skip
     settings = {n: args[n] for n in MODEL_SETTINGS if args[n] is not None}
-    model = _build_model(args["model"], data, settings)
+    if is_text(args["data"]):  # the model first: its block is the length the text is cut into
+        from descend.train.text import text_data
+
+        data, model = text_data(args["data"], args["model"], batch_size=args["batch_size"], seed=seed,
+                                settings=settings, validation=args["validation"])  # fmt: skip
+    else:
+        data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"],
+                            seed=seed, options={n: args[n] for n in PREPARE},
+                            changed=[n for n in PREPARE if args[n] != OPTIONS[n].default])  # fmt: skip
+        model = _build_model(args["model"], data, settings)
     threads = args["threads"]
     if threads == "auto":
         threads = 1 if sum(p.numel() for p in model.parameters()) < 2**20 else None
     if threads is not None:
         torch.set_num_threads(threads)
     param = next(model.parameters())
-    X_dtype = param.dtype if param.is_floating_point() else torch.float32
+    # a language model reads token ids (its input_dtype); other models read features in their parameters' dtype
+    X_dtype = getattr(model, "input_dtype", None) or (param.dtype if param.is_floating_point() else torch.float32)
     data.X, data.X_val = data.X.to(X_dtype), data.X_val.to(X_dtype)
     y_dtype = torch.long if data.task == "multiclass" else X_dtype
     data.y, data.y_val = data.y.to(y_dtype), data.y_val.to(y_dtype)
@@ -453,6 +461,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         unsqueeze = _losses.check_output(tuple(probe.shape), tuple(y.shape), data.task, data.n_classes)
         if unsqueeze:
             y, y_val = y.unsqueeze(1), y_val.unsqueeze(1)
+        if data.task == "multiclass" and probe.dim() > 2:  # logits per position: the loss per token
+            loss_fn = _losses.per_position(loss_fn)
         if loss_obj.target_transform is not None:
             y, y_val = loss_obj.target_transform(y), loss_obj.target_transform(y_val)
     metric_names = _metrics.check(args["metrics"], data.task)
@@ -464,7 +474,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if data.stream is not None:
         transform = None if not named_loss else loss_obj.target_transform
         shaped = named_loss and unsqueeze
-        classes = int(probe.shape[1]) if named_loss and data.task == "multiclass" else None  # the model's outputs
+        classes = int(probe.shape[-1]) if named_loss and data.task == "multiclass" else None  # the model's outputs
         data.batch = _stream_batch(X_dtype, y_dtype, shaped, transform, classes)
     scaled = _target_scale(args["scale_target"], model, data.task, named_loss, data.stream is not None, y)
     if scaled is not None:

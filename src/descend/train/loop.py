@@ -143,7 +143,8 @@ class Loop:
             n_batches = 1 if self.full else math.ceil(self.n / batch_size)
             self.batches = None if self.full else Batches(self.n, batch_size, seed=seed)
         self.state = TrainState(model=model, optimizer=optimizer, task=data.task, epochs=epochs, n_batches=n_batches)
-        self.loss_sum = torch.zeros((), dtype=y.dtype if y.is_floating_point() else data.X.dtype)
+        floats = next((t.dtype for t in (y, data.X) if t.is_floating_point()), torch.get_default_dtype())  # not ids
+        self.loss_sum = torch.zeros((), dtype=floats)
         self.grad_norm = math.nan
         self.no_change = 0
         self.elapsed = 0.0

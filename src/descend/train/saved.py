@@ -61,6 +61,9 @@ def save_model(
         "target_name": getattr(data, "target_name", None),
         "preprocessor": pre.to_dict() if pre is not None and hasattr(pre, "to_dict") else None,
     }
+    vocabulary = getattr(data, "vocabulary", None)  # a language model's tokens: what sampling decodes
+    if vocabulary is not None:
+        meta["vocabulary"] = vocabulary.to_dict()
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write(path / "model.safetensors", save(weights))
     atomic_write(path / "model.json", (json.dumps(jsonable(meta), indent=2) + "\n").encode())
