@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from descend.cli._options import GroupedCommand, gather, read_config, table_options
-from descend.cli._output import EchoProgress, Out, output_options
+from descend.cli._output import Out, output_options
 from descend.train.options import OPTIONS
 
 __all__ = ["lr_find", "train"]
@@ -54,8 +54,8 @@ class Interrupted(click.ClickException):
     exit_code = 130
 
 
-def _interrupted(folder: Path | None) -> Interrupted:
-    if folder is None or not folder.is_dir():
+def _interrupted(folder: str | Path | None) -> Interrupted:
+    if folder is None or not Path(folder).is_dir():
         return Interrupted("interrupted before the run folder was made")
     return Interrupted(f"interrupted; the run folder {str(folder)!r} can be resumed (its options are in its "
                        f"config.json): descend train --resume {shlex.quote(str(folder))}")  # fmt: skip
@@ -122,6 +122,7 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
     options found by fit) leaves no folder behind; an interrupted one (Ctrl-C) exits 130 and says how to resume
     it."""
     import descend
+    from descend.cli._progress import EchoProgress
     from descend.report import run_report
     from descend.train import Recorder
 
