@@ -133,9 +133,11 @@ def _object(value: Any) -> bool:
 
 _TABLE = (
     Option("model", "model", "mlp", text("a model spec") | python("a torch.nn.Module or a model config", _object),
-           "mlp[:SIZES][,KEY=VALUE...] (e.g. mlp:64,32 or mlp:128,dropout=0.1), linear, logistic, softmax or svm.",
-           "A descend model's sizes may be left out: they come from the data. A spec names a model, its hidden "
-           "sizes and settings (descend.models.from_spec); a config is Model.config()'s dict.",
+           "NAME[:WIDTHS][,KEY=VALUE...]: mlp (e.g. mlp:64,32, mlp:256,256,norm=layer,residual=true), cnn1d "
+           "(signals, or a table's columns in order: cnn1d:32,64), cnn (images: cnn:32,64,residual=true), linear, "
+           "logistic, softmax or svm.",
+           "A descend model's sizes may be left out: they come from the data. A spec names a model, its widths "
+           "(hidden sizes, or channels) and settings (descend.models.from_spec); a config is Model.config()'s dict.",
            positional=True, metavar="SPEC"),
     # data
     Option("data", "data", None, PATH | python("a DataFrame, arrays, a pair (X, y), a prepared dataset or a loader",
