@@ -129,3 +129,15 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, case: str) -> None:
     assert r.exit_code == 2, r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
     assert not out.exists()
+
+
+def test_the_report_shows_misclassified_images_the_confusion_matrix_and_filters(tmp_path: Path) -> None:
+    from descend.report import run_report
+
+    folder = write_folder(tmp_path / "pics", {"<i>dark": 10, "light & $x$": 10})
+    run = tmp_path / "run"
+    descend.fit("cnn:4", str(folder), target="label", epochs=1, seed=0, progress=False, run_dir=run)
+    html = run_report(run).read_text()
+    assert "Examples" in html and 'alt="first-layer filters"' in html and 'alt="misclassified' in html
+    assert "&lt;i&gt;dark" in html and "<i>dark" not in html
+    assert "Confusion matrix on the validation examples" in html

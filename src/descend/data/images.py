@@ -14,7 +14,7 @@ Example:
     ...     (root / label).mkdir()
     ...     Image.fromarray(np.full((10, 12), 200, np.uint8)).save(root / label / "a.png")
     >>> X, y, files = read_image_folder(root, size=(8, 8))
-    >>> X.shape, list(y), files[0]
+    >>> X.shape, y.tolist(), files[0]
     ((2, 1, 8, 8), ['cat', 'dog'], 'cat/a.png')
 """
 

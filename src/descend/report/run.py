@@ -2,7 +2,9 @@
 
 Sections, each shown when its record exists: summary (task, data, model, final metrics, how training stopped),
 configuration, learning curves, learning-rate schedule, range test, gradient norms per layer, sharpness
-against 2/lr, loss-surface slices, findings, events, environment.
+against 2/lr, loss-surface slices, examples (a model trained on images or signals: misclassified validation
+examples, the confusion matrix, a CNN's first-layer filters; :mod:`descend.report.images`), findings, events,
+environment.
 
 Example:
     >>> from descend.report import run_report   # doctest: +SKIP
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from descend.report.html import Page, shown
+from descend.report.images import add_image_views
 from descend.report.plots import (
     plot_grad_norms,
     plot_learning_curves,
@@ -149,6 +152,7 @@ def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         page.heading("Loss surface", "surface")
         page.figure(plot_loss_slices(run.landscape), "Loss along random filter-normalised directions around the "
                     "trained weights (Li et al., 2018).", "loss surface slices")
+    add_image_views(page, run)
     _findings(page, run)
     _events(page, run)
     _configuration(page, run)
