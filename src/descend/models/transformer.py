@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from descend.errors import ConfigError
 from descend.models.base import Model, register
@@ -44,7 +45,14 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if not self.training and torch.is_grad_enabled():
+            # evaluated for its derivatives (the sharpness monitor's Hessian-vector products differentiate twice):
+            # the fused CPU kernel has no second derivative, the reference implementation does
+            with sdpa_kernel(SDPBackend.MATH):
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)  # fmt: skip
         return self.drop(self.proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
