@@ -19,6 +19,8 @@ from descend.cli._evaluate import evaluate
 from descend.cli._explore import compare, landscape, report, runs
 from descend.cli._output import Out, output_options
 from descend.cli._predict import predict
+from descend.cli._sample import sample
+from descend.cli._search import search
 from descend.cli._train import lr_find, train
 from descend.errors import DescendError
 from descend.train.options import OPTIONS
@@ -97,7 +99,7 @@ def demo(dataset: str, model: str, epochs: int, seed: int, out: Path | None, qui
     o.result(run_demo(o, dataset=dataset, model=model, epochs=epochs, out=out, seed=seed))
 
 
-for command in (train, predict, evaluate, lr_find, compare, landscape, report, runs):
+for command in (train, predict, evaluate, lr_find, compare, landscape, report, runs, search, sample):
     cli.add_command(command)
 
 
