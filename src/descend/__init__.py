@@ -14,6 +14,7 @@ from descend.errors import ConfigError, DataError, DescendError, ModelFolderErro
 if TYPE_CHECKING:
     from descend import optim
     from descend.evaluation import evaluate
+    from descend.sampling import sample
     from descend.train import FitResult, fit, load
 
 __version__ = "0.1.0"
@@ -29,13 +30,14 @@ __all__ = [
     "fit",
     "load",
     "optim",
+    "sample",
 ]
 
 # Subpackages imported on first use.
 _LAZY = ("data", "inspect", "losses", "metrics", "models", "optim", "report", "schedules", "sklearn", "train", "tune")
 # Names imported on first use, from their modules.
 _NAMES = {"fit": "descend.train", "load": "descend.train", "FitResult": "descend.train",
-          "evaluate": "descend.evaluation"}  # fmt: skip
+          "evaluate": "descend.evaluation", "sample": "descend.sampling"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -188,7 +188,9 @@ def command_options(ctx: click.Context, names: list[str], data: Path | None, con
     if source is None:
         raise click.UsageError("missing DATA: give a table file (or a --config that names one)")
     options["data"] = Path(source)
-    if options.get("target") is None:
+    from descend.data.text import is_text  # here, not at the top: descend --help stays without torch
+
+    if options.get("target") is None and not is_text(options["data"]):  # a text corpus predicts its next token
         raise click.UsageError("Missing option '--target' (the column to predict), or a --config that names it")
     return options
 
