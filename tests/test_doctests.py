@@ -30,7 +30,7 @@ NO_EXAMPLES = {
     "descend.data.target",
     "descend.inspect", "descend.inspect._checks",
     "descend.optim", "descend.optim.base", "descend.optim.fast",
-    "descend.report", "descend.report.html", "descend.report.landscape", "descend.report.plots",
+    "descend.report", "descend.report.html", "descend.report.landscape",
     "descend.report.record",
     "descend.train", "descend.train.compiled", "descend.train.loop", "descend.train.run", "descend.train.setup",
     "descend.tune",

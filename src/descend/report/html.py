@@ -34,6 +34,7 @@ figcaption{color:#555;font-size:.9em}
 .ok{border-left:4px solid #2ca02c;background:#f4fbf4;padding:.5em 1em}
 .tags span{display:inline-block;background:#eef;border-radius:3px;padding:0 .4em;margin:.1em;font-size:.85em}
 code{background:#f4f4f4;padding:0 .2em}
+details{margin:.4em 0}summary{cursor:pointer;color:#1f5f9f}
 """
 
 
@@ -95,6 +96,11 @@ class Page:
     def tags(self, label: str, values: Sequence[Any]) -> None:
         spans = "".join(f"<span>{esc(v)}</span>" for v in values)
         self.parts.append(f'<p class="tags"><b>{esc(label)}</b> {spans}</p>')
+
+    def details(self, label: str, values: Sequence[Any]) -> None:
+        """``values`` folded away under ``label`` (a ``<details>`` element: no script needed to open it)."""
+        spans = "".join(f"<span>{esc(v)}</span>" for v in values)
+        self.parts.append(f'<details><summary>{esc(label)}</summary><p class="tags">{spans}</p></details>')
 
     def figure(self, fig: Figure | None, caption: str, alt: str) -> None:
         """Embed ``fig`` as a PNG with a caption; nothing when there is no figure."""

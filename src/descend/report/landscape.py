@@ -25,7 +25,7 @@ from descend.report.plots import plot_trajectories
 from descend.report.record import RunRecord
 from descend.train.run import atomic_write, jsonable
 
-__all__ = ["SurfaceResult", "function_landscape", "run_landscape", "trajectory_rows"]
+__all__ = ["SurfaceResult", "function_landscape", "prepared_rows", "run_landscape", "trajectory_rows"]
 
 
 def trajectory_rows(trajectories: Sequence[Trajectory]) -> list[dict[str, Any]]:
@@ -76,6 +76,13 @@ class SurfaceResult:
 
 
 def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> Any:
+    prepared = prepared_rows(run, data, target)
+    return prepared.X_train[:rows], prepared.y_train[:rows]
+
+
+def prepared_rows(run: RunRecord, data: Any = None, target: str | None = None) -> Any:
+    """The run's table prepared again exactly as training prepared it (same file, target, split seed, validation
+    share and preparation options from config.json): a :class:`~descend.data.PreparedData`."""
     from descend.data import DataWarning, load_dataset, prepare
     from descend.train.options import PREPARE
 
@@ -98,7 +105,7 @@ def _training_rows(run: RunRecord, data: Any, target: str | None, rows: int) -> 
         warnings.simplefilter("ignore", DataWarning)
         prepared = prepare(source, target=target or arguments.get("target") or command.get("target"), task=run.task,
                            **options)
-    return prepared.X_train[:rows], prepared.y_train[:rows]
+    return prepared
 
 
 def run_landscape(run_dir: str | os.PathLike[str], *, data: Any = None, target: str | None = None,

@@ -17,12 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "gap_floor",
     "plot_comparison",
-    "plot_grad_norms",
-    "plot_learning_curves",
     "plot_loss_slices",
     "plot_lr_range",
-    "plot_lr_schedule",
     "plot_sharpness",
     "plot_trajectories",
     "to_png",
@@ -67,52 +65,6 @@ def to_png(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def plot_learning_curves(metrics: Rows, steps: Rows = ()) -> Figure | None:
-    """Training and validation loss per epoch (the per-step loss faint behind them when recorded), and the
-    validation metrics in a second panel."""
-    if not metrics:
-        return None
-    epochs = _column(metrics, "epoch")
-    metric_keys = [k for k in metrics[0] if k.startswith("val_") and k not in ("val_loss", "val_log_loss")]
-    fig, axes = _figure(10 if metric_keys else 7, 3.6, 2 if metric_keys else 1)
-    ax = axes[0] if metric_keys else axes
-    if steps:
-        per_epoch = max(1.0, float(metrics[0].get("step", 1)) or 1.0)
-        s = _column(steps, "step")
-        ax.plot(s / per_epoch, _column(steps, "loss"), color=COLORS[0], alpha=0.25, lw=0.7, label="train (step)")
-    ax.plot(epochs, _column(metrics, "loss"), "o-", color=COLORS[0], ms=3, label="train")
-    if "val_loss" in metrics[0]:
-        ax.plot(epochs, _column(metrics, "val_loss"), "o-", color=COLORS[1], ms=3, label="validation")
-    if _positive(_column(metrics, "loss")):
-        ax.set_yscale("log")
-    _style(ax, "epoch", "loss", "Learning curves")
-    ax.legend(fontsize=8)
-    if metric_keys:
-        for i, key in enumerate(metric_keys):
-            axes[1].plot(epochs, _column(metrics, key), "o-", ms=3, color=COLORS[2 + i], label=key[4:])
-        _style(axes[1], "epoch", "validation metric", "Validation metrics")
-        axes[1].legend(fontsize=8)
-    return fig
-
-
-def plot_lr_schedule(schedule: Rows, metrics: Rows) -> Figure | None:
-    """The learning rate of every step (``schedule.csv``), else of every epoch (metrics' ``lr`` column)."""
-    if schedule:
-        x, lr, xlabel = _column(schedule, "step"), _column(schedule, "lr"), "step"
-    elif metrics and "lr" in metrics[0]:
-        x, lr, xlabel = _column(metrics, "epoch"), _column(metrics, "lr"), "epoch"
-    else:
-        return None
-    fig, ax = _figure(7, 2.8)
-    ax.plot(x, lr, color=COLORS[4], drawstyle="steps-post" if xlabel == "epoch" else "default")
-    finite = lr[np.isfinite(lr)]
-    if len(finite) and finite.max() > 0:
-        ax.set_ylim(0, 1.1 * float(finite.max()))
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3), useOffset=False)
-    _style(ax, xlabel, "learning rate", "Learning-rate schedule")
-    return fig
-
-
 def plot_lr_range(lr_range: dict[str, Any]) -> Figure | None:
     """The range test: loss against a growing learning rate (log axis), raw and smoothed per sweep, the
     suggested rate and the range of the sweeps' suggestions. Also takes a single sweep (``lrs``, ``losses``)."""
@@ -141,23 +93,6 @@ def plot_lr_range(lr_range: dict[str, Any]) -> Figure | None:
         ax.set_ylim(lowest - 0.05 * abs(lowest), first + 0.5 * abs(first - lowest) + 1e-12)
     ax.legend(fontsize=8)
     _style(ax, "learning rate", "loss", "Learning-rate range test")
-    return fig
-
-
-def plot_grad_norms(health: Rows) -> Figure | None:
-    """Gradient norm of each layer against the step (log scale)."""
-    if not health or not health[0].get("grad_norm"):
-        return None
-    steps = _column(health, "step")
-    fig, ax = _figure(7, 3.4)
-    layers = list(health[0]["grad_norm"])
-    for i, layer in enumerate(layers):
-        values = np.array([float(r["grad_norm"].get(layer, math.nan)) for r in health])
-        ax.plot(steps, values, "o-", ms=2, color=COLORS[i % len(COLORS)], label=layer, lw=1.2)
-    if _positive(np.array([float(v) for r in health for v in r["grad_norm"].values()])):
-        ax.set_yscale("log")
-    _style(ax, "step", "gradient norm", "Gradient norm per layer")
-    ax.legend(fontsize=7, ncol=2)
     return fig
 
 
@@ -230,6 +165,23 @@ def plot_comparison(curves: dict[str, list[list[float]]], *, ylabel: str, title:
     return fig
 
 
+def gap_floor(gaps: Sequence[np.ndarray]) -> float:
+    """The bottom of a log axis of f − f*: a tenth of the smallest positive gap reached, but no lower than
+    1e-12 of the largest (a run that reaches exactly 0, as Newton's can, would otherwise pull the axis down to
+    1e-300 and squash every other curve against the top).
+
+    >>> gap_floor([np.array([10.0, 1.0, 0.0]), np.array([10.0, 1e-3])])
+    0.0001
+    >>> gap_floor([np.array([1.0, 1e-30, 0.0])])
+    1e-12
+    """
+    values = np.concatenate([np.asarray(g, dtype=float).ravel() for g in gaps]) if gaps else np.array([])
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not len(positive):
+        return 1e-12
+    return float(max(positive.min() / 10.0, positive.max() * 1e-12))
+
+
 def plot_trajectories(function: Any, trajectories: Sequence[Any]) -> Figure:
     """Optimizer paths (``Trajectory``) over the contours of a 2-D test function, and f − f* against the step."""
     fig, (a1, a2) = _figure(11, 4.6, 2)
@@ -240,17 +192,21 @@ def plot_trajectories(function: Any, trajectories: Sequence[Any]) -> Figure:
     a1.contour(X, Y, shown, levels=30, colors="#555555", linewidths=0.3)
     for x, y in function.minima:
         a1.plot([x], [y], "k*", ms=11)
+    gaps: list[np.ndarray] = []
     for i, t in enumerate(trajectories):
         color = COLORS[i % len(COLORS)]
         a1.plot(t.points[:, 0], t.points[:, 1], ".-", color=color, ms=2.5, lw=1.0, label=f"{t.optimizer} (lr {t.lr:g})",
                 zorder=3 + len(trajectories) - i)  # the first named on top
-        gap = np.maximum(np.asarray(t.values, dtype=float) - floor, 1e-300)
-        a2.plot(np.arange(len(gap)), gap, color=color, label=t.optimizer)
+        gaps.append(np.asarray(t.values, dtype=float) - floor)
+    bottom = gap_floor(gaps)
+    for i, (t, gap) in enumerate(zip(trajectories, gaps, strict=True)):
+        a2.plot(np.arange(len(gap)), np.maximum(gap, bottom), color=COLORS[i % len(COLORS)], label=t.optimizer)
     a1.plot([function.start[0]], [function.start[1]], "o", color="black", ms=6, mfc="white")
     a1.set_xlim(*function.xlim)
     a1.set_ylim(*function.ylim)
     _style(a1, "x", "y", f"{function.name}: trajectories over the contours")
     a1.legend(fontsize=8, loc="best")
     a2.set_yscale("log")
-    _style(a2, "step", "f − f*", "Distance to the minimum value")
+    a2.set_ylim(bottom=bottom)
+    _style(a2, "step", "f − f*", "Distance to the minimum value (exactly 0 drawn at the floor)")
     return fig

@@ -1,10 +1,11 @@
 """The report of one run: ``report.html`` in the run folder, built from the folder's files alone.
 
 Sections, each shown when its record exists: summary (task, data, model, final metrics, how training stopped),
-configuration, learning curves, learning-rate schedule, range test, gradient norms per layer, sharpness
-against 2/lr, loss-surface slices, examples (a model trained on images or signals: misclassified validation
-examples, the confusion matrix, a CNN's first-layer filters; :mod:`descend.report.images`), findings, events,
-environment.
+configuration, learning curves (a panel per metric, the best epoch, rollbacks and learning-rate changes marked),
+the learning rate as run, range test, gradient norms per layer, sharpness against 2/lr, loss-surface slices,
+model quality on the validation rows of a table (:mod:`descend.report.quality`), examples (a model trained on
+images or signals: misclassified validation examples, the confusion matrix, a CNN's first-layer filters;
+:mod:`descend.report.images`), findings, events, environment.
 
 Example:
     >>> from descend.report import run_report   # doctest: +SKIP
@@ -18,16 +19,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from descend.report.html import Page, shown
-from descend.report.images import add_image_views
-from descend.report.plots import (
+from descend.report.curves import (
+    constant_lr,
+    layer_names,
+    marks_of,
     plot_grad_norms,
     plot_learning_curves,
-    plot_loss_slices,
-    plot_lr_range,
     plot_lr_schedule,
-    plot_sharpness,
 )
+from descend.report.html import Page, shown
+from descend.report.images import add_image_views
+from descend.report.plots import plot_loss_slices, plot_lr_range, plot_sharpness
 from descend.report.record import RunRecord
 
 __all__ = ["range_test_report", "run_report"]
@@ -50,7 +52,7 @@ def _summary(page: Page, run: RunRecord) -> None:
     stop = s.get("stop_reason")
     total = sum(float(r.get("time", 0.0)) for r in run.metrics if isinstance(r.get("time"), (int, float)))
     items: list[tuple[str, Any]] = [
-        ("status", "complete" if run.complete else "unfinished (no summary.json)"),
+        ("status", status(run)),
         ("task", run.task),
         ("data", run.data_source),
         ("target", run.command.get("target") or run.model.get("target_name") or "-"),
@@ -58,7 +60,7 @@ def _summary(page: Page, run: RunRecord) -> None:
         ("features", data.get("n_features", "?")),
         ("model", run.model_description),
         ("loss", resolved.get("loss", "?")),
-        ("optimizer", f"{args.get('optimizer', '?')}, lr {args.get('lr') if args.get('lr') is not None else 'default'}"),
+        ("optimizer", f"{args.get('optimizer', '?')}, lr {shown(args['lr']) if args.get('lr') is not None else 'default'}"),
         ("batch size", resolved.get("batch_size", args.get("batch_size", "?"))),
         ("how training stopped", STOPS.get(str(stop), str(stop)) if stop else "-"),
         ("converged", s.get("converged")),
@@ -70,13 +72,46 @@ def _summary(page: Page, run: RunRecord) -> None:
     page.heading("Summary", "summary")
     page.pairs(items)
     final = run.final
-    shown = [(k, v) for k, v in final.items() if k not in ("epoch", "step", "time", "lr")]
-    if shown:
+    kept = [(k, v) for k, v in final.items() if k not in ("epoch", "step", "time", "lr")]
+    if kept:
         page.paragraph("Final metrics (the epoch whose weights were kept):")
-        page.table([k for k, _ in shown], [[v for _, v in shown]])
-    names = run.model.get("feature_names")
+        page.table([k for k, _ in kept], [[v for _, v in kept]])
+    _features(page, run)
+
+
+def status(run: RunRecord) -> str:
+    """The run's state in words, never at odds with how it ended: a run that diverged says so, and says whether
+    the divergence guard brought it back."""
+    s = run.summary
+    if not run.complete:
+        return "unfinished (no summary.json)"
+    if s.get("stop_reason") == "diverged":
+        return "stopped: the descent diverged (" + str(s.get("divergence") or "see the events") + ")"
+    if s.get("diverged"):
+        guard = s.get("guard") or {}
+        how = (f"{guard.get('rollbacks', '?')} rollback(s), learning rate scaled by {shown(guard.get('lr_scale'))}"
+               if guard.get("rollbacks") else str(s.get("divergence") or "see the events"))
+        return f"complete, after the descent diverged and the divergence guard recovered it ({how})"
+    return "complete"
+
+
+def _features(page: Page, run: RunRecord) -> None:
+    """The inputs as counts per kind of column; every name folded away below."""
+    names = [str(n) for n in run.model.get("feature_names") or []]
+    columns = (run.model.get("preprocessor") or {}).get("columns")
+    kinds: dict[str, int] = {}
+    if isinstance(columns, list):
+        for c in columns:
+            if isinstance(c, dict):
+                kinds[str(c.get("kind", "other"))] = kinds.get(str(c.get("kind", "other")), 0) + 1
+    if not names and not kinds:
+        return
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    text = (f"{sum(kinds.values())} input columns ({counts}), giving {len(names)} model features" if kinds
+            else f"{len(names)} features")
+    page.paragraph(text + ".")
     if names:
-        page.tags(f"{len(names)} features:", names[:200])
+        page.details(f"All {len(names)} feature names", names)
 
 
 def _configuration(page: Page, run: RunRecord) -> None:
@@ -117,11 +152,40 @@ def _events(page: Page, run: RunRecord) -> None:
     t0 = float(run.events[0].get("time", 0.0))
     rows = []
     for e in run.events[:500]:
-        details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "event", "evidence"))
+        details = ", ".join(f"{k}={shown(v)}" for k, v in e.items() if k not in ("time", "event", "evidence"))
         if _evidence(e):
             details += "; evidence: " + ", ".join(f"{k} {shown(v)}" for k, v in _evidence(e))
         rows.append([round(float(e.get("time", t0)) - t0, 2), e.get("event", "?"), details])
     page.table(["t (s)", "event", "details"], rows)
+
+
+def _per_epoch(run: RunRecord) -> float:
+    first = run.metrics[0] if run.metrics else {}
+    step, epoch = first.get("step"), first.get("epoch")
+    return float(step) / float(epoch) if isinstance(step, float) and isinstance(epoch, float) and epoch > 0 else 1.0
+
+
+def _layer_names(run: RunRecord) -> dict[str, str]:
+    """``net.0`` -> ``layer 1 Linear 64->32``, from the saved model's modules; the raw names when it cannot load."""
+    if not (run.path / "model" / "model.json").is_file():
+        return {}
+    try:
+        import descend
+
+        return layer_names(descend.load(run.path).model)
+    except Exception:  # the plot keeps the module names
+        return {}
+
+
+def _quality(page: Page, run: RunRecord) -> None:
+    from descend.report.quality import add_quality, run_predictions
+
+    found = run_predictions(run)
+    if isinstance(found, str):
+        page.heading("Model quality", "quality")
+        page.paragraph(f"No quality view: {found}.", "sub")
+        return
+    add_quality(page, found, seed=int(run.config.get("seed", 0) or 0))
 
 
 def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
@@ -129,20 +193,29 @@ def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     run = RunRecord.read(run_dir)
     page = Page(f"descend report: {run.name}", f"{run.model_description} on {run.data_source}, task {run.task}")
     _summary(page, run)
+    marks = marks_of(run.metrics, run.events, run.summary.get("best_epoch"))
     page.heading("Learning curves", "curves")
-    page.figure(plot_learning_curves(run.metrics, run.steps),
-                "Loss per epoch on the training rows (mean over the epoch's steps) and the validation rows.",
+    page.figure(plot_learning_curves(run.metrics, run.steps, marks),
+                "Loss per epoch on the training rows (mean over the epoch's steps; each step's faint behind) and "
+                "the validation rows, then each validation metric on its own axis. Marked on every panel: the best "
+                "epoch (green, dashed), divergence-guard rollbacks (red), learning-rate changes (grey, dotted).",
                 "learning curves")
     page.heading("Learning rate", "lr")
-    page.figure(plot_lr_schedule(run.schedule, run.metrics), "The learning rate used by each update.",
-                "learning-rate schedule")
+    constant = constant_lr(run.metrics, run.steps, run.schedule)
+    if constant is not None:
+        page.paragraph(f"Every update used the same learning rate, {shown(constant)} (no schedule, no rollback).")
+    else:
+        page.figure(plot_lr_schedule(run.metrics, run.steps, run.schedule, marks),
+                    "The learning rate each update used (after rollbacks and plateau cuts), in front of the planned "
+                    "schedule (faint), drawn only as far as the run went.", "learning rate as run")
     if run.lr_range:
         reason = str(run.lr_range.get("reason") or "")
         page.figure(plot_lr_range(run.lr_range), "Range test: the loss while the learning rate grows each step; "
                     "the dashed line is the rate chosen. " + reason, "learning-rate range test")
     if run.health:
         page.heading("Gradients", "gradients")
-        page.figure(plot_grad_norms(run.health), "Norm of each layer's gradient, measured every few steps.",
+        page.figure(plot_grad_norms(run.health, _layer_names(run), marks, _per_epoch(run)),
+                    "Norm of each layer's gradient, measured every few steps; layers numbered in the model's order.",
                     "gradient norms per layer")
     if run.curvature:
         page.heading("Curvature", "curvature")
@@ -153,6 +226,7 @@ def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         page.figure(plot_loss_slices(run.landscape), "Loss along random filter-normalised directions around the "
                     "trained weights (Li et al., 2018).", "loss surface slices")
     add_image_views(page, run)
+    _quality(page, run)
     _findings(page, run)
     _events(page, run)
     _configuration(page, run)
