@@ -25,7 +25,8 @@ MODULES = ["descend", *sorted(name for _, name, _ in pkgutil.walk_packages(desce
 NO_EXAMPLES = {
     "descend", "descend.errors",
     "descend.cli", "descend.cli._demo", "descend.cli._explore", "descend.cli._output", "descend.cli._params",
-    "descend.cli._evaluate", "descend.cli._predict", "descend.cli._progress", "descend.cli._train", "descend.cli.main",
+    "descend.cli._evaluate", "descend.cli._predict", "descend.cli._progress", "descend.cli._sample", "descend.cli._train",
+    "descend.cli.main",
     "descend.data.columns", "descend.data.encode", "descend.data.errors", "descend.data.options",
     "descend.data.target",
     "descend.inspect", "descend.inspect._checks",
