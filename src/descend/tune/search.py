@@ -33,6 +33,7 @@ import json
 import math
 import os
 import pickle
+import socket
 import sys
 import time
 import warnings
@@ -62,10 +63,6 @@ PRUNERS = ("median", "hyperband", "none")
 #: options of fit a search owns: where each trial's run goes, its seed, its callbacks
 OWNED = ("data", "run_dir", "resume", "overwrite", "callbacks", "progress", "seed")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-# ask/tell is used (not study.optimize) so a worker can count the study's trials before it runs one; the
-# heartbeat thread and the stale check are started here as study.optimize would
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 # Re-exported so a space can be written with this module's names alone.
 __all__ += ["CategoricalDistribution", "FloatDistribution", "IntDistribution"]
@@ -180,6 +177,7 @@ def _run_trial(plan: Plan, study: optuna.Study, trial: optuna.Trial) -> tuple[Tr
     run = Path(RUNS) / f"{trial.number:04d}"
     trial.set_user_attr("seed", seed)
     trial.set_user_attr("run_dir", str(run))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -215,20 +213,29 @@ def _open_study(plan: Plan) -> optuna.Study:
     return optuna.load_study(study_name=plan.name, storage=storage, sampler=_sampler(plan), pruner=_pruner(plan))
 
 
-def _done(study: optuna.Study, n_trials: int) -> tuple[bool, bool]:
-    """(whether the study has its trials, whether some are still running)."""
+def _state(study: optuna.Study, n_trials: int) -> tuple[bool, bool, bool]:
+    """(whether the study has its trials, whether some are running, whether a retry is waiting)."""
     trials = counted(study.get_trials(deepcopy=False))
-    running = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
-    return len(trials) >= n_trials, running
+    states = {t.state for t in trials}
+    return len(trials) >= n_trials, TrialState.RUNNING in states, TrialState.WAITING in states
 
 
 def work(plan: Plan) -> None:
     """One worker: run trials until the study has ``n_trials`` and none is running."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's parts
+        # ask/tell (not study.optimize), so that a worker counts the study's trials before it runs one; the
+        # heartbeat thread and the stale check are started here as study.optimize would
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        _work(plan)
+
+
+def _work(plan: Plan) -> None:
     study = _open_study(plan)
     while True:
         fail_stale_trials(study)
-        enough, running = _done(study, plan.n_trials)
-        if enough:
+        enough, running, waiting = _state(study, plan.n_trials)
+        if enough and not waiting:
             if not running:
                 break
             time.sleep(min(plan.heartbeat, 1.0))  # wait for other workers' trials (or for them to go stale)
@@ -363,7 +370,9 @@ def search(
         except Exception:
             raise ConfigError("search: a space function must be defined at a module's top level to run in worker "
                               "processes; expected workers=1 or an importable function") from None  # fmt: skip
-    rdb = open_storage(storage, folder) if storage else None  # an unreachable server: refused before any write
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = open_storage(storage, folder) if storage else None  # an unreachable server: refused before any write
     prepared = _prepare(data, read, seed)
     folder.mkdir(parents=True, exist_ok=True)
     from descend.train.run import environment
@@ -371,7 +380,10 @@ def search(
     write_identity(folder, identity, {"n_trials": n_trials, "command": command or sys.argv,
                                       "environment": environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
     try:
-        optuna.create_study(storage=rdb or open_storage(None, folder), study_name=name,
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            journal = None if rdb else open_storage(None, folder)
+        optuna.create_study(storage=rdb or journal, study_name=name,
                             direction=optuna.study.StudyDirection.MAXIMIZE if direction == "maximize" else
                             optuna.study.StudyDirection.MINIMIZE)  # fmt: skip
         sampler_seed = seed
@@ -380,7 +392,9 @@ def search(
     plan = Plan(folder, name, storage, prepared, space, fixed, sampler, pruner, monitor, direction, seed, n_trials,
                 heartbeat, sampler_seed=sampler_seed, trial_reports=trial_reports, on_trial=on_trial)  # fmt: skip
     _run_workers(plan, workers)
-    rows = write_trials(folder, _open_study(plan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rows = write_trials(folder, _open_study(plan))
     result = StudyResult(folder, rows, direction, round(time.perf_counter() - started, 3))
     if report:
         from descend.report.study import study_report

@@ -100,6 +100,7 @@ def counted(trials: list[Any]) -> list[Any]:
 def trial_rows(trials: list[Any]) -> list[dict[str, Any]]:
     """One row per trial that was run (surplus ones left out), by number."""
     names = sorted({p for t in trials for p in t.params})
+    retries = {n: t.number for t in trials for n in t.system_attrs.get("retry_history", ())}
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
         if surplus(t):
@@ -108,9 +109,16 @@ def trial_rows(trials: list[Any]) -> list[dict[str, Any]]:
         retry_of = t.system_attrs.get("retry_history") or [None]
         rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
                      **{p: t.params.get(p) for p in names}, "epochs": a.get("epochs"), "seconds": a.get("seconds"),
-                     "seed": a.get("seed"), "retry_of": retry_of[-1], "reason": a.get("reason", ""),
-                     "run_dir": a.get("run_dir", "")})  # fmt: skip
+                     "seed": a.get("seed"), "retry_of": retry_of[-1], "reason": a.get("reason") or _lost(t, retries),
+                     "worker": a.get("worker", ""), "run_dir": a.get("run_dir", "")})  # fmt: skip
     return rows
+
+
+def _lost(trial: Any, retries: dict[int, int]) -> str:
+    if trial.state.name != "FAIL":
+        return ""
+    again = f"; retried as trial {retries[trial.number]}" if trial.number in retries else ""
+    return f"its worker stopped (no heartbeat){again}"
 
 
 def write_trials(folder: Path, study: Any) -> list[dict[str, Any]]:
