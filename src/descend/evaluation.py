@@ -54,6 +54,8 @@ class Evaluation:
     confusion: list[list[int]] | None = None
     left_out: int = 0  # rows without a target value
     notes: list[str] = field(default_factory=list)  # what the preprocessing filled or pooled
+    #: the raw outputs, targets and model behind the numbers, for the HTML page's figures (not in to_dict)
+    predictions: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,8 +127,25 @@ def evaluate(model: Any, data: Any, *, encoding: str | None = None) -> Evaluatio
         task=saved.task, metrics=scores(out, y, saved.task, len(pre.target_.classes)), rows=len(frame),
         source=str(origin), model=name, target=names, classes=list(pre.target_.classes),
         confusion=confusion(out, y, saved.task, len(pre.target_.classes)) if saved.task != "regression" else None,
-        left_out=left_out, notes=notes,
+        left_out=left_out, notes=notes, predictions=_predictions(saved, X, out, y, str(origin)),
     )  # fmt: skip
+
+
+def _predictions(saved: Any, X: Any, out: torch.Tensor, y: torch.Tensor, where: str) -> Any:
+    """What the page's figures are drawn from (:class:`descend.report.quality.Predictions`)."""
+    from descend.report.quality import Predictions
+
+    features = torch.as_tensor(X)
+    dtype = next(saved.model.parameters()).dtype
+
+    def score_rows(rows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return saved.model(torch.as_tensor(rows).to(dtype)).float().numpy()
+
+    names = list(saved.meta.get("feature_names") or [])
+    output = out.numpy().reshape(-1) if saved.task == "binary" else out.numpy()
+    return Predictions(saved.task, output, y.numpy(), list(saved.classes or []), where, features.numpy(), names,
+                       score_rows)
 
 
 def _evaluate_examples(saved: Any, pre: Any, data: Any, name: str) -> Evaluation:

@@ -28,8 +28,9 @@ _NAMES = {"accuracy": "accuracy", "log_loss": "log loss", "f1": "F1", "roc_auc":
           "mae": "MAE", "r2": "R\u00b2"}  # fmt: skip
 
 
-def add_evaluation(page: Page, ev: Evaluation) -> None:
-    """Append the evaluation's section to ``page``: what was scored, the metrics, the confusion matrix, notes."""
+def add_evaluation(page: Page, ev: Evaluation, *, figures: bool = True) -> None:
+    """Append the evaluation's section to ``page``: what was scored, the metrics, the confusion matrix, notes; and,
+    with ``figures``, the model-quality figures of its task (:mod:`descend.report.quality`)."""
     page.heading(f"Evaluation on {ev.source}", anchor="evaluation")
     facts: list[tuple[str, object]] = [("model", ev.model), ("task", ev.task), ("target", ", ".join(ev.target)),
                                        ("rows scored", ev.rows)]  # fmt: skip
@@ -43,6 +44,10 @@ def add_evaluation(page: Page, ev: Evaluation) -> None:
         page.table(["true \\ predicted", *labels], [(labels[i], *row) for i, row in enumerate(ev.confusion)])
     for note in ev.notes:
         page.paragraph(note, css="sub")
+    if ev.predictions is not None and figures:
+        from descend.report.quality import add_quality
+
+        add_quality(page, ev.predictions)
 
 
 def evaluation_page(ev: Evaluation) -> Page:
