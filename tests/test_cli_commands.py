@@ -340,7 +340,7 @@ def bad_invocations(w: Path, run: Path) -> list[tuple[list[str | Path], str]]:
         (["train", data], "Missing option '--target'"),
         (["train", data, "--target", "specie"], "no target column 'specie' (did you mean 'species'?)"),
         (["train", data, *t, "--optimizer", "adamax"], "Invalid value for '--optimizer'"),
-        (["train", data, *t, "--model", "cnn"], "unknown model 'cnn'"),
+        (["train", data, *t, "--model", "transformer2d"], "unknown model 'transformer2d'"),
         (["train", data, *t, "--model", "mlp:64,x"], "invalid item 'x' in 'mlp:64,x'"),
         (["train", data, *t, "--model", "linear:3"], "invalid item '3' in 'linear:3'"),
         (["train", data, *t, "--lr", "-1"], "Invalid value for '--lr': lr='-1'; expected a number > 0 or auto"),

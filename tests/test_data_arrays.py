@@ -112,7 +112,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "non-numeric": (tmp_path / "text.npz", r"has dtype <U1; expected numbers"),
         "one class": (tmp_path / "one", r"images of one class only \(cat\)"),
         "unreadable image": (tmp_path / "broken", r"dog/1\.png: cannot be read as an image"),
-        "empty folder": (tmp_path / "empty", r"empty: no images in class subfolders \(found 0 subfolder"),
+        "empty folder": (tmp_path / "empty", r"empty is a directory with no images in class subfolders \(found 0 subfolder"),
     }
 
 

@@ -57,7 +57,7 @@ def is_array_source(source: Any) -> bool:
         if path.suffix.lower() in (".npy", ".npz") and path.is_file():
             try:
                 loaded = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError):
+            except Exception:  # a probe: the table reader reports a damaged file
                 return False
             if isinstance(loaded, np.ndarray):
                 return loaded.ndim > 2
@@ -224,7 +224,8 @@ def prepare_arrays(source: Any, *, target: Any = None, task: str = "auto", valid
     check_fractions(validation, test)
     X, y, _ = read_arrays(source, image_size=image_size)
     if y is None:
-        raise FileFormatError(f"{source}: holds no targets; expected an .npz with 'X' and 'y', or a pair (X, y)")
+        raise FileFormatError(f"{source}: X has shape {tuple(X.shape)} but there are no targets; expected an .npz "
+                              "with 'X' and 'y', or a pair (X, y) (a table is 1-D or 2-D)")  # fmt: skip
     pre = ArrayPreprocessor(scale=scale)
     name = str(target) if isinstance(target, str) else "y"
     origin = Origin(str(source) if isinstance(source, (str, Path)) else "arrays")

@@ -42,8 +42,9 @@ def _files(folder: Path, labelled: bool) -> list[Path]:
         classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         files = [f for c in classes for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
-            raise EmptyTableError(f"{folder}: no images in class subfolders (found {len(classes)} subfolder(s)); "
-                                  f"expected one subfolder per class holding {', '.join(IMAGE_SUFFIXES)} files")  # fmt: skip
+            raise EmptyTableError(f"{folder} is a directory with no images in class subfolders (found "
+                                  f"{len(classes)} subfolder(s)); expected a table file, or a folder with one "
+                                  f"subfolder per class holding {', '.join(IMAGE_SUFFIXES)} files")  # fmt: skip
         with_images = {f.parent.name for f in files}
         if len(with_images) < 2:
             raise TargetError(f"{folder}: images of one class only ({', '.join(sorted(with_images))}); "
