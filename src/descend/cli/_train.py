@@ -122,7 +122,7 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
     options found by fit) leaves no folder behind; an interrupted one (Ctrl-C) exits 130 and says how to resume
     it."""
     import descend
-    from descend.cli._progress import EchoProgress
+    from descend.cli._progress import progress_callbacks
     from descend.report import run_report
     from descend.train import Recorder
 
@@ -132,9 +132,8 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        callbacks: list[Any] = [Recorder(steps=True), RecordCommand(command).callback()]
-        if out.talking:
-            callbacks.insert(0, EchoProgress(out, header=lambda state: _header(label, state), pending=caught))
+        watching = progress_callbacks(out, lambda state: _header(label, state), caught)
+        callbacks: list[Any] = [*watching, Recorder(steps=True), RecordCommand(command).callback()]
         try:
             result = descend.fit(**options, callbacks=callbacks, progress=False)
         except KeyboardInterrupt:

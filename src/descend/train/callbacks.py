@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any
 
 from descend.errors import ConfigError
@@ -189,39 +190,115 @@ class Recorder(Callback):
 
 
 class ProgressBar(Callback):
-    """A rich progress bar over epochs on stderr, showing the latest losses; silent when stderr is not a
-    terminal (unless ``force``). Updated once per epoch so it does not slow the steps."""
+    """Live progress on a terminal, drawn with rich: a bar over the epochs and one over the steps of the current
+    epoch, each with the time left; the steps per second, the current loss and learning rate, and the latest
+    validation metric; a line above the bars for each divergence-guard rollback and early stop as it happens.
 
-    def __init__(self, *, force: bool = False) -> None:
+    Silent when stderr is not a terminal, unless ``force`` or a ``console`` (a ``rich.console.Console``, to draw
+    elsewhere or to capture it) is given. The step bar is redrawn at most every ``refresh`` seconds, and only then
+    is the loss read from the device, so the display costs the steps nothing measurable.
+
+    Example:
+        >>> from rich.console import Console
+        >>> bar = ProgressBar(console=Console(force_terminal=True, record=True, width=100))
+        >>> bar.refresh
+        0.1
+    """
+
+    def __init__(self, *, force: bool = False, console: Any = None, refresh: float = 0.1) -> None:
         self.force = force
+        self.console = console
+        self.refresh = refresh
         self._progress: Any = None
-        self._task: Any = None
+        self._epochs: Any = None
+        self._steps: Any = None
+        self._shown = 0.0
+        self._started = 0.0
+        self._first_step = 0
+        self._epoch_step = 0
+        self._metric = ""
+        self._log: Any = None
 
     def on_fit_start(self, state: TrainState) -> None:
-        if not (self.force or sys.stderr.isatty()):
+        if self.console is None and not (self.force or sys.stderr.isatty()):
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        console = self.console or Console(stderr=True, force_terminal=self.force or None)
         self._progress = Progress(
-            TextColumn("epoch"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=Console(stderr=True, force_terminal=self.force or None),
-            transient=False,
-        )
-        self._task = self._progress.add_task("", total=state.epochs, completed=state.epoch)
+            TextColumn("{task.fields[name]:>5}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
+            console=console, transient=False, auto_refresh=False,
+        )  # fmt: skip
+        self._epochs = self._progress.add_task("", total=state.epochs, completed=state.epoch, name="epoch")
+        self._steps = self._progress.add_task("", total=state.n_batches, name="step")
+        self._started, self._first_step = time.perf_counter(), state.step
         self._progress.start()
+        # Rollbacks and early stops are events: they are shown as they are logged, above the bars.
+        self._log = state.log_event
+
+        def log_event(kind: str, **data: Any) -> None:
+            self._log(kind, **data)
+            self._event(kind, data)
+
+        state.log_event = log_event
+
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        if kind == "guard_rollback":
+            self._progress.console.print(
+                f"rollback at step {data.get('step')} ({data.get('reason')}): back to step "
+                f"{data.get('rolled_back_to')}, learning rate now {_short(data.get('lr'))}", markup=False)
+        elif kind == "guard_stop":
+            self._progress.console.print(f"stopped at step {data.get('step')}: the descent diverged", markup=False)
+        elif kind == "early_stop":
+            self._progress.console.print(f"early stop after epoch {data.get('epoch')}: best epoch "
+                                         f"{data.get('best_epoch')}", markup=False)
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self._epoch_step = state.step
+        if self._progress is not None:
+            self._progress.reset(self._steps, total=state.n_batches, description=self._metric)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self._progress is None:
+            return
+        now = time.perf_counter()
+        if now - self._shown < self.refresh:
+            return
+        self._shown = now
+        self._progress.update(self._steps, completed=min(state.step - self._epoch_step, state.n_batches),
+                              description=self._line(state, now))
+        self._progress.refresh()
+
+    def _line(self, state: TrainState, now: float) -> str:
+        rate = (state.step - self._first_step) / max(now - self._started, 1e-9)
+        loss = float(state.loss.detach()) if state.loss is not None else math.nan
+        lr = float(state.optimizer.param_groups[0]["lr"])
+        return f"{rate:,.0f} steps/s  loss {loss:.4g}  lr {_short(lr)}" + (f"  {self._metric}" if self._metric else "")
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self._progress is None:
             return
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in state.row.items() if k.endswith(("loss", "accuracy", "r2")))
-        self._progress.update(self._task, completed=state.epoch + 1, description=shown)
+        row = state.row
+        # the validation loss and the one metric a person reads first: accuracy, or R² (not every metric)
+        wanted = [k for k in ("val_loss", "val_accuracy", "val_r2") if k in row]
+        self._metric = "  ".join(f"{k} {row[k]:.4g}" for k in wanted)
+        self._progress.update(self._steps, completed=state.n_batches, description=self._line(state, time.perf_counter()))
+        self._progress.update(self._epochs, completed=state.epoch + 1,
+                              description=f"loss {row.get('loss', math.nan):.4g}  {self._metric}".rstrip())
+        self._progress.refresh()
 
     def on_fit_end(self, state: TrainState) -> None:
         if self._progress is not None:
+            self._progress.refresh()
             self._progress.stop()
             self._progress = None
+        if self._log is not None:
+            state.log_event, self._log = self._log, None
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
