@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,12 @@ def open_storage(url: str | None, folder: Path, *, heartbeat: int = 10, grace: i
     """The study's storage: the journal in ``folder`` (None), or the RDB at ``url``, each with a heartbeat every
     ``heartbeat`` seconds, stale after ``grace`` (default 3 heartbeats), and one retry of a stale trial. An RDB
     that cannot be reached is one ConfigError (the folder is not touched)."""
-    grace = grace or 3 * heartbeat
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's parts
+        return _open(url, folder, heartbeat, grace or 3 * heartbeat)
+
+
+def _open(url: str | None, folder: Path, heartbeat: int, grace: int) -> BaseStorage:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     if url is None:
         return HeartbeatJournalStorage(folder, heartbeat=heartbeat, grace=grace, stale_callback=retry)
@@ -113,9 +119,16 @@ def open_storage(url: str | None, folder: Path, *, heartbeat: int = 10, grace: i
     engine: dict[str, Any] = {}
     if url.startswith(("postgresql", "postgres")):
         engine["connect_args"] = {"connect_timeout": 10}
-    try:
-        return RDBStorage(_engine_url(url), engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=grace,
-                          heartbeat_stale_trial_callback=retry)  # fmt: skip
-    except Exception as e:  # SQLAlchemy's errors (no server, bad credentials, no driver) say why in their first line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"storage: cannot open {redact(url)!r}: {first}") from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(_engine_url(url), engine_kwargs=engine, heartbeat_interval=heartbeat,
+                              grace_period=grace, heartbeat_stale_trial_callback=retry)  # fmt: skip
+        except Exception as e:  # SQLAlchemy's errors (no server, bad credentials, no driver) say why in a line
+            from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+            if isinstance(e, (IntegrityError, ProgrammingError)) and attempt < 4:
+                time.sleep(0.5 + attempt)  # two workers creating the schema of a new database at once: again
+                continue
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"storage: cannot open {redact(url)!r}: {first}") from None
+    raise AssertionError("unreachable")
