@@ -10,7 +10,7 @@ Example:
     >>> corpus = TextCorpus.from_text("abcabcabd" * 40)
     >>> data, model = text_data(corpus, "gpt:layers=1,heads=1,dim=8,block=16", batch_size=4, seed=0, settings={})
     >>> data.task, data.n_classes, len(data.stream), tuple(data.X.shape)
-    ('multiclass', 4, 6, (64, 16))
+    ('multiclass', 4, 6, (2048, 16))
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ __all__ = ["SAMPLE_BLOCKS", "VAL_BLOCKS", "is_text", "text_data"]
 
 #: blocks of validation text evaluated at the end of each epoch (nanoGPT evaluates 20 batches of 12)
 VAL_BLOCKS = 256
-#: training blocks held as ``data.X`` for what needs rows in memory: the range test of lr="auto", the sharpness
-#: monitor's fixed batch, the probe of the output shape
-SAMPLE_BLOCKS = 64
+#: training blocks held as ``data.X`` for what needs rows in memory: the range test of lr="auto" (enough that its
+#: sweeps do not memorise them), the sharpness monitor's fixed batch, the probe of the output shape
+SAMPLE_BLOCKS = 2048
 
 
 def _model(spec: Any, vocab: int, settings: dict[str, Any]) -> nn.Module:
