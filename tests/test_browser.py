@@ -1,14 +1,19 @@
 """The reports in a real browser: headless Chromium (Debian's ``chromium`` package, installed by ``.ci/run``).
 
-For the report of a demo run and of a comparison: a screenshot that is not blank and shows the plots' colours;
+For the report of a classification run (the demo), a regression run, a run that diverged and was recovered by the
+divergence guard, and a comparison: a screenshot that is not blank and shows the plots' colours;
 no console messages (errors, uncaught exceptions, refused loads); every plot decoded by the browser (a test-only
 harness page reads ``naturalWidth`` of each ``<img>`` through an iframe); no script element; and a column named
 ``<script>alert(1)</script>`` shown as text.
+
+With ``DESCEND_DOCS_SCREENSHOTS=1`` the screenshots of the three run reports are also copied to ``docs/`` (the
+pictures the documentation shows): ``DESCEND_DOCS_SCREENSHOTS=1 pytest tests/test_browser.py``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -65,11 +70,21 @@ def inspect_page(tmp: Path, report: Path) -> dict[str, object]:
     return dict(json.loads(html.unescape(found.group(1))))
 
 
-def screenshot(tmp: Path, report: Path) -> tuple[np.ndarray, str]:
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def screenshot(tmp: Path, report: Path, height: int = 3000) -> tuple[np.ndarray, str]:
     png = tmp / f"{report.parent.name}.png"
-    done = chromium(tmp, report.resolve().as_uri(), "--window-size=1200,3000", f"--screenshot={png}")
+    done = chromium(tmp, report.resolve().as_uri(), f"--window-size=1200,{height}", f"--screenshot={png}")
     assert png.is_file(), done.stderr[-2000:]
+    if os.environ.get("DESCEND_DOCS_SCREENSHOTS") and report.parent.name in SHOTS:
+        shutil.copyfile(png, DOCS / SHOTS[report.parent.name])
     return matplotlib.image.imread(png)[..., :3], done.stderr
+
+
+#: the run reports whose screenshots the documentation shows, by run folder
+SHOTS = {"demo": "report-classification.png", "regression": "report-regression.png",
+         "recovered": "report-recovered.png"}
 
 
 def console_messages(stderr: str) -> list[str]:
@@ -112,24 +127,55 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                               "sgd,momentum,adam", "--lrs", "0.05", "--seeds", "2", "--epochs", "3", "--model", "mlp:8",
                               "--out", str(tmp / "cmp"), "--quiet"])
     assert cmp.exit_code == 0, cmp.output
-    return {"demo": tmp / "demo" / "report.html", "compare": tmp / "cmp" / "report.html", "tmp": tmp}
+    diabetes = load_dataset("diabetes")
+    diabetes.frame.to_csv(tmp / "diabetes.csv", index=False)
+    for name, flags in (("regression", ["--epochs", "25"]),
+                        # SGD at lr 3 blows up in the first epoch; the guard rolls back twice and the run recovers.
+                        ("recovered", ["--optimizer", "sgd", "--lr", "3", "--epochs", "25"])):
+        done = runner.invoke(cli, ["train", str(tmp / "diabetes.csv"), "--target", diabetes.target, "--model",
+                                   "mlp:32", "--out", str(tmp / name), "--quiet", *flags])
+        assert done.exit_code == 0, done.output
+    return {"demo": tmp / "demo" / "report.html", "compare": tmp / "cmp" / "report.html", "tmp": tmp,
+            "regression": tmp / "regression" / "report.html", "recovered": tmp / "recovered" / "report.html"}
 
 
 def test_demo_report_in_chromium(reports: dict[str, Path]) -> None:
     tmp, report = reports["tmp"], reports["demo"]
     run = report.parent
-    # Curves, learning rate, gradients (health.jsonl), curvature (sharpness at step 250), loss surface.
+    # Curves, gradients (health.jsonl), curvature (sharpness at step 250), loss surface; Adam's constant rate is
+    # a sentence; quality: confusion matrix, ROC and precision-recall, calibration, permutation importance.
     assert (run / "health.jsonl").is_file() and (run / "curvature.jsonl").is_file()
+    check_run_report(tmp, report, 8, ["Summary", "Learning curves", "Learning rate", "Gradients", "Curvature",
+                                      "Loss surface", "Model quality", "Findings", "Events", "Configuration",
+                                      "Environment"])
+
+
+def check_run_report(tmp: Path, report: Path, n_images: int, headings: list[str]) -> None:
     seen = inspect_page(tmp, report)
     assert seen["scripts"] == 0
     images = seen["images"]
-    assert isinstance(images, list) and len(images) == 5
-    assert all(complete and width >= 600 and height >= 250 for complete, width, height in images), images
-    assert seen["headings"] == ["Summary", "Learning curves", "Learning rate", "Gradients", "Curvature",
-                                "Loss surface", "Findings", "Events", "Configuration", "Environment"]
-    pixels, stderr = screenshot(tmp, report)
+    assert isinstance(images, list) and len(images) == n_images, images
+    assert all(complete and width >= 500 and height >= 250 for complete, width, height in images), images
+    assert seen["headings"] == headings
+    pixels, stderr = screenshot(tmp, report, height=4400)
     check_screenshot(pixels)
     assert console_messages(stderr) == []
+
+
+def test_regression_report_in_chromium(reports: dict[str, Path]) -> None:
+    # Curves (a panel per metric), gradients; quality: predicted/residuals/histogram, permutation importance.
+    check_run_report(reports["tmp"], reports["regression"], 4, [
+        "Summary", "Learning curves", "Learning rate", "Gradients", "Model quality", "Findings", "Events",
+        "Configuration", "Environment"])
+
+
+def test_recovered_report_in_chromium(reports: dict[str, Path]) -> None:
+    # The learning rate as run (cut twice by rollbacks) is a plot here.
+    report = reports["recovered"]
+    check_run_report(reports["tmp"], report, 5, [
+        "Summary", "Learning curves", "Learning rate", "Gradients", "Model quality", "Findings", "Events",
+        "Configuration", "Environment"])
+    assert "the divergence guard recovered it (2 rollback(s)" in report.read_text()
 
 
 def test_comparison_report_in_chromium(reports: dict[str, Path]) -> None:

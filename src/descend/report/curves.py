@@ -148,19 +148,22 @@ def plot_lr_schedule(metrics: Rows, steps: Rows = (), schedule: Rows = (), marks
     ax = fig.subplots()
     fig.subplots_adjust(left=0.95 / 7, right=1 - 0.2 / 7, bottom=0.55 / 2.5, top=1 - 0.35 / 2.5)
     last = float(np.nanmax(x)) if len(x) else math.inf
+    planned = np.array([])
     if schedule:
         sx, slr = _column(schedule, "step"), _column(schedule, "lr")
         keep = sx <= last
-        ax.plot(sx[keep], slr[keep], color="#888888", alpha=0.45, lw=2.5, label="planned")
+        planned = slr[keep]
+        ax.plot(sx[keep], planned, color="#888888", alpha=0.45, lw=2.5, label="planned")
     if len(x):
         ax.plot(x, lr, color=COLORS[4], lw=1.3, drawstyle="steps-post", label="used")
     if marks is not None:
         marks.draw(ax, per_epoch=_steps_per_epoch(metrics) * per_epoch)
-    finite = np.concatenate([lr[np.isfinite(lr)], *([_column(schedule, "lr")] if schedule else [])])
+    finite = np.concatenate([lr, planned])
     finite = finite[np.isfinite(finite)]
     positive = finite[finite > 0]
     if len(positive) and positive.max() > 20 * positive.min():  # rollbacks cut the rate tenfold: a log axis
         ax.set_yscale("log")
+        ax.set_ylim(float(positive.min()) / 2, float(positive.max()) * 2)
     elif len(finite) and finite.max() > 0:
         ax.set_ylim(0, 1.12 * float(finite.max()))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3), useOffset=False)
