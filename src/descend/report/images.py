@@ -90,11 +90,15 @@ def plot_filters(weight: torch.Tensor) -> Figure:
 def _validation(run: Any) -> tuple[Any, Any, Any] | None:
     """(saved model, prepared data, raw validation examples) for a run trained on examples of several axes."""
     from descend.data.arrays import is_array_source, prepare_arrays, read_arrays
+    from descend.errors import ModelFolderError
     from descend.train.saved import load
 
     if not (run.path / "model" / "model.json").is_file():
         return None
-    saved = load(run.path)
+    try:
+        saved = load(run.path)
+    except ModelFolderError:  # a model descend cannot rebuild (the user's own module): nothing to show here
+        return None
     if getattr(saved.preprocessor, "kind", None) != "array" or saved.task == "regression":
         return None
     args = run.config.get("arguments", {})
