@@ -80,7 +80,14 @@ def image_settings(folder: Path, size: Any = None, files: list[Path] | None = No
         except Exception:  # unreadable: read_image_folder names it
             continue
     mode = "L" if modes and modes <= set(_GRAY) else "RGB"
-    return {"size": list(size or IMAGE_SIZE), "mode": mode}
+    return {"size": _size(size), "mode": mode}
+
+
+def _size(size: Any) -> list[int]:
+    """[H, W] from a pair, one int (a square) or None (the default)."""
+    if size is None:
+        return list(IMAGE_SIZE)
+    return [int(size), int(size)] if isinstance(size, int) else [int(v) for v in size]
 
 
 def read_image_folder(folder: Path, *, size: Any = None, mode: str | None = None,
@@ -90,8 +97,8 @@ def read_image_folder(folder: Path, *, size: Any = None, mode: str | None = None
     from PIL import Image
 
     files = _files(folder, labelled)
-    settings = image_settings(folder, size, files) if mode is None else {"size": list(size or IMAGE_SIZE),
-                                                                         "mode": mode}  # fmt: skip
+    settings: dict[str, Any] = (image_settings(folder, size, files) if mode is None
+                                else {"size": _size(size), "mode": mode})  # fmt: skip
     h, w = (int(v) for v in settings["size"])
     channels = 1 if settings["mode"] == "L" else 3
     X = np.empty((len(files), channels, h, w), dtype=np.float32)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BOOLEAN", "NONE", "PATH", "SETTINGS", "Kind", "choice", "columns", "integer", "names", "number",
+__all__ = ["BOOLEAN", "NONE", "PATH", "SETTINGS", "SIZE", "Kind", "choice", "columns", "integer", "names", "number",
            "python", "setting", "text"]
 
 
@@ -135,3 +135,16 @@ PATH = Kind("a path", lambda v: isinstance(v, (str, os.PathLike)) and bool(str(v
 SETTINGS = Kind("a dict of settings (KEY=VALUE on the command line)",
                 lambda v: isinstance(v, Mapping) and all(isinstance(k, str) and k.isidentifier() for k in v),
                 _settings, "KEY=VALUE")  # fmt: skip
+
+
+def _size(v: Any) -> bool:
+    one = integer(1).ok
+    return one(v) or (isinstance(v, (list, tuple)) and len(v) == 2 and all(one(n) for n in v))
+
+
+def _read_size(word: str) -> Any:
+    parts = [int(t) for t in word.lower().replace("x", ",").split(",")]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+SIZE = Kind("an int >= 1 or a pair (H, W) of them", _size, _read_size, "N|HxW")

@@ -273,6 +273,25 @@ def _callbacks(args: dict[str, Any], has_val: bool, run: RunFolder | None) -> li
     return sorted(user, key=lambda cb: isinstance(cb, Checkpoint))
 
 
+def _augment(kind: str, data: Any, closure: str | None, seed: int) -> Any:
+    """The loop's seeded augmentation, or None; refused where the loop cannot apply it to examples."""
+    if kind == "none":
+        return None
+    if data.stream is not None:
+        raise ConfigError(f"augment: augment={kind!r} applies to data in memory, and this data is a loader; expected "
+                          "augment='none' (augment inside the loader's dataset instead)")  # fmt: skip
+    if data.X.dim() < 3:
+        raise ConfigError(f"augment: augment={kind!r} applies to examples with a channel and spatial axes (N x C x L, "
+                          f"N x C x H x W), and the training features have shape {tuple(data.X.shape)}; expected "
+                          "augment='none' for a table")  # fmt: skip
+    if closure is not None:
+        raise ConfigError(f"augment: augment={kind!r} needs a first-order optimizer (its batches change every step); "
+                          "this one steps on the whole training set through a closure")  # fmt: skip
+    from descend.data.augment import Augment
+
+    return Augment(kind, seed=seed)
+
+
 def fit(
     model: nn.Module | str | dict[str, Any],
     data: Any,
@@ -290,6 +309,8 @@ def fit(
     dates: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
     strict: bool = False,
+    image_size: int | Sequence[int] | None = None,
+    augment: str = "none",
     activation: str | None = None,
     init: str | None = None,
     loss: str | _losses.Loss | Callable[..., Any] | None = None,
@@ -426,9 +447,10 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         data, model = text_data(args["data"], args["model"], batch_size=args["batch_size"], seed=seed,
                                 settings=settings, validation=args["validation"])  # fmt: skip
     else:
+        read = (*PREPARE, "image_size")
         data = resolve_data(args["data"], target=args["target"], task=args["task"], validation=args["validation"],
-                            seed=seed, options={n: args[n] for n in PREPARE},
-                            changed=[n for n in PREPARE if args[n] != OPTIONS[n].default])  # fmt: skip
+                            seed=seed, options={n: args[n] for n in read},
+                            changed=[n for n in read if args[n] != OPTIONS[n].default])  # fmt: skip
         model = _build_model(args["model"], data, settings)
     threads = args["threads"]
     if threads == "auto":
@@ -502,6 +524,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if closure is not None and data.stream is not None:
         raise ConfigError(f"optimizer: {type(optimizer).__name__} steps on the whole training set, which a loader does "
                           "not hold; expected a first-order optimizer (sgd, momentum, adam, ...) or in-memory data")  # fmt: skip
+    augment = _augment(args["augment"], data, closure, seed)
     bs = args["batch_size"]
     if bs is None:
         from descend.train.options import BATCH_SIZE
@@ -576,6 +599,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         penalty=penalty, set_lr=set_lr, plateau=plateau, batch_size=batch_size, epochs=args["epochs"],
         max_steps=args["max_steps"], loss_threshold=args["loss_threshold"], tol=args["tol"],
         n_iter_no_change=args["n_iter_no_change"], callbacks=callbacks, seed=seed, compile=args["compile"],
+        augment=augment,
     )  # fmt: skip
     state = loop.state
     if run is not None:

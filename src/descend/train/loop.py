@@ -127,8 +127,10 @@ class Loop:
         callbacks: list[Callback],
         seed: int,
         compile: bool = False,
+        augment: Callable[[Tensor, int], Tensor] | None = None,
     ) -> None:
         self.model, self.optimizer, self.data = model, optimizer, data
+        self.augment = augment  # (batch, step) -> batch: a function of the step, so resume redraws it
         self.loss_fn, self.y, self.y_val = loss_fn, y, y_val
         self.metrics, self.penalty, self.set_lr, self.plateau = metrics, penalty, set_lr, plateau
         self.batch_size, self.max_steps = batch_size, max_steps
@@ -229,7 +231,7 @@ class Loop:
     def run(self) -> None:
         s = self.state
         model, loss_fn, penalty, set_lr = self.model, self.loss_fn, self.penalty, self.set_lr
-        step, zero_grad, compiled = self.step, self.zero_grad, self.compiled
+        step, zero_grad, compiled, augment = self.step, self.zero_grad, self.compiled, self.augment
         X, y = self.data.X, self.y
         stream = self.data.batch  # with a loader: raw batch -> (X, y)
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
@@ -260,6 +262,8 @@ class Loop:
                         xb, yb, _ = stream(idx, f"batch {b} of epoch {s.epoch + 1}")
                     else:
                         xb, yb = X.index_select(0, idx), y.index_select(0, idx)
+                    if augment is not None and stream is None:
+                        xb = augment(xb, s.step)
                     rows = len(xb)
                     done = None
                     if compiled is not None and compiled.usable(xb, yb):

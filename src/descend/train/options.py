@@ -38,6 +38,7 @@ from descend.train.accepts import (
     NONE,
     PATH,
     SETTINGS,
+    SIZE,
     Kind,
     choice,
     columns,
@@ -60,6 +61,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 INITS = ("auto", "he", "xavier", "normal", "zeros")
 TASKS = ("auto", "regression", "binary", "multiclass")
 BATCH_SIZE = 32  # the mini-batch size when none is given (first-order optimizers)
+AUGMENTS = ("none", "flip", "crop", "flip+crop")  # descend.data.augment's, which a test holds to these
 
 
 
@@ -174,6 +176,13 @@ _TABLE = (
            "Columns to read as categories (e.g. integer codes).", metavar="COLS"),
     Option("strict", "data", False, BOOLEAN,
            "Refuse each problem of the table (gaps, unseen categories, identifiers, ...) instead of handling it."),
+    Option("image_size", "data", None, SIZE | NONE,
+           "Size a folder's images are resized to: N (square) or HxW (default: 32x32).", metavar="SIZE"),
+    Option("augment", "data", "none", choice(*AUGMENTS),
+           "Seeded random flips and/or crops of each training batch of signals or images (not tables).",
+           "flip mirrors an example's last axis with probability 1/2; crop shifts it by up to an eighth of each "
+           "spatial axis, zero-padded (descend.data.augment). The draws are a function of the seed and the step, "
+           "so a resumed run sees the same batches. Not for a loader (augment in it) or a full-batch optimizer."),
     # model
     Option("activation", "model", None, choice(*ACTIVATIONS) | NONE,
            "Hidden-layer activation of a model built from its name (default: the model's, relu)."),
@@ -290,8 +299,10 @@ _TABLE = (
 OPTIONS: dict[str, Option] = {o.name: o for o in _TABLE}
 """Every option of ``fit``, in the order of its signature."""
 #: the options ``fit`` passes on to :func:`descend.data.prepare` for data it reads itself, besides target, task
-#: and validation (which also mean something for prepared data)
-PREPARE = tuple(o.name for o in _TABLE if o.group == "data" and o.name not in ("data", "target", "task", "validation"))
+#: and validation (which also mean something for prepared data); image_size goes to a folder of images only, and
+#: augment to the training loop
+PREPARE = tuple(o.name for o in _TABLE if o.group == "data" and o.name not in ("data", "target", "task", "validation",
+                                                                             "image_size", "augment"))
 
 
 def defaults() -> dict[str, Any]:

@@ -8,8 +8,10 @@ value, and what would be accepted. Inside the loop nothing is checked again.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -141,14 +143,20 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
     prepared = data
     from descend.data.arrays import is_array_source, prepare_arrays
 
+    options = dict(options or {})
+    image_size = options.pop("image_size", None)
+    folder = isinstance(data, (str, os.PathLike)) and Path(data).is_dir()
+    if "image_size" in changed and not folder:
+        raise ConfigError(f"image_size: image_size={image_size!r} applies to a folder of images, and this data is "
+                          "not one; expected it left at its default (None)")  # fmt: skip
     if not hasattr(data, "X_train") and is_array_source(data):  # images, signals: examples, not table rows
-        tabular = [n for n in changed if n != "scale"]
+        tabular = [n for n in changed if n not in ("scale", "image_size")]
         if tabular:
-            raise ConfigError(f"{tabular[0]}: {tabular[0]}={(options or {}).get(tabular[0])!r} applies to tables, and "
+            raise ConfigError(f"{tabular[0]}: {tabular[0]}={options.get(tabular[0])!r} applies to tables, and "
                               "this data is examples of several axes (arrays or images); expected it left at its "
                               "default")  # fmt: skip
         prepared = prepare_arrays(data, target=target, task=task, validation=validation, seed=seed,
-                                  scale=(options or {}).get("scale", "standard"))  # fmt: skip
+                                  scale=options.get("scale", "standard"), image_size=image_size)  # fmt: skip
     elif not hasattr(data, "X_train"):
         import descend.data
 
@@ -157,7 +165,7 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
             raise ConfigError(
                 f"data: got {type(data).__name__}; expected a prepared dataset (with X_train, y_train, X_val, y_val, task)"
             )
-        prepared = prepare(data, target=target, task=task, validation=validation, seed=seed, **(options or {}))
+        prepared = prepare(data, target=target, task=task, validation=validation, seed=seed, **options)
     elif task not in ("auto", prepared.task):
         raise ConfigError(f"task: task={task!r} differs from the prepared data's task {prepared.task!r}")
     X, y = torch.as_tensor(prepared.X_train), torch.as_tensor(prepared.y_train)
