@@ -14,6 +14,8 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "torch==2.13.0"
 if [ "${1:-}" = "--dev" ]; then
     "${pip[@]}" -e ".[dev,tune,data]"
+    # the driver the search tests reach their PostgreSQL server through (SQLAlchemy's postgresql+psycopg)
+    "${pip[@]}" "psycopg[binary]>=3.1"
 else
     "${pip[@]}" -e ".[tune,data]"
 fi

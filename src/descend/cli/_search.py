@@ -2,6 +2,10 @@
 
 Run again on the same ``--study`` folder with no other option, it continues (or joins) that study with the
 settings in its ``study.json``; given options must agree with them.
+
+Example (training flags a search fixes for every trial; the study owns the seed and the run folders):
+    >>> [n for n in ("lr", "epochs", "seed", "run_dir") if n in FIXED]
+    ['lr', 'epochs']
 """
 
 from __future__ import annotations
