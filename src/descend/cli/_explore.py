@@ -97,17 +97,25 @@ def compare(data: Path, target: str, optimizers: list[str], lrs: list[float] | N
               help="Run folder mode: the slice covers [-span, span] along each direction.")
 @click.option("--rows", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Run folder mode: training rows used to evaluate the loss.")
+@click.option("--trajectory", is_flag=True, default=False,
+              help="Run folder mode: the run's own path over the loss in the plane of its two principal directions.")
+@click.option("--split", type=click.Choice(["train", "validation"]), default="train", show_default=True,
+              help="Run folder mode, with --trajectory: the rows the loss is evaluated on.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Function mode: HTML file to write (default: landscape-<function>.html).")
 @output_options
 def landscape(target_name: str, optimizers: list[str], lr: float | str | None, steps: int | None, data: Path | None,
-              target: str | None, points: int, span: float, rows: int, out: Path | None, quiet: bool,
-              as_json: bool) -> None:
+              target: str | None, points: int, span: float, rows: int, trajectory: bool, split: str, out: Path | None,
+              quiet: bool, as_json: bool) -> None:
     """Show a loss landscape. With a FUNCTION (rosenbrock, beale, himmelblau, saddle, quadratic): the paths of
     several optimizers over its contours. With a RUN_FOLDER: 1-D and 2-D filter-normalised slices of the training
     loss around the trained weights (Li et al., 2018), added to the run's report.
 
-    Examples: descend landscape quadratic --optimizers sgd,momentum,adam;  descend landscape runs/my-run
+    With --trajectory, the path the run took instead: its snapshots projected on their two principal directions
+    around the final weights, over the loss in that plane (Li et al., 2018, section 7).
+
+    Examples: descend landscape quadratic --optimizers sgd,momentum,adam;  descend landscape runs/my-run;
+    descend landscape runs/my-run --trajectory
     """
     from descend.report import function_landscape, run_landscape
     from descend.report.landscape import trajectory_rows
@@ -129,6 +137,18 @@ def landscape(target_name: str, optimizers: list[str], lr: float | str | None, s
     folder = Path(target_name)
     if not folder.is_dir():
         raise BadInput(f"{target_name!r} is neither a test function ({', '.join(FUNCTION_NAMES)}) nor a run folder")
+    if trajectory:
+        from descend.report import run_trajectory
+
+        found = run_trajectory(folder, data=data, target=target, points=points, rows=rows, split=split)
+        o.line(f"{found.snapshots} snapshots; the two principal directions explain {100 * found.explained[0]:.1f}% and "
+               f"{100 * found.explained[1]:.1f}% of the path's variance")
+        o.line(f"loss at the final weights {found.final_loss:.4g}; lowest on the grid {found.surface_min:.4g}")
+        o.line(f"trajectory: {found.path}")
+        o.line(f"report: {found.report}", bold=True)
+        o.result({"run_dir": str(folder), "explained": list(found.explained), "snapshots": found.snapshots,
+                  "final_loss": found.final_loss, "surface_min": found.surface_min, "report": str(found.report)})
+        return
     result = run_landscape(folder, data=data, target=target, points=points, span=span, rows=rows)
     o.line(f"loss at the trained weights {result.center:.4g}; lowest on the 1-D slice {result.slice_min:.4g}, "
            f"on the 2-D slice {result.surface_min:.4g}")

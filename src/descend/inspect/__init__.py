@@ -6,6 +6,9 @@
 - :mod:`~descend.inspect.health`: per-layer gradient norms, update ratios, dead units, activation statistics.
 - :mod:`~descend.inspect.monitor`: :class:`HealthMonitor` and :class:`SharpnessMonitor` callbacks for ``fit``.
 - :mod:`~descend.inspect.findings`: rules that turn those records into findings with evidence and a fix.
+- :mod:`~descend.inspect.trajectory`: :class:`TrajectoryRecorder`, a bounded sample of the weights along a run,
+  and the path's principal plane with the loss surface over it (:func:`principal_plane`,
+  :func:`trajectory_surface`).
 - :mod:`~descend.inspect.diagnostics`: what ``descend.fit`` adds by default (``diagnostics=True``): the two
   monitors, with sharpness on a fixed batch of the training loss (:func:`training_loss`), and the findings.
 """
@@ -33,6 +36,14 @@ from descend.inspect.health import (
 )
 from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
 from descend.inspect.spectral import Spectrum, TraceEstimate, hutchinson_trace, lanczos
+from descend.inspect.trajectory import (
+    Snapshots,
+    TrajectoryPlane,
+    TrajectoryRecorder,
+    TrajectorySurface,
+    principal_plane,
+    trajectory_surface,
+)
 
 __all__ = [
     "RULES",
@@ -44,8 +55,12 @@ __all__ = [
     "HessianOperator",
     "Sharpness",
     "SharpnessMonitor",
+    "Snapshots",
     "Spectrum",
     "TraceEstimate",
+    "TrajectoryPlane",
+    "TrajectoryRecorder",
+    "TrajectorySurface",
     "UpdateRatio",
     "adam_preconditioner",
     "diagnose",
@@ -57,8 +72,10 @@ __all__ = [
     "lanczos",
     "param_norms",
     "preconditioned_sharpness",
+    "principal_plane",
     "sharpness",
     "top_eigenvalue",
     "top_eigenvalues",
     "training_loss",
+    "trajectory_surface",
 ]

@@ -3,6 +3,7 @@
 - :func:`run_report`: ``report.html`` of a run folder (:mod:`descend.report.run`).
 - :func:`compare` / :func:`comparison_report`: several settings over several seeds, one page.
 - :func:`function_landscape` / :func:`run_landscape`: optimizer paths on test functions; loss-surface slices.
+- :func:`run_trajectory`: a run's own path over the loss surface in its principal plane.
 - :class:`RunRecord` / :func:`find_runs`: a run folder read back.
 """
 
@@ -10,6 +11,7 @@ from descend.report.comparison import Comparison, Setting, compare, comparison_r
 from descend.report.landscape import function_landscape, run_landscape
 from descend.report.record import RunRecord, find_runs
 from descend.report.run import range_test_report, run_report
+from descend.report.trajectory import run_trajectory
 
 __all__ = [
     "Comparison",
@@ -23,4 +25,5 @@ __all__ = [
     "read_comparison",
     "run_landscape",
     "run_report",
+    "run_trajectory",
 ]

@@ -31,6 +31,7 @@ from descend.report.html import Page, shown
 from descend.report.images import add_image_views
 from descend.report.plots import plot_loss_slices, plot_lr_range, plot_sharpness
 from descend.report.record import RunRecord
+from descend.report.trajectory import add_trajectory
 
 __all__ = ["range_test_report", "run_report"]
 
@@ -225,6 +226,7 @@ def run_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         page.heading("Loss surface", "surface")
         page.figure(plot_loss_slices(run.landscape), "Loss along random filter-normalised directions around the "
                     "trained weights (Li et al., 2018).", "loss surface slices")
+    add_trajectory(page, run)
     add_image_views(page, run)
     _quality(page, run)
     _findings(page, run)

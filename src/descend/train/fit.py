@@ -586,12 +586,15 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if args["diagnostics"]:
         from descend.inspect.diagnostics import default_callbacks, training_loss
         from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
+        from descend.inspect.trajectory import TrajectoryRecorder
 
         sharp = None if closure is not None else training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed)
         if not any(isinstance(cb, HealthMonitor) for cb in callbacks):
             callbacks.append(HealthMonitor(every=args["health_every"]))
         if sharp is not None and not any(isinstance(cb, SharpnessMonitor) for cb in callbacks):
             callbacks.append(SharpnessMonitor(sharp, every=args["sharpness_every"]))
+        if run is not None and not any(isinstance(cb, TrajectoryRecorder) for cb in callbacks):
+            callbacks.append(TrajectoryRecorder())  # the run's path, for `descend landscape RUN --trajectory`
         callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=sharp, options=args)],
                            key=lambda cb: isinstance(cb, Checkpoint))  # checkpoints still last
     loop = Loop(
