@@ -22,6 +22,7 @@ from descend.cli.main import cli
 from descend.errors import ConfigError
 from descend.tune.search import CategoricalDistribution, FloatDistribution, search
 from descend.tune.space import parse_word, parse_words
+from descend.tune.study import best_run
 
 FAST = {"diagnostics": False, "trial_reports": False, "report": False}
 
@@ -99,7 +100,7 @@ def test_study_folder_trials_csv_and_report(table_file: Path, tmp_path: Path) ->
         assert float(r["value"]) == json.loads((run / "summary.json").read_text())["final"]["val_loss"]
     page = (folder / "report.html").read_text()
     assert "Optimization history" in page and "Best trial" in page and "http" not in page.split("<main>")[1]
-    assert result.best_run == folder / min(rows, key=lambda r: float(r["value"]))["run_dir"]
+    assert result.best_run == folder / min(rows, key=lambda r: float(r["value"]))["run_dir"] == best_run(folder)
     record = json.loads((folder / "study.json").read_text())
     assert record["identity"]["space"] == {"lr": "log:0.001:0.1"} and "python" in record["environment"]
     # run again: it continues the same study to a larger number of trials
@@ -167,3 +168,21 @@ def test_a_folder_of_another_study_is_refused(table_file: Path, tmp_path: Path) 
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "holds another study" in result.stderr
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(("sampler", "pruner"), [("gp", "hyperband"), ("tpe", "none")])
+def test_other_samplers_and_pruners_run(table: pd.DataFrame, tmp_path: Path, sampler: str, pruner: str) -> None:
+    space = {"lr": FloatDistribution(1e-3, 1e-1, log=True), "optimizer": CategoricalDistribution(["sgd", "adam"])}
+    result = search(table, space, study=tmp_path / sampler, sampler=sampler, pruner=pruner, n_trials=3, target="y",
+                    epochs=2, **FAST)  # fmt: skip
+    assert len(result.trials) == 3 and {r["state"] for r in result.trials} <= {"complete", "pruned"}
+
+
+def test_a_trial_fit_refuses_fails_with_its_reason(table: pd.DataFrame, tmp_path: Path) -> None:
+    # newton is full-batch: fit refuses a batch size with it; the study goes on
+    space = {"optimizer": CategoricalDistribution(["newton", "adam"])}
+    result = search(table, space, study=tmp_path / "s", sampler="grid", pruner="none", target="y", epochs=1,
+                    batch_size=16, model="linear", **FAST)  # fmt: skip
+    states = {r["optimizer"]: (r["state"], r["reason"]) for r in result.trials}
+    assert states["adam"][0] == "complete"
+    assert states["newton"][0] == "fail" and "batch" in states["newton"][1]

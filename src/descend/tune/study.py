@@ -32,7 +32,7 @@ from typing import Any
 from descend.errors import ConfigError
 from descend.train.run import atomic_write, jsonable
 
-__all__ = ["TRIALS", "check_folder", "counted", "read_identity", "trial_rows", "write_identity", "write_trials"]
+__all__ = ["TRIALS", "best_run", "check_folder", "counted", "read_identity", "trial_rows", "write_identity", "write_trials"]
 
 STUDY = "study.json"
 TRIALS = "trials.csv"
@@ -132,3 +132,17 @@ def write_trials(folder: Path, study: Any) -> list[dict[str, Any]]:
         writer.writerows(rows)
         atomic_write(folder / TRIALS, buffer.getvalue().encode())
     return rows
+
+
+def best_run(folder: Path) -> Path:
+    """The run folder of the best complete trial of the study in ``folder`` (what ``descend predict STUDY``
+    would load); a ConfigError when no trial has completed."""
+    identity = read_identity(folder)
+    if identity is None or not (folder / TRIALS).is_file():
+        raise ConfigError(f"study: {str(folder)!r} holds no study; expected a folder written by descend search")
+    with open(folder / TRIALS, newline="") as f:
+        done = [r for r in csv.DictReader(f) if r["state"] == "complete" and r["value"]]
+    if not done:
+        raise ConfigError(f"study: {str(folder)!r} has no complete trial yet; expected one to take the best of")
+    pick = min if identity["direction"] == "minimize" else max
+    return folder / pick(done, key=lambda r: float(r["value"]))["run_dir"]
