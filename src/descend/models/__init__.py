@@ -1,5 +1,5 @@
-"""Models: linear, logistic, softmax, linear SVM, the MLP (normalised, residual) and CNNs (1-D, 2-D), with their
-initialisation schemes.
+"""Models: linear, logistic, softmax, linear SVM, the MLP (normalised, residual), CNNs (1-D, 2-D), the GPT and the
+FT-Transformer, with their initialisation schemes.
 
 Any ``torch.nn.Module`` trains with ``descend.fit``; these add sizes that ``fit`` can fill in from the data and a
 JSON description so a saved model can be rebuilt. :func:`get` turns a name (``"mlp"``, ``"softmax"``, ...) into a
@@ -13,6 +13,7 @@ from typing import Any
 from descend.errors import ConfigError
 from descend.models.base import Model, from_config, register
 from descend.models.cnn import CNN, CNN1d
+from descend.models.ft_transformer import FTTransformer
 from descend.models.init import SCHEMES, initialize
 from descend.models.linear import LinearRegression, LinearSVM, LogisticRegression, SoftmaxRegression
 from descend.models.mlp import ACTIVATIONS, MLP
@@ -27,6 +28,7 @@ __all__ = [
     "NAMES",
     "SCHEMES",
     "CNN1d",
+    "FTTransformer",
     "LinearRegression",
     "LinearSVM",
     "LogisticRegression",
@@ -50,6 +52,7 @@ NAMES: dict[str, type[Model]] = {
     "cnn1d": CNN1d,
     "cnn": CNN,
     "gpt": GPT,
+    "ftt": FTTransformer,
 }
 
 #: the constructor argument a spec's bare numbers fill: layer widths

@@ -30,13 +30,16 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from descend.errors import ConfigError
 from descend.models.base import Model, register
 
-__all__ = ["GPT", "generate"]
+__all__ = ["GPT", "Block", "generate"]
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, bias: bool) -> None:
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; ``causal``: a position attends only to itself and earlier ones (the GPT), else
+    to every position (the FT-Transformer's feature tokens)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, bias: bool, *, causal: bool = True) -> None:
         super().__init__()
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.causal = heads, dropout, causal
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
         self.drop = nn.Dropout(dropout)
@@ -49,18 +52,21 @@ class CausalSelfAttention(nn.Module):
             # evaluated for its derivatives (the sharpness monitor's Hessian-vector products differentiate twice):
             # the fused CPU kernel has no second derivative, the reference implementation does
             with sdpa_kernel(SDPBackend.MATH):
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                               is_causal=True)  # fmt: skip
+                                               is_causal=self.causal)  # fmt: skip
         return self.drop(self.proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, bias: bool) -> None:
+    """A pre-norm transformer block: :math:`x + \\mathrm{Attn}(\\mathrm{LN}(x))`, then
+    :math:`x + \\mathrm{MLP}(\\mathrm{LN}(x))` (``4 * dim`` GELU units)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, bias: bool, *, causal: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, bias=bias)
-        self.attn = CausalSelfAttention(dim, heads, dropout, bias)
+        self.attn = SelfAttention(dim, heads, dropout, bias, causal=causal)
         self.norm2 = nn.LayerNorm(dim, bias=bias)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim, bias=bias), nn.GELU(), nn.Linear(4 * dim, dim, bias=bias),
                                  nn.Dropout(dropout))  # fmt: skip
