@@ -107,6 +107,18 @@ def test_study_folder_trials_csv_and_report(table_file: Path, tmp_path: Path) ->
     more = search(table_file, {"lr": FloatDistribution(1e-3, 1e-1, log=True)}, study=folder, n_trials=5,
                   pruner="none", target="y", epochs=2, diagnostics=False, report=False)  # fmt: skip
     assert [r["number"] for r in more.trials] == [0, 1, 2, 3, 4]
+    # the study folder serves as a model: predict and evaluate take its best trial
+    best = best_run(folder)
+    for command in (["predict", str(folder), str(table_file), "--json"],
+                    ["predict", str(best), str(table_file), "--json"]):  # fmt: skip
+        r = CliRunner().invoke(cli, command)
+        assert r.exit_code == 0, r.output
+        predictions = json.loads(r.stdout)["predictions"]
+        if command[1] == str(folder):
+            from_study = predictions
+    assert from_study == predictions and len(predictions) == len(pd.read_csv(table_file))
+    r = CliRunner().invoke(cli, ["evaluate", str(folder), str(table_file), "--json"])
+    assert r.exit_code == 0 and "r2" in json.loads(r.stdout)["metrics"], r.output
 
 
 def test_space_words() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from descend.cli._output import Out, output_options
+from descend.cli._predict import model_path
 from descend.cli._train import DATA
 
 __all__ = ["evaluate"]
@@ -32,7 +33,7 @@ def evaluate(model_folder: Path, data: Path, html: Path | None, encoding: str | 
     o = Out(quiet=quiet, as_json=as_json)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ev = score(model_folder, data, encoding=encoding)
+        ev = score(model_path(model_folder), data, encoding=encoding)
     for w in caught:
         if issubclass(w.category, UserWarning) and w.category.__module__.startswith("descend"):
             o.warn(str(w.message))

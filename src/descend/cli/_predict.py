@@ -11,7 +11,7 @@ import click
 from descend.cli._output import Out, output_options
 from descend.cli._train import DATA, BadInput
 
-__all__ = ["predict"]
+__all__ = ["model_path", "predict"]
 
 
 @click.command()
@@ -25,8 +25,9 @@ __all__ = ["predict"]
 @output_options
 def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encoding: str | None, quiet: bool,
             as_json: bool) -> None:
-    """Predict the rows of DATA with the model saved in MODEL_FOLDER (a run folder or its model/ folder),
-    applying the saved preprocessing; write the rows with a prediction column."""
+    """Predict the rows of DATA with the model saved in MODEL_FOLDER (a run folder, its model/ folder, or a
+    search's study folder: its best trial), applying the saved preprocessing; write the rows with a prediction
+    column."""
     import pandas as pd
 
     import descend
@@ -36,7 +37,7 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encod
     if out is not None and _same_file(out, data):
         raise BadInput(f"--out {out} is DATA itself: the predictions would overwrite the rows they come from; "
                        "choose another file")
-    saved = descend.load(model_folder)
+    saved = descend.load(model_path(model_folder))
     if proba and saved.task == "regression":
         raise BadInput(f"--proba: the model in {model_folder} is a regression model; it has no class probabilities")
     if saved.preprocessor is None:
@@ -95,6 +96,15 @@ def _examples(pre: Any, data: Path) -> tuple[Any, Any]:
         X, _, _ = read_arrays(data)
         frame = pd.DataFrame({"row": range(1, len(X) + 1)})
     return frame, pre.apply(torch.as_tensor(X), str(data))
+
+
+def model_path(folder: Path) -> Path:
+    """The folder a model is loaded from: ``folder``, or the best trial's run of the study in it."""
+    if (folder / "study.json").is_file():
+        from descend.tune.study import best_run
+
+        return best_run(folder)
+    return folder
 
 
 def _same_file(out: Path, data: Path) -> bool:
