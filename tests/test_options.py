@@ -4,6 +4,7 @@ for a value it does not accept; a run repeated from its own config.json is the s
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
 import math
@@ -289,6 +290,8 @@ def test_data_flags_reach_the_table(flags: list[str], shows: Any, refused: str |
     assert r.exit_code == 0, r.output
     n, f, d = _decisions(tmp_path / "run")
     assert shows(n, f, d), (flags, n, f, d)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "How the table was read" in page and all(html.escape(line) in page for line in d.splitlines())
 
 
 def test_unseen_error_makes_a_model_that_refuses_new_categories(messy_csv: Path, tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def _features(page: Page, run: RunRecord) -> None:
         for c in columns:
             if isinstance(c, dict):
                 kinds[str(c.get("kind", "other"))] = kinds.get(str(c.get("kind", "other")), 0) + 1
-    if not names and not kinds:
+    if not names and not kinds and not (run.config.get("data") or {}).get("decisions"):
         return
     counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
     text = (f"{sum(kinds.values())} input columns ({counts}), giving {len(names)} model features" if kinds
@@ -113,6 +113,9 @@ def _features(page: Page, run: RunRecord) -> None:
     page.paragraph(text + ".")
     if names:
         page.details(f"All {len(names)} feature names", names)
+    decisions = [str(d) for d in (run.config.get("data") or {}).get("decisions") or []]
+    if decisions:  # how prepare read the table: gaps filled, categories pooled, columns left out, ...
+        page.details(f"How the table was read ({len(decisions)} decisions)", decisions)
 
 
 def _configuration(page: Page, run: RunRecord) -> None:
