@@ -10,7 +10,8 @@ from it); ``__init__`` only stores them, and ``fit`` checks them with the table'
 Features are scaled inside (``scale``: standard by default, statistics of the training rows), as ``descend.fit``
 scales a table: a default that trains well without a Pipeline, and harmless after a StandardScaler. A fraction
 ``validation`` (default 0.2, stratified for classification) is held out for early stopping, which restores the
-best epoch's weights. ``sample_weight`` is not supported: ``fit`` averages the loss over a batch uniformly.
+best epoch's weights. A sparse ``X`` (a one-hot encoder's output) is made dense. ``sample_weight`` is not
+supported: ``fit`` averages the loss over a batch uniformly.
 
 Example:
     >>> from sklearn.datasets import load_iris
@@ -213,7 +214,7 @@ class _DescendEstimator(BaseEstimator):
     def _output(self, X: Any) -> np.ndarray:
         """The model's raw output (values, or logits) for validated, scaled ``X``, as float64."""
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = _dense(validate_data(self, X, reset=False, dtype=np.float64, accept_sparse=True))
         # In float64, so a row's answer does not depend on the rows beside it (float32 matrix products round
         # differently for different batch sizes); the weights are the float32 ones, widened.
         state = {k: v.double() if v.is_floating_point() else v
@@ -263,6 +264,11 @@ class _Saved:
     target_name: str = "y"
 
 
+def _dense(X: Any) -> np.ndarray:
+    """A sparse matrix (a one-hot encoder's output) as a dense array: fit trains on dense tensors."""
+    return np.asarray(X.toarray()) if hasattr(X, "toarray") else np.asarray(X)
+
+
 def _scaling(X: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
     """``(shift, scale)`` per feature, so that ``(X - shift) / scale`` is scaled as descend.data scales a table;
     a constant feature is only shifted."""
@@ -304,7 +310,8 @@ class DescendClassifier(ClassifierMixin, _DescendEstimator):
         """Train on ``X`` (rows, features) and class labels ``y``; return self."""
         options = self._options()
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        X, y = validate_data(self, X, y, reset=not warm, dtype=np.float64)
+        X, y = validate_data(self, X, y, reset=not warm, dtype=np.float64, accept_sparse=True)
+        X = _dense(X)
         check_classification_targets(y)
         if warm:
             codes = self._codes(y)
@@ -321,7 +328,8 @@ class DescendClassifier(ClassifierMixin, _DescendEstimator):
         optimizer's state of the calls before; ``classes`` (every label there will be) on the first call."""
         options = self._options()
         first = not hasattr(self, "model_")
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float64)
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float64, accept_sparse=True)
+        X = _dense(X)
         check_classification_targets(y)
         if first:
             if classes is None:
@@ -386,7 +394,7 @@ class DescendClassifier(ClassifierMixin, _DescendEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         tags.classifier_tags.multi_class = True
         tags.classifier_tags.multi_label = False
         tags.target_tags.multi_output = False
@@ -432,7 +440,9 @@ class DescendRegressor(RegressorMixin, _DescendEstimator):
         return self
 
     def _validate(self, X: Any, y: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, accept_sparse=True, multi_output=True,
+                             y_numeric=True)  # fmt: skip
+        X = _dense(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if reset:
@@ -450,6 +460,6 @@ class DescendRegressor(RegressorMixin, _DescendEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         tags.target_tags.multi_output = True
         return tags
