@@ -125,6 +125,8 @@ def test_image_size_reaches_the_folder_and_is_refused_for_other_data(folder: Pat
     assert r.exit_code == 0, r.output
     arguments = json.loads((tmp_path / "run" / "config.json").read_text())["arguments"]
     assert arguments["image_size"] == [5, 7] and arguments["augment"] == "flip"
+    saved = descend.load(tmp_path / "run")  # predicts from the folder's images read at the trained size
+    assert len(saved.predict(str(folder))) == 20 and saved.preprocessor.image["size"] == [5, 7]
 
 
 def test_compile_refuses_batch_norm_by_name() -> None:
