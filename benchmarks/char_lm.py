@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("nanogpt", "descend", "auto"), default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--threads", default="auto",
-                        help="descend's torch threads: auto (fit's default: 1 under 2**20 parameters), none (torch's "
+                        help="descend's torch threads: auto (fit's default: 1 under 2**28 FLOPs a step), none (torch's "
                              "default, as nanoGPT runs) or a number")  # fmt: skip
     args = parser.parse_args()
     scratch = prepare_nanogpt()

@@ -452,11 +452,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
                             seed=seed, options={n: args[n] for n in read},
                             changed=[n for n in read if args[n] != OPTIONS[n].default])  # fmt: skip
         model = _build_model(args["model"], data, settings)
-    threads = args["threads"]
-    if threads == "auto":
-        threads = 1 if sum(p.numel() for p in model.parameters()) < 2**20 else None
-    if threads is not None:
-        torch.set_num_threads(threads)
     param = next(model.parameters())
     # a language model reads token ids (its input_dtype); other models read features in their parameters' dtype
     X_dtype = getattr(model, "input_dtype", None) or (param.dtype if param.is_floating_point() else torch.float32)
@@ -537,6 +532,13 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         )
     penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
     batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
+    threads = args["threads"]
+    if threads == "auto":  # the work of one step decides, so the batch size must be known (descend.train.threads)
+        from descend.train.threads import auto_threads
+
+        threads = auto_threads(model, data.X[:1], batch_size)
+    if threads is not None:
+        torch.set_num_threads(threads)
     n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
     planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
     config = _config(args, data, model, loss_name, batch_size)

@@ -284,8 +284,9 @@ _TABLE = (
     Option("checkpoint_every", "run", None, integer(1) | NONE,
            "Also checkpoint every N steps (there is always one per epoch).", resume_free=True),
     Option("threads", "run", "auto", choice("auto") | integer(1) | NONE,
-           "torch threads during training (auto: 1 for models under 2**20 parameters).",
-           "Small matrix products lose more to waking threads than they gain; None leaves torch's setting."),
+           "torch threads during training (auto: 1 where a step does under 2**28 floating-point operations).",
+           "Small matrix products lose more to waking threads than they gain (descend.train.threads); None leaves "
+           "torch's setting."),
     Option("compile", "run", False, BOOLEAN,
            "Compile each training step with torch.compile: faster steps after a compile of seconds.",
            "Worth it on runs of thousands of steps (descend.train.compiled); results equal the eager run's to "
