@@ -297,6 +297,110 @@ def test_blow_up_at_batch_size_1_is_caught_and_rolled_back() -> None:
     assert on.history[-1]["loss"] < 2 * clean.history[-1]["loss"]
 
 
+class EachBlock(DivergenceGuard):
+    """The guard judging every block at the step that completes it (the readable reference): nothing deferred."""
+
+    def _defer(self, mean: float) -> bool:
+        return False
+
+
+class Counted(DivergenceGuard):
+    """The default guard, counting the blocks whose judgement it deferred."""
+
+    deferred = 0
+
+    def _defer(self, mean: float) -> bool:
+        deferred = super()._defer(mean)
+        self.deferred += deferred
+        return deferred
+
+
+def grouped_cases() -> dict[str, Any]:
+    linear, make_linear, base_linear = problems()["linear"]
+    logistic, make_logistic, base_logistic = problems()["logistic"]
+    nan, _ = nan_data()
+    digits = descend.data.load_dataset("digits")
+    iris = descend.data.load_dataset("iris")
+    common = {"early_stopping": False, "progress": False, "diagnostics": False}
+    return {  # name: (model factory, data, options)
+        "jump, 3 rollbacks": (make_linear, linear, {**COMMON, "optimizer": "momentum", "lr": jump(base_linear),
+                                                    "epochs": 30}),
+        "callback jump": (make_logistic, logistic, {**COMMON, "optimizer": "momentum", "lr": base_logistic,
+                                                    "epochs": 30, "callbacks": [Jump()]}),
+        "nan batch": (make_linear, nan, {**COMMON, "optimizer": "momentum", "lr": base_linear, "epochs": 10}),
+        "healthy digits": (lambda: MLP(hidden=(64,)), digits, {**common, "lr": 1e-3, "epochs": 8, "seed": 0}),
+        "iris, batch 4, sgd lr 5": (lambda: MLP(hidden=(64,)), iris, {**common, "optimizer": "sgd", "lr": 5.0,
+                                                                      "batch_size": 4, "epochs": 6, "seed": 0}),
+    }
+
+
+@pytest.mark.parametrize("case", list(grouped_cases()))
+def test_deferred_judgement_decides_as_judging_each_block_at_once(case: str) -> None:
+    # Normal blocks are added to the statistics a group at a time when judging them at once could do nothing
+    # else. Oracle: the guard judging every block at its own step. Same events (rollbacks at the same steps, to
+    # the same states), same epoch rows, same weights, same statistics, bit for bit.
+    make, data, options = grouped_cases()[case]
+    torch.manual_seed(0)
+    reference = EachBlock()
+    ref = descend.fit(make(), data, guard=reference, **options)
+    torch.manual_seed(0)
+    guard = Counted()
+    got = descend.fit(make(), data, guard=guard, **options)
+    assert json.dumps(guard.events) == json.dumps(reference.events)  # NaN losses compare equal as text
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert json.dumps(strip(got.history)) == json.dumps(strip(ref.history))
+    for p, q in zip(got.model.parameters(), ref.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert same(guard.state_dict(), reference.state_dict())
+    assert guard.deferred > 0  # blocks waited (none in the reference)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal states: tensors bit for bit, containers entry by entry."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def test_a_resume_between_deferred_blocks_is_bit_identical(tmp_path: Path) -> None:
+    # A checkpoint taken while blocks wait holds them (the guard's "group"): the resumed run judges them as the
+    # uninterrupted one, and the rollback after the resume (the jump at step 50) lands at the same step.
+    data, make, base = problems()["linear"]
+    options = {**COMMON, "optimizer": "momentum", "lr": base, "epochs": 12}
+    torch.manual_seed(0)
+    ref = descend.fit(make(), data, run_dir=tmp_path / "reference", callbacks=[Jump()], **options)
+    run_dir = tmp_path / "run"
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        descend.fit(make(), data, run_dir=run_dir, checkpoint_every=7, callbacks=[Jump(), Crash(40)], **options)
+    latest = torch.load(sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1], weights_only=True)
+    assert latest["step"] == 35 and latest["callbacks"]["DivergenceGuard"]["group"]  # blocks waiting
+    resumed = descend.fit(make(), data, resume=run_dir, callbacks=[Jump()], **options)
+
+    def rollbacks(run: Path) -> list[dict[str, Any]]:
+        events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in e.items() if k not in ("time", "t")} for e in events if e["event"] == "guard_rollback"]
+
+    assert len(rollbacks(tmp_path / "reference")) == 1
+    assert rollbacks(run_dir) == rollbacks(tmp_path / "reference")
+    assert resumed.guard == ref.guard
+    for p, q in zip(resumed.model.parameters(), ref.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+class Crash(Callback):
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.at_step:
+            raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
