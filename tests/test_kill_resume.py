@@ -98,6 +98,11 @@ def _same_as_baseline(run: Path, base: Path) -> None:
     assert _rows(run / "steps.csv", step_columns) == _rows(base / "steps.csv", step_columns)
     health = (run / "health.jsonl").read_text().splitlines()
     assert [h[:40] for h in health] == [h[:40] for h in (base / "health.jsonl").read_text().splitlines()]
+    from descend.inspect import Snapshots
+
+    path, base_path = Snapshots.load(run / "trajectory.pt"), Snapshots.load(base / "trajectory.pt")
+    assert path.steps == base_path.steps and path.marks == base_path.marks
+    assert path.offsets.equal(base_path.offsets) and path.origin.equal(base_path.origin), "the recorded path differs"
     assert (run / "report.html").is_file() and (run / "summary.json").is_file()
     stray = [p.name for p in run.rglob("*") if p.name.endswith(".tmp") or p.name == ".descend.lock"]
     assert stray == [], stray
