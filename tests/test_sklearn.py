@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_digits, load_iris, make_regression
@@ -22,6 +23,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import descend
 from descend.errors import ConfigError
 from descend.sklearn import LEFT_OUT, RENAMED, DescendClassifier, DescendRegressor
+from descend.train.fit import ConvergenceWarning
 from descend.train.options import OPTIONS
 
 # Small and quiet, so the checks run in seconds: one hidden layer of 16, 30 epochs at a rate that learns in
@@ -47,7 +49,7 @@ def test_parameters_are_the_table(cls):
             assert name not in params
         else:
             assert params.pop(name) == option.default, name
-    assert params == {"verbose": False, "warm_start": False}
+    assert params == {"refit": True, "verbose": False, "warm_start": False}
 
 
 def test_bad_parameter_is_refused_at_fit_with_the_template():
@@ -78,13 +80,42 @@ def test_learned_attributes_and_probabilities():
     clf = DescendClassifier(**FAST).fit(pd.DataFrame(X, columns=list("abcd")), names)
     assert clf.classes_.tolist() == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
     assert clf.feature_names_in_.tolist() == list("abcd") and clf.n_features_in_ == 4
-    assert clf.n_iter_ == len(clf.loss_curve_) == len(clf.validation_scores_) <= 30
-    assert clf.best_loss_ == min(r["val_loss"] for r in clf.history_)
+    assert clf.n_iter_ == clf.best_epoch_ == len(clf.loss_curve_) == len(clf.history_) <= len(clf.validation_scores_)
+    assert len(clf.validation_scores_) <= 30 and clf.best_loss_ > 0
     frame = pd.DataFrame(X, columns=list("abcd"))
     p = clf.predict_proba(frame)
     np.testing.assert_allclose(p.sum(1), 1.0)
     assert (clf.classes_[p.argmax(1)] == clf.predict(frame)).all()
     assert not hasattr(DescendClassifier(loss="hinge"), "predict_proba")
+
+
+@pytest.mark.parametrize("cls", [DescendClassifier, DescendRegressor])
+def test_refit_is_a_fit_on_all_rows_for_the_chosen_epochs(cls):
+    """The oracle: a fit with every row, early stopping off and the best epoch's count, with the same seed, has the
+    same weights; refit=False keeps the early-stopped model, trained on the held-out split."""
+    X, y = load_digits(return_X_y=True)
+    if cls is DescendRegressor:
+        y = y.astype(float)
+    options = {**FAST, "epochs": 60, "random_state": 3}
+    chosen = cls(**options, refit=False).fit(X, y)
+    assert chosen.best_epoch_ < chosen.n_iter_ == len(chosen.validation_scores_) <= 60
+    assert chosen.stop_reason_ == "early_stopping"
+    refit = cls(**options).fit(X, y)
+    assert refit.best_epoch_ == refit.n_iter_ == chosen.best_epoch_ == len(refit.loss_curve_)
+    assert refit.validation_scores_ == chosen.validation_scores_ and refit.best_loss_ == chosen.best_loss_
+    assert refit.stop_reason_ == "early_stopping" and refit.converged_
+    oracle = cls(**{**options, "epochs": chosen.best_epoch_}, validation=0.0, early_stopping=False, tol=None,
+                 refit=False).fit(X, y)  # fmt: skip
+    for a, b in zip(refit.model_.parameters(), oracle.model_.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    np.testing.assert_array_equal(refit.predict(X), oracle.predict(X))
+
+
+def test_refit_is_not_warned_about_its_planned_stop():
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        DescendClassifier(**{**FAST, "epochs": 200}, random_state=0).fit(X, y)
 
 
 def test_multi_output_regression():
