@@ -2,16 +2,19 @@
 
 Their parameters are the options of the one table (:data:`descend.train.options.OPTIONS`) that a word can give
 and that mean something for in-memory arrays, with the table's defaults, so an estimator, ``descend.fit`` and
-``descend train`` cannot disagree; a new option of the table is a new parameter here. ``random_state`` is
-fit's ``seed``, ``verbose`` its progress bar, ``warm_start`` continues from the fitted weights. Left out, with
-why, in :data:`LEFT_OUT`. Each ``__init__``'s signature is built from the table (scikit-learn reads parameters
+``descend train`` cannot disagree; a new option of the table is a new parameter here. Two defaults are the
+estimators' own, scikit-learn MLP's (:data:`ESTIMATOR_DEFAULTS`: ``model="mlp:100"``, ``l2=1e-4``), measured
+necessary to match it. ``random_state`` is fit's ``seed``, ``verbose`` its progress bar, ``warm_start``
+continues from the fitted weights, ``refit`` is below. Left out, with why, in :data:`LEFT_OUT`. Each ``__init__``'s signature is built from the table (scikit-learn reads parameters
 from it); ``__init__`` only stores them, and ``fit`` checks them with the table's message template.
 
 Features are scaled inside (``scale``: standard by default, statistics of the training rows), as ``descend.fit``
 scales a table: a default that trains well without a Pipeline, and harmless after a StandardScaler. A fraction
-``validation`` (default 0.2, stratified for classification) is held out for early stopping, which restores the
-best epoch's weights. A sparse ``X`` (a one-hot encoder's output) is made dense. ``sample_weight`` is not
-supported: ``fit`` averages the loss over a batch uniformly.
+``validation`` (default 0.2, stratified for classification) is held out for early stopping, which finds the
+best epoch; with ``refit=True`` (the default) ``fit`` then trains again, from the same seed, on every row for that
+many epochs (about twice the time), and with ``refit=False`` it keeps the best epoch's weights. A sparse ``X``
+(a one-hot encoder's output) is made dense. ``sample_weight`` is not supported: ``fit`` averages the loss over a
+batch uniformly.
 
 Example:
     >>> from sklearn.datasets import load_iris
@@ -334,15 +337,18 @@ def _scaling(X: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
 
 class DescendClassifier(ClassifierMixin, _DescendEstimator):
     """A classifier trained by ``descend.fit``: binary (one logit, bce) or multiclass (one logit per class,
-    cross-entropy). Parameters: fit's options (see :mod:`descend.sklearn`), ``random_state``, ``verbose``,
-    ``warm_start``.
+    cross-entropy). Parameters: fit's options (see :mod:`descend.sklearn`), ``random_state``, ``refit``,
+    ``verbose``, ``warm_start``.
 
     Learned attributes: ``classes_``, ``n_features_in_``, ``feature_names_in_`` (from a DataFrame), ``model_``
     (the torch module, in evaluation mode), ``n_iter_`` (epochs trained, summed over warm starts and partial_fit
     calls), ``loss_curve_`` (each epoch's training loss), ``validation_scores_`` (each epoch's validation accuracy;
     None without validation rows), ``best_validation_score_``, ``best_loss_`` (the lowest validation loss, or
-    without validation rows the lowest training loss), ``history_`` (fit's rows), ``findings_`` (what the
-    diagnostics found), ``stop_reason_``, ``converged_``, ``shift_`` and ``scale_`` (the feature scaling).
+    without validation rows the lowest training loss), ``best_epoch_`` (early stopping's; None without it),
+    ``history_`` (fit's rows), ``findings_`` (what the diagnostics found), ``stop_reason_``, ``converged_``,
+    ``shift_`` and ``scale_`` (the feature scaling). After a refit, ``model_``, ``n_iter_``, ``loss_curve_`` and
+    ``history_`` are the refit's; the validation attributes, ``stop_reason_`` and ``converged_`` are those of the
+    run that chose the epochs, and ``findings_`` holds both runs'.
 
     Example:
         >>> from sklearn.datasets import load_breast_cancer
@@ -451,7 +457,8 @@ class DescendClassifier(ClassifierMixin, _DescendEstimator):
 
 class DescendRegressor(RegressorMixin, _DescendEstimator):
     """A regressor trained by ``descend.fit``, one output per target column (multi-output for a 2-D ``y``).
-    Parameters: fit's options (see :mod:`descend.sklearn`), ``random_state``, ``verbose``, ``warm_start``.
+    Parameters: fit's options (see :mod:`descend.sklearn`), ``random_state``, ``refit``, ``verbose``,
+    ``warm_start``.
 
     Learned attributes as :class:`DescendClassifier`'s, without ``classes_``; ``validation_scores_`` are each
     epoch's validation R^2. With ``scale_target`` (by default) the losses are in standardised target units.
