@@ -49,8 +49,10 @@ def test_demo_trains_and_writes_a_run_folder(tmp_path: Path) -> None:
     assert "http://" not in page and "https://" not in page and "url(" not in page
     sources = re.findall(r'\b(?:src|href)="([^"]*)"', page)
     assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
-    # Curves, learning rate, gradient norms, sharpness (measured at step 250 of 270): four PNGs that decode.
-    assert len(sources) == 4
+    # Curves, gradient norms, sharpness (measured at step 250 of 270; the constant learning rate is a sentence),
+    # and the model's quality (confusion matrix, ROC and precision-recall, calibration, permutation importance):
+    # seven PNGs that decode.
+    assert len(sources) == 7
     for src in sources:
         pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
         assert pixels.shape[0] > 200 and pixels.shape[1] > 500 and pixels.std() > 0.01

@@ -79,7 +79,9 @@ def test_train_writes_the_run_folder(run: Path) -> None:
     command = json.loads((run / "command.json").read_text())
     assert command["target"] == "species" and command["data"].endswith("iris.csv")
     page = (run / "report.html").read_text()
-    assert page.count('<img class="plot"') == 4 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # curves, learning rate, gradient norms, sharpness; the model's quality on the validation rows (confusion
+    # matrix, ROC and precision-recall, calibration, permutation importance)
+    assert page.count('<img class="plot"') == 8 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
 def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None:
@@ -89,7 +91,7 @@ def test_train_prints_progress_and_a_summary(work: Path, tmp_path: Path) -> None
     lines = r.stdout.splitlines()
     assert lines[0].endswith("120 training rows, 30 validation rows, 4 features, task multiclass; model mlp, "
                              "adam, batch 32, up to 3 epochs")
-    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "3"]
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "2", "3"]  # a line an epoch
     assert "stopped: max_epochs after 3 epochs (12 steps" in r.stdout
     assert lines[-1] == f"report: {tmp_path / 'r' / 'report.html'}"
     assert not (tmp_path / "r" / "health.jsonl").exists()  # --no-diagnostics
@@ -148,13 +150,14 @@ def test_no_color_on_a_terminal(work: Path, tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     args: list[str | Path] = ["train", work / "iris.csv", "--target", "species", "--epochs", "2", "--no-diagnostics"]
-    ansi = re.compile(r"\x1b\[")
+    ansi = re.compile(r"\x1b\[[0-9;]*m")  # colour and style (SGR) codes; the live display's cursor moves are not
     # On a terminal the report line is bold (so the check below can fail)...
     coloured = _on_a_terminal([*args, "--out", tmp_path / "a"], env)
     assert ansi.search(coloured) and "report:" in coloured
-    # ...and with NO_COLOR set (any value, https://no-color.org) there is not one escape code, for train and runs.
+    # ...and with NO_COLOR set (any value, https://no-color.org) there is not one colour or style code, for train
+    # (its live progress display included) and runs.
     plain = _on_a_terminal([*args, "--out", tmp_path / "b"], {**env, "NO_COLOR": "1"})
-    assert "report:" in plain and "\x1b" not in plain
+    assert "report:" in plain and not ansi.search(plain)
     listing = _on_a_terminal(["runs", tmp_path], {**env, "NO_COLOR": "1"})
     assert "complete" in listing and "\x1b" not in listing
     assert ansi.search(_on_a_terminal(["runs", tmp_path], env))
@@ -411,7 +414,8 @@ def test_lr_find_reports_the_rate_train_lr_auto_trains_at(work: Path, tmp_path: 
     assert (tmp_path / "auto" / "lr_find.csv").is_file()
     if table == "iris":
         page = (tmp_path / "auto" / "report.html").read_text()
-        assert page.count('<img class="plot"') == 3 and "Range test" in page  # curves, schedule, range test
+        # curves and the range test (a constant rate is a sentence), and the four quality figures
+        assert page.count('<img class="plot"') == 6 and "Range test" in page
 
 
 def test_bad_invocations_exit_2_with_one_line(work: Path, run: Path, tmp_path: Path,
