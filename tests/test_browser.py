@@ -121,6 +121,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert demo.exit_code == 0, demo.output
     surface = runner.invoke(cli, ["landscape", str(tmp / "demo"), "--points", "5", "--rows", "200", "--quiet"])
     assert surface.exit_code == 0, surface.output
+    path = runner.invoke(cli, ["landscape", str(tmp / "demo"), "--trajectory", "--points", "7", "--rows", "200",
+                               "--quiet"])  # fmt: skip
+    assert path.exit_code == 0, path.output
     frame = load_dataset("iris").frame.rename(columns={"sepal length (cm)": HOSTILE})
     frame.to_csv(tmp / "iris.csv", index=False)
     cmp = runner.invoke(cli, ["compare", str(tmp / "iris.csv"), "--target", "species", "--optimizers",
@@ -142,12 +145,14 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_demo_report_in_chromium(reports: dict[str, Path]) -> None:
     tmp, report = reports["tmp"], reports["demo"]
     run = report.parent
-    # Curves, gradients (health.jsonl), curvature (sharpness at step 250), loss surface; Adam's constant rate is
-    # a sentence; quality: confusion matrix, ROC and precision-recall, calibration, permutation importance.
+    # Curves, gradients (health.jsonl), curvature (sharpness at step 250), loss surface, the run's path over the
+    # loss surface in its principal plane; Adam's constant rate is a sentence; quality: confusion matrix, ROC and
+    # precision-recall, calibration, permutation importance.
     assert (run / "health.jsonl").is_file() and (run / "curvature.jsonl").is_file()
-    check_run_report(tmp, report, 8, ["Summary", "Learning curves", "Learning rate", "Gradients", "Curvature",
-                                      "Loss surface", "Model quality", "Findings", "Events", "Configuration",
-                                      "Environment"])
+    assert (run / "trajectory.json").is_file()
+    check_run_report(tmp, report, 9, ["Summary", "Learning curves", "Learning rate", "Gradients", "Curvature",
+                                      "Loss surface", "Path over the loss surface", "Model quality", "Findings",
+                                      "Events", "Configuration", "Environment"])
 
 
 def check_run_report(tmp: Path, report: Path, n_images: int, headings: list[str]) -> None:
