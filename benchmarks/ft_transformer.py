@@ -7,7 +7,7 @@ trains each model with ``lr="auto"`` (the range test's choice) and its other def
 once, by accuracy (R^2 for diabetes). Seconds per epoch: the median of the epochs' own times in the fit's
 history (training steps and the epoch's validation; the range test not included).
 
-    .venv/bin/python benchmarks/ft_transformer.py [--seeds 1] [--tables digits wine ...]
+    .venv/bin/python benchmarks/ft_transformer.py [--seeds 1] [--tables digits wine ...] [--epochs 100] [--threads auto]
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--tables", nargs="*", default=list(TABLES))
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--threads", default="auto", help="fit's threads: auto, or a number (1 on a shared machine)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"load average at start: {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}")
@@ -53,7 +55,8 @@ def main() -> None:
             scores, per_epoch, epochs, best, params = [], [], [], [], 0
             for seed in range(args.seeds):
                 data = prepare(table, validation=0.2, test=0.2, seed=seed)
-                result = descend.fit(spec, data, lr="auto", seed=seed, progress=False,
+                result = descend.fit(spec, data, lr="auto", seed=seed, progress=False, epochs=args.epochs,
+                                     threads=args.threads if args.threads == "auto" else int(args.threads),
                                      metrics=["r2"] if regression else None)  # fmt: skip
                 per_epoch.append(float(np.median([row["time"] for row in result.history])))
                 scores.append(score(result.model, data.X_test, data.y_test, regression))
