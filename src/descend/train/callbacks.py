@@ -224,12 +224,15 @@ class ProgressBar(Callback):
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Column
 
         console = self.console or Console(stderr=True, force_terminal=self.force or None)
+        # On a narrow terminal the figures line is cut (with an ellipsis), never the bars and counts.
+        figures = TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1))
         self._progress = Progress(
             TextColumn("{task.fields[name]:>5}"), BarColumn(bar_width=30), MofNCompleteColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
-            console=console, transient=False, auto_refresh=False,
+            TextColumn("eta"), TimeRemainingColumn(), figures, console=console, transient=False, auto_refresh=False,
+            expand=True,
         )  # fmt: skip
         self._epochs = self._progress.add_task("", total=state.epochs, completed=state.epoch, name="epoch")
         self._steps = self._progress.add_task("", total=state.n_batches, name="step")
