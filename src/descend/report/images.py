@@ -30,16 +30,21 @@ __all__ = ["add_image_views", "plot_filters", "plot_misclassified"]
 SHOWN = 24
 
 
+def _grid(n: int, width: float, height: float) -> tuple[Figure, list[Any]]:
+    """A figure of ``n`` small panels, at most 8 a row, each ``width`` x ``height`` inches."""
+    cols = min(n, 8)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(width * cols, height * rows))
+    return fig, [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+
+
 def plot_misclassified(X: np.ndarray, true: list[str], predicted: list[str]) -> Figure | None:
     """A grid of examples (N x C x H x W images, or N x C x L signals) titled ``true -> predicted``."""
     n = min(len(X), SHOWN)
     if n == 0:
         return None
-    cols = min(n, 8)
-    rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(1.3 * cols, 1.5 * rows))
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
+    fig, axes = _grid(n, 1.3, 1.5)
+    for i, ax in enumerate(axes):
         x = X[i]
         if x.ndim == 3:
             image = x[0] if x.shape[0] != 3 else np.clip(x.transpose(1, 2, 0), 0, None)
@@ -67,11 +72,8 @@ def plot_filters(weight: torch.Tensor) -> Figure:
     """Each first-layer filter: an image (2-D; RGB when it reads three channels) or a curve (1-D)."""
     w = weight.float().numpy()
     n = min(len(w), 32)
-    cols = min(n, 8)
-    rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(1.1 * cols, 1.1 * rows))
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
+    fig, axes = _grid(n, 1.1, 1.1)
+    for i, ax in enumerate(axes):
         f = w[i]
         if f.ndim == 3:
             if f.shape[0] == 3:
