@@ -67,14 +67,21 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def _checked(side: str, command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``command``; on failure raise with the end of its stderr, which would otherwise be lost."""
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc
+
+
 def nanogpt(scratch: Path) -> dict[str, Any]:
     """Run nanoGPT's train.py in ``scratch`` (a prepared copy); its wall time and the losses it printed."""
     out = scratch / "out-shakespeare-char"
     shutil.rmtree(out, ignore_errors=True)
     load = _load()
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "train.py", "config/train_shakespeare_char.py", *NANOGPT_FLAGS],
-                          cwd=scratch, capture_output=True, text=True, check=True)  # fmt: skip
+    proc = _checked("nanoGPT", [sys.executable, "train.py", "config/train_shakespeare_char.py", *NANOGPT_FLAGS], cwd=scratch)
     wall = time.perf_counter() - start
     evals = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
     val = float(evals[-1].split("val loss ")[1])
@@ -85,9 +92,7 @@ def run_descend(run_dir: Path, auto: bool, threads: str) -> dict[str, Any]:
     load = _load()
     start = time.perf_counter()
     code = DESCEND % {"spec": SPEC, "corpus": str(CORPUS)}
-    proc = subprocess.run([sys.executable, "-c", code, str(run_dir), "auto" if auto else "fixed", threads],
-                          cwd=ROOT,
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    proc = _checked("descend", [sys.executable, "-c", code, str(run_dir), "auto" if auto else "fixed", threads], cwd=ROOT)
     wall = time.perf_counter() - start
     return {"wall": wall, "load": load, "threads": threads, **json.loads(proc.stdout.strip().splitlines()[-1])}
 

@@ -118,3 +118,14 @@ def test_docstring_examples() -> None:
         warnings.simplefilter("ignore")
         result = doctest.testmod(descend.inspect.diagnostics)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(("optimizer", "key"), [("adam", "preconditioned_threshold"), ("sgd", "threshold")])
+def test_a_schedule_that_ends_at_zero_is_not_measured_there(tmp_path, optimizer, key) -> None:
+    # warm-up-cosine falls to 0 at the planned end; the last step lands on the sharpness cadence
+    result = fit("mlp", regression(), optimizer=optimizer, lr=0.01, schedule="warmup-cosine", max_steps=20,
+                 batch_size=16, sharpness_every=10, tol=None, progress=False, run_dir=tmp_path / "run")
+    assert result.steps == 20 and result.final["lr"] == 0.0
+    records = read(tmp_path / "run" / "curvature.jsonl")
+    assert [r["step"] for r in records] == [10]
+    assert records[0][key] > 0 and records[0]["lr"] > 0

@@ -151,7 +151,8 @@ class SharpnessMonitor(_Records):
     A record: ``step``, ``epoch``, ``lr``, ``converged``, ``matvecs`` and, for the plain sharpness,
     ``sharpness``, ``threshold``, ``ratio`` (sharpness/threshold); for optimizers with Adam state,
     ``preconditioned_sharpness``, ``preconditioned_threshold`` and ``preconditioned_ratio`` (``converged`` and
-    ``matvecs`` then of that run).
+    ``matvecs`` then of that run). A step whose learning rate is 0 (the end of a schedule that decays to 0) has
+    no stability edge and is not measured.
     """
 
     filename = "curvature.jsonl"
@@ -170,7 +171,10 @@ class SharpnessMonitor(_Records):
         self.max_iter = check_int("SharpnessMonitor", "max_iter", max_iter)
 
     def on_step_end(self, state: TrainState) -> None:
-        if state.step % self.every == 0 and self.loss_fn is not None:
+        # A rate of 0 (where a decaying schedule ends) moves nothing, so there is no edge to set the sharpness
+        # against (the threshold would be infinite): that step is not measured.
+        lr = float(state.optimizer.param_groups[0]["lr"])
+        if state.step % self.every == 0 and self.loss_fn is not None and lr > 0:
             self._write(self.measure(state))
 
     def measure(self, state: TrainState) -> dict[str, Any]:
