@@ -42,9 +42,13 @@ def table_file(tmp_path_factory: pytest.TempPathFactory, table: pd.DataFrame) ->
     return path
 
 
-def _rows(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "trials.csv", newline="") as f:
+def _rows_of(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    return _rows_of(folder / "trials.csv")
 
 
 def test_grid_over_3x2_runs_each_combination_once(table: pd.DataFrame, tmp_path: Path) -> None:
@@ -84,6 +88,58 @@ def test_median_pruner_prunes_the_bad_half(table: pd.DataFrame, tmp_path: Path) 
     assert all(r["epochs"] < 4 for r in pruned)
     best = result.best
     assert best is not None and best["lr"] > 1e-3
+
+
+def _curves(folder: Path, rows: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """Each trial's validation loss after each epoch, from its run folder's metrics.csv."""
+    return {r["number"]: [float(m["val_loss"]) for m in _rows_of(folder / r["run_dir"] / "metrics.csv")]
+            for r in rows}  # fmt: skip
+
+
+def test_median_pruner_waits_for_its_start_up_and_warm_up(table: pd.DataFrame, tmp_path: Path) -> None:
+    # the median rule written out, as the oracle: once `trials` trials have completed, a trial stops at the first
+    # epoch e >= `epochs` where its best value so far is above the median of the completed trials' values at e
+    trials, epochs, most = 4, 2, 5
+    result = search(table, {"lr": FloatDistribution(1e-6, 1e-0, log=True)}, study=tmp_path / "s", sampler="random",
+                    pruner="median", prune_after_trials=trials, prune_after_epochs=epochs, seed=0, n_trials=12,
+                    target="y", optimizer="sgd", epochs=most, early_stopping=False, tol=None, **FAST)  # fmt: skip
+    curves = _curves(tmp_path / "s", result.trials)
+    complete: list[int] = []
+    for r in result.trials:
+        curve, stop = curves[r["number"]], None
+        if len(complete) >= trials:
+            stop = next((e for e in range(epochs, most + 1)
+                         if min(curve[:e]) > np.median([curves[c][e - 1] for c in complete])), None)  # fmt: skip
+        assert (r["state"], r["epochs"]) == (("pruned", stop) if stop else ("complete", most)), r
+        if stop is None:
+            complete.append(r["number"])
+    assert [r["state"] for r in result.trials[:trials]] == ["complete"] * trials
+    assert any(r["state"] == "pruned" for r in result.trials)  # the rule was exercised, not only waited for
+
+
+def test_hyperband_judges_a_trial_after_its_smallest_rung(table: pd.DataFrame, tmp_path: Path) -> None:
+    result = search(table, {"lr": FloatDistribution(1e-6, 1e-0, log=True)}, study=tmp_path / "s", sampler="random",
+                    pruner="hyperband", prune_after_epochs=2, seed=0, n_trials=12, target="y", optimizer="sgd",
+                    epochs=6, early_stopping=False, tol=None, **FAST)  # fmt: skip
+    assert all(r["epochs"] >= 2 for r in result.trials if r["state"] == "pruned"), result.trials
+
+
+def test_the_command_line_copies_the_search_settings_and_keeps_a_study_s_own(table_file: Path,
+                                                                             tmp_path: Path) -> None:
+    from descend.cli import _search
+    from descend.tune import search as library
+
+    assert (_search.SAMPLERS, _search.PRUNERS, _search.PRUNE_AFTER) == (library.SAMPLERS, library.PRUNERS,
+                                                                         library.PRUNE_AFTER)  # fmt: skip
+    first = _cli(str(table_file), "--target", "y", "--study", "s", "--param", "lr=log:1e-3:1e-1", "--trials", "1",
+                 "--epochs", "1", "--prune-after-trials", "2", "--prune-after-epochs", "4", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    held = json.loads((tmp_path / "s" / "study.json").read_text())["identity"]
+    assert held["prune_after"] == {"trials": 2, "epochs": 4}
+    again = _cli("--study", "s", "--trials", "2", cwd=tmp_path)  # continued: its own warm-up, not the defaults
+    assert again.returncode == 0 and len(_rows(tmp_path / "s")) == 2, again.stderr
+    other = _cli("--study", "s", "--trials", "3", "--prune-after-epochs", "1", cwd=tmp_path)
+    assert other.returncode == 2 and "holds another study (its prune_after" in other.stderr
 
 
 def test_study_folder_trials_csv_and_report(table_file: Path, tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ from descend.errors import ConfigError
 
 __all__ = ["search"]
 
-SAMPLERS = ("tpe", "random", "grid", "gp")  # descend.tune.search.SAMPLERS (not imported: it brings optuna)
+# descend.tune.search's SAMPLERS, PRUNERS and PRUNE_AFTER, copied (importing it brings optuna and torch into
+# every command's start-up); a test holds the copies equal, and only flags given are passed on
+SAMPLERS = ("tpe", "random", "grid", "gp")
 PRUNERS = ("median", "hyperband", "none")
+PRUNE_AFTER = {"trials": 5, "epochs": 3}
 #: fit's options a search takes as flags, fixed for every trial (the study owns seed and the run folders)
 FIXED = [n for n in TRAIN if n not in ("run_dir", "resume", "overwrite", "seed", "checkpoint_every")]
 
@@ -68,6 +71,11 @@ def _dashboard(study: Path, storage: str | None) -> None:
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True, help="Optuna sampler.")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Stops poor trials early, from the monitored metric after each epoch.")
+@click.option("--prune-after-trials", type=click.IntRange(min=0), default=None, metavar="N",
+              help=f"No trial is pruned before N trials have completed (median) [default: {PRUNE_AFTER['trials']}].")
+@click.option("--prune-after-epochs", type=click.IntRange(min=1), default=None, metavar="N",
+              help=f"No trial is pruned before it has run N epochs (median; Hyperband's smallest rung) "
+                   f"[default: {PRUNE_AFTER['epochs']}].")
 @click.option("--objective", "objective", default="val_loss", show_default=True,
               help="The monitored validation metric the search optimises (val_loss, val_accuracy, val_r2, ...).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -85,9 +93,9 @@ def _dashboard(study: Path, storage: str | None) -> None:
 @output_options
 @click.pass_context
 def search(ctx: click.Context, data: Path | None, study: Path, params: tuple[str, ...], space_file: Path | None,
-           n_trials: int | None, sampler: str, pruner: str, objective: str, seed: int, storage: str | None,
-           name: str | None, workers: int, heartbeat: int, dashboard: bool, quiet: bool, as_json: bool,
-           **flags: Any) -> None:
+           n_trials: int | None, sampler: str, pruner: str, prune_after_trials: int | None,
+           prune_after_epochs: int | None, objective: str, seed: int, storage: str | None, name: str | None,
+           workers: int, heartbeat: int, dashboard: bool, quiet: bool, as_json: bool, **flags: Any) -> None:
     """Search the options of descend train on DATA for the best --objective: each trial a run folder in the
     --study folder, its trials in trials.csv and report.html. Training flags given are fixed for every trial.
 
@@ -122,6 +130,10 @@ def search(ctx: click.Context, data: Path | None, study: Path, params: tuple[str
         pruner = pruner if _given(ctx, "pruner") else held.get("pruner", pruner)
         objective = objective if _given(ctx, "objective") else held.get("monitor", objective)
         seed = seed if _given(ctx, "seed") else held.get("seed", seed)
+    prune_after = dict(held.get("prune_after") or {})  # a continued study keeps its own, unless given
+    for key, value in (("trials", prune_after_trials), ("epochs", prune_after_epochs)):
+        if value is not None:
+            prune_after[key] = value
     if fixed.get("target") is None:
         raise click.UsageError("Missing option '--target' (the column to predict)")
     from descend.tune.search import search as run_search
@@ -135,7 +147,8 @@ def search(ctx: click.Context, data: Path | None, study: Path, params: tuple[str
 
     result = run_search(Path(source), space, study=study, n_trials=n_trials, sampler=sampler, pruner=pruner,
                         monitor=objective, seed=seed, storage=storage, name=name, workers=workers,
-                        heartbeat=heartbeat, on_trial=shown, command=["descend", *sys.argv[1:]], **fixed)  # fmt: skip
+                        heartbeat=heartbeat, on_trial=shown, command=["descend", *sys.argv[1:]],
+                        **{f"prune_after_{k}": v for k, v in prune_after.items()}, **fixed)  # fmt: skip
     states = [r["state"] for r in result.trials]
     best = result.best
     o.line(f"{len(states)} trials: {states.count('complete')} complete, {states.count('pruned')} pruned, "

@@ -38,8 +38,8 @@ STUDY = "study.json"
 TRIALS = "trials.csv"
 RUNS = "trials"
 #: what makes two searches the same study (n_trials may grow; workers come and go)
-IDENTITY = ("data", "target", "space", "sampler", "pruner", "monitor", "direction", "seed", "options", "storage",
-            "name")  # fmt: skip
+IDENTITY = ("data", "target", "space", "sampler", "pruner", "prune_after", "monitor", "direction", "seed", "options",
+            "storage", "name")  # fmt: skip
 
 
 def read_identity(folder: Path) -> dict[str, Any] | None:
