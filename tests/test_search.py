@@ -177,6 +177,21 @@ def test_study_folder_trials_csv_and_report(table_file: Path, tmp_path: Path) ->
     assert r.exit_code == 0 and "r2" in json.loads(r.stdout)["metrics"], r.output
 
 
+def test_study_report_states_the_warm_up_and_the_epochs_pruning_saved(tmp_path: Path) -> None:
+    from descend.report.study import study_report
+
+    identity = {"space": {"lr": "log:0.001:0.1"}, "sampler": "tpe", "pruner": "median", "monitor": "val_loss",
+                "direction": "minimize", "options": {"epochs": 10}, "prune_after": {"trials": 5, "epochs": 3}}
+    (tmp_path / "study.json").write_text(json.dumps({"identity": identity}))
+    (tmp_path / "trials.csv").write_text("number,state,value,lr,epochs,seconds,run_dir\n0,complete,0.5,0.01,10,1.0,"
+                                         "trials/0000\n1,pruned,,0.09,3,0.4,trials/0001\n2,pruned,,0.05,6,0.6,"
+                                         "trials/0002\n")  # fmt: skip
+    page = study_report(tmp_path).read_text()
+    # pruned after 3 and 6 of 10 epochs: 7 + 4 = 11 of the 3 x 10 planned
+    assert "11 of 30 (37%)" in page
+    assert "median: no trial pruned before 5 trials have completed, nor before it has run 3 epochs" in page
+
+
 def test_space_words() -> None:
     space = parse_words(["lr=log:1e-4:1e-1", "optimizer=choice:sgd,momentum,adam", "model=choice:mlp:64|mlp:128,64",
                          "epochs=int:2:5", "batch_size=choice:16,full"])  # fmt: skip

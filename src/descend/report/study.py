@@ -1,7 +1,7 @@
 """The report of a hyperparameter study: ``report.html`` in the study folder, from the folder's files alone
 (``study.json``, ``trials.csv`` and the best trial's run folder).
 
-Sections: summary (sampler, pruner, trials by state, best value and parameters, time saved by pruning),
+Sections: summary (sampler, pruner and its warm-up, trials by state, best value and parameters, the epochs pruning saved),
 optimization history (each trial's value and the best so far), parameter importances (Optuna's default evaluator over
 the complete trials), slice plots of the value against the most important parameters, a contour of the top two,
 the best trial's learning curves, and the table of trials.
@@ -147,6 +147,24 @@ def _curves(run: Path, monitor: str) -> Figure | None:
     return fig
 
 
+def _pruner(identity: dict[str, Any]) -> str:
+    after = identity.get("prune_after")
+    if identity.get("pruner") == "none" or not after:
+        return str(identity.get("pruner", "-"))
+    return (f"{identity['pruner']}: no trial pruned before {after['trials']} trials have completed, nor before it "
+            f"has run {after['epochs']} epochs")
+
+
+def _saved(rows: list[dict[str, Any]], identity: dict[str, Any]) -> str:
+    """The epochs pruned trials did not run, over trials x the study's epochs (when the epochs are fixed)."""
+    most = identity.get("options", {}).get("epochs")
+    if not isinstance(most, int) or not rows:
+        return "-"
+    ran = [r.get("epochs") for r in rows if r.get("state") == "pruned"]
+    saved = sum(most - int(e) for e in ran if isinstance(e, (int, float)) and math.isfinite(e))
+    return f"{saved} of {len(rows) * most} ({saved / (len(rows) * most):.0%})"
+
+
 def study_report(folder: str | os.PathLike[str]) -> Path:
     """Write ``report.html`` of the study in ``folder`` and return its path."""
     folder = Path(folder)
@@ -170,6 +188,7 @@ def study_report(folder: str | os.PathLike[str]) -> Path:
         ("best trial", f"{best[0]}: {monitor} {best[1]:.6g}" if best else "none complete yet"),
         ("best parameters", ", ".join(f"{n}={best_row.get(n)}" for n in space) if best_row else "-"),
         ("best run folder", best_row.get("run_dir", "-") if best_row else "-"),
+        ("pruner", _pruner(identity)), ("epochs pruning saved", _saved(rows, identity)),
         ("time in trials", f"{sum(seconds):.1f} s"), ("seed", identity.get("seed")),
         ("fixed options", ", ".join(f"{k}={v}" for k, v in identity.get("options", {}).items()) or "-"),
     ])  # fmt: skip
