@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -104,25 +104,27 @@ class Moments:
 
 
 def fill_splits(
-    batches: list[pa.RecordBatch], splits: Sequence[np.ndarray]
+    batches: list[Any], splits: Sequence[np.ndarray]
 ) -> tuple[list[np.ndarray], Moments] | None:
     """Row-major float32 ``(len(rows), columns)`` arrays of the rows in ``splits``, and the moments of ``splits[0]``.
+
+    A batch is an Arrow record batch of float columns, or a row-major float array (a block of rows of an array).
 
     Each split is sorted row positions (as :func:`~descend.data.split.split_indices` gives); the first is the
     training split. ``batches`` is emptied as it is read, so each batch's memory is free for the tensors once its
     rows are in them. Consecutive runs of batches fill in parallel (as many threads as pyarrow parses with) and
     their moments merge in table order. Returns None if any selected value is NaN or infinite.
     """
-    width = batches[0].num_columns
+    width = batches[0].shape[1] if isinstance(batches[0], np.ndarray) else batches[0].num_columns
     outs = [np.empty((len(rows), width), dtype=np.float32) for rows in splits]
-    starts = np.cumsum([0] + [b.num_rows for b in batches]).tolist()
+    starts = np.cumsum([0] + [len(b) for b in batches]).tolist()
     finite = [True]
 
     def fill(first: int, last: int) -> Moments:
         moments = Moments.empty(width)
         for i in range(first, last):
             batch, batches[i] = batches[i], None
-            block = np.asarray(batch.to_tensor(row_major=True))
+            block = batch if isinstance(batch, np.ndarray) else np.asarray(batch.to_tensor(row_major=True))
             del batch
             for s, (out, rows) in enumerate(zip(outs, splits)):
                 k0, k1 = np.searchsorted(rows, starts[i : i + 2]).tolist()

@@ -173,6 +173,13 @@ def prepare(
     )  # fmt: skip
     import pandas as pd
 
+    dense = _dense_arrays(source, pre)
+    if dense is not None:  # float arrays (X, y) go straight to tensors, as a clean numeric file does
+        split = functools.partial(_split, validation=validation, test=test, seed=int(seed), stratify=stratify,
+                                  origin=dense[2])  # fmt: skip
+        data = _prepare_dense(*dense, task, pre, split)
+        if data is not None:
+            return data
     table, origin, names = _source(source, target, encoding)
     split = functools.partial(
         _split, validation=validation, test=test, seed=int(seed), stratify=stratify, origin=origin
@@ -181,9 +188,11 @@ def prepare(
         frame = table
     else:  # parsed by pyarrow from a file
         if _is_dense(table, names, pre):  # a clean numeric table goes straight to tensors
-            parsed = [table]
+            features = [c for c in table.column_names if c not in names]
+            targets = pd.DataFrame({n: table.column(n).to_numpy() for n in names}, copy=False)
+            batches = table.select(features).to_batches(max_chunksize=max(1, BATCH_VALUES // len(features)))
             del table  # so the dense pass can release the table as it fills the tensors
-            data = _prepare_dense(parsed, origin, names, task, pre, split)
+            data = _prepare_dense(batches, features, origin, targets, names, task, pre, split)
             if data is not None:
                 return data
             table, origin = read_file(Path(source), encoding=encoding)  # a NaN or infinite: read again to check
@@ -273,31 +282,48 @@ def _is_dense(table: pa.Table, names: list[str], pre: Preprocessor) -> bool:
     )  # fmt: skip
 
 
+def _dense_arrays(
+    source: Any, pre: Preprocessor
+) -> tuple[list[np.ndarray], list[str], Origin, pd.DataFrame, list[str]] | None:
+    """For a pair ``(X, y)`` whose X is a 2-D float array or tensor and whose y has no gap, with no option naming
+    a column: X's blocks of rows (views), the feature names, the origin, y as a frame and its names, as
+    :func:`_prepare_dense` takes them. None for anything else, which takes the general path."""
+    if not (isinstance(source, tuple) and len(source) == 2) or pre.drop or pre.keep or pre.dates or pre.categorical:
+        return None
+    X, y = source
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64) and X.shape[1]):
+        return None
+    targets = _target_frame(y, len(X), [f"x{j}" for j in range(X.shape[1])])
+    if not targets.notna().to_numpy().all():
+        return None
+    X = np.ascontiguousarray(X)
+    step = max(1, BATCH_VALUES // X.shape[1])
+    blocks = [X[i : i + step] for i in range(0, len(X), step)]
+    return blocks, [f"x{j}" for j in range(X.shape[1])], Origin("arrays (X, y)"), targets, list(targets.columns)
+
+
 def _prepare_dense(
-    parsed: list[pa.Table],
+    batches: list[Any],
+    features: list[str],
     origin: Origin,
+    targets: pd.DataFrame,
     names: list[str],
     task: str,
     pre: Preprocessor,
     split: Callable[[torch.Tensor, TargetEncoding], list[np.ndarray]],
 ) -> PreparedData | None:
-    """What the general path gives for a table that :func:`_is_dense` accepts, with no DataFrame.
-
-    The table is taken out of ``parsed`` and released as the tensors fill. None if a feature holds a NaN or an
-    infinite value, for the general path to report (see :mod:`descend.data.dense`).
+    """What the general path gives for float features without gaps (a table that :func:`_is_dense` accepts, or
+    arrays :func:`_dense_arrays` accepts), with no DataFrame: ``batches`` hold the feature values, row blocks in
+    order, and are released as the tensors fill. None if a feature holds a NaN or an infinite value, for the
+    general path to report (see :mod:`descend.data.dense`).
     """
-    import pandas as pd
-
-    table = parsed.pop()
-    features = [c for c in table.column_names if c not in names]
-    targets = pd.DataFrame({n: table.column(n).to_numpy() for n in names}, copy=False)
     _rows_to_keep(targets, names, Plan(), pre, task, origin)  # the general path's checks of the target
     encoding = fit_target(targets, names, task, origin)
     y = encoding.encode(targets, origin)
     parts = split(y, encoding)
-    n = table.num_rows
-    batches = table.select(features).to_batches(max_chunksize=max(1, BATCH_VALUES // len(features)))
-    del table
+    n = len(targets)
     filled = fill_splits(batches, parts)
     if filled is None:
         return None
@@ -384,6 +410,18 @@ def _from_xy(X: Any, y: Any) -> tuple[pd.DataFrame, Origin, list[str]]:
     import pandas as pd
 
     frame, _ = read_with_origin(X)
+    yf = _target_frame(y, len(frame), list(frame.columns))
+    # One concat, not a column insert per target: X read from a wide file is one block per column, and pandas
+    # warns (PerformanceWarning) on every insert into a frame of more than 100 blocks.
+    out = pd.concat([frame.reset_index(drop=True), yf.reset_index(drop=True)], axis=1)
+    return out, Origin("arrays (X, y)"), list(yf.columns)
+
+
+def _target_frame(y: Any, rows: int, features: list[str]) -> pd.DataFrame:
+    """y of a pair ``(X, y)`` as a frame: one column ``y`` (``y0``, ``y1``, ... for several; ``target_`` before a
+    name X uses)."""
+    import pandas as pd
+
     if isinstance(y, pd.DataFrame):
         yf = y
     elif isinstance(y, pd.Series):
@@ -393,15 +431,10 @@ def _from_xy(X: Any, y: Any) -> tuple[pd.DataFrame, Origin, list[str]]:
         yf = frame_from_array(arr, "y", prefix="y")
         if yf.shape[1] == 1:
             yf.columns = ["y"]
-    if len(yf) != len(frame):
-        raise LengthMismatchError(
-            f"X has {len(frame)} rows but y has {len(yf)}; give one target per row of X"
-        )
-    yf = yf.set_axis([c if c not in frame.columns else f"target_{c}" for c in map(str, yf.columns)], axis=1)
-    # One concat, not a column insert per target: X read from a wide file is one block per column, and pandas
-    # warns (PerformanceWarning) on every insert into a frame of more than 100 blocks.
-    out = pd.concat([frame.reset_index(drop=True), yf.reset_index(drop=True)], axis=1)
-    return out, Origin("arrays (X, y)"), list(yf.columns)
+    if len(yf) != rows:
+        raise LengthMismatchError(f"X has {rows} rows but y has {len(yf)}; give one target per row of X")
+    taken = set(features)
+    return yf.set_axis([c if c not in taken else f"target_{c}" for c in map(str, yf.columns)], axis=1)
 
 
 def _rows_to_keep(
