@@ -60,7 +60,7 @@ class Augment:
         if self.flip:
             mirrored = torch.rand(n, generator=g) < 0.5
             shape = (n,) + (1,) * (x.dim() - 1)
-            x = torch.where(mirrored.reshape(shape), x.flip(-1), x)
+            x = torch.where(mirrored.reshape(shape).to(x.device), x.flip(-1), x)  # drawn on the CPU on any device
         if self.crop:
             for axis in range(2, x.dim()):
                 x = self._shift(x, axis, g)
@@ -72,7 +72,7 @@ class Augment:
         widths = [0, 0] * (x.dim() - 1 - axis) + [pad, pad]  # F.pad lists the last axis first
         padded = torch.nn.functional.pad(x, widths)
         offset = torch.randint(0, 2 * pad + 1, (len(x),), generator=g)
-        index = offset[:, None] + torch.arange(size)  # N x size: the window each example keeps
+        index = (offset[:, None] + torch.arange(size)).to(x.device)  # N x size: the window each example keeps
         view = [len(x)] + [1] * (x.dim() - 1)
         view[axis] = size
         return padded.gather(axis, index.reshape(view).expand(*x.shape[:axis], size, *x.shape[axis + 1 :]))

@@ -74,7 +74,7 @@ def training_loss(
     """
     n = len(X)
     if rows < n:
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:rows].sort().values
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:rows].sort().values.to(X.device)
         X, y = X.index_select(0, idx), y.index_select(0, idx)
     return TrainingLoss(model, loss_fn, X, y, penalty)
 

@@ -72,13 +72,14 @@ _CHUNK = 1 << 20  # parameters per slice of the Gram matrix's float64 pass
 
 
 def _flat(model: nn.Module) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    # on the CPU: the path is analysed there, and snapshots of a model on an accelerator do not take its memory
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu()
 
 
 def _unflat(vector: Tensor, model: nn.Module) -> list[Tensor]:
     out, start = [], 0
     for p in model.parameters():
-        out.append(vector[start:start + p.numel()].reshape(p.shape).to(p.dtype))
+        out.append(vector[start:start + p.numel()].reshape(p.shape).to(p.device, p.dtype))
         start += p.numel()
     return out
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from descend.errors import ConfigError
 from descend.models.base import Model, register
+from descend.models.blocks import BlockSequential, spans_of
 from descend.models.init import SCHEMES, initialize
 
 __all__ = ["CNN", "CNN_NORMS", "CNN1d"]
@@ -138,7 +139,8 @@ class _ConvNet(Model):
                      ("act", nn.ReLU())]))  # fmt: skip
             width = c
         layers["head"] = _Head(width, out_features, self.dropout)
-        return initialize(nn.Sequential(layers), self.init)
+        stages = spans_of(list(layers), lambda name: name.startswith("stage"))  # the blocks checkpointing recomputes
+        return initialize(BlockSequential(layers, spans=stages), self.init)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == self.dims + 1:  # one channel given without its axis

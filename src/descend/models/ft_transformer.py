@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from descend.errors import ConfigError
 from descend.models.base import Model, register
+from descend.models.blocks import Checkpointable
 from descend.models.transformer import Block
 
 __all__ = ["FTTransformer"]
@@ -47,17 +48,20 @@ class FeatureTokenizer(nn.Module):
         return torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
 
 
-class Network(nn.Module):
+class Network(nn.Module, Checkpointable):
     def __init__(self, features: int, outputs: int, layers: int, heads: int, dim: int, dropout: float) -> None:
         super().__init__()
         self.tokenizer = FeatureTokenizer(features, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, True, causal=False) for _ in range(layers))
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, outputs))
 
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
     def forward(self, x: Tensor) -> Tensor:
         h = self.tokenizer(x)
         for block in self.blocks:
-            h = block(h)
+            h = self.run_block(block, h)
         out: Tensor = self.head(h[:, 0])
         return out
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from descend.errors import ConfigError
 from descend.models.base import Model, register
+from descend.models.blocks import BlockSequential, spans_of
 from descend.models.init import SCHEMES, initialize
 
 __all__ = ["ACTIVATIONS", "MLP", "NORMS"]
@@ -111,14 +112,17 @@ class MLP(Model):
         if self.norm != "none":
             return initialize(self._normed(in_features, out_features), self.init)
         layers: list[nn.Module] = []
+        spans = []  # each hidden layer (affine map, activation, dropout) is a block for gradient checkpointing
         width = in_features
         for h in self.hidden:
+            start = len(layers)
             layers += [nn.Linear(width, h), ACTIVATIONS[self.activation]()]
             if self.dropout > 0:
                 layers.append(nn.Dropout(self.dropout))
+            spans.append((start, len(layers)))
             width = h
         layers.append(nn.Linear(width, out_features))
-        return initialize(nn.Sequential(*layers), self.init)
+        return initialize(BlockSequential(*layers, spans=spans), self.init)
 
     def _normed(self, in_features: int, out_features: int) -> nn.Module:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -131,7 +135,7 @@ class MLP(Model):
             layers[f"block{k}"] = nn.Sequential(OrderedDict(block))
             width = h
         layers["head"] = nn.Linear(width, out_features)
-        return nn.Sequential(layers)
+        return BlockSequential(layers, spans=spans_of(list(layers), lambda name: name.startswith("block")))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden), "activation": self.activation, "dropout": self.dropout, "init": self.init,
@@ -159,8 +163,9 @@ class _ResidualMLP(nn.Module):
         super().__init__()
         width = owner.hidden[0]
         self.stem = nn.Linear(in_features, width)
-        self.blocks = nn.Sequential(OrderedDict((f"block{k}", _Block(owner, width, h))
-                                                for k, h in enumerate(owner.hidden, start=1)))  # fmt: skip
+        self.blocks = BlockSequential(OrderedDict((f"block{k}", _Block(owner, width, h))
+                                                  for k, h in enumerate(owner.hidden, start=1)),
+                                      spans=[(k, k + 1) for k in range(len(owner.hidden))])  # fmt: skip
         self.norm = owner._norm(width)
         self.act = ACTIVATIONS[owner.activation]()
         self.head = nn.Linear(width, out_features)

@@ -29,6 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from descend.errors import ConfigError
 from descend.models.base import Model, register
+from descend.models.blocks import Checkpointable
 
 __all__ = ["GPT", "Block", "generate"]
 
@@ -76,7 +77,7 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class Network(nn.Module):
+class Network(nn.Module, Checkpointable):
     def __init__(self, vocab: int, layers: int, heads: int, dim: int, block: int, dropout: float, bias: bool) -> None:
         super().__init__()
         self.block = block
@@ -94,6 +95,9 @@ class Network(nn.Module):
             if name.endswith(("attn.proj.weight", "mlp.2.weight")):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * layers))
 
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
     def forward(self, idx: Tensor) -> Tensor:
         T = idx.shape[1]
         if self.block < T:
@@ -101,7 +105,7 @@ class Network(nn.Module):
                               f"at most {self.block} tokens")  # fmt: skip
         x = self.drop(self.embed(idx) + self.position.weight[:T])
         for block_ in self.blocks:
-            x = block_(x)
+            x = self.run_block(block_, x)
         # tied: the token embedding scores the outputs too (one matrix, one entry in the state dict)
         return F.linear(self.norm(x), self.embed.weight)
 

@@ -161,7 +161,10 @@ class DivergenceGuard(Callback):
 
     After the run: ``rollbacks``, ``skips`` and ``scale`` (the product of the factors applied) tell what it did;
     ``diverged`` whether it saw the descent diverge (a rollback or the stop), ``diverged_steps`` the steps at which
-    it did; ``events`` lists the same records as events.jsonl.
+    it did; ``events`` lists the same records as events.jsonl. Under ``precision="16-mixed"`` a step the gradient
+    scaler skipped (its *scaled* gradient overflowed float16 and it lowered the scale) is no bad batch and no
+    divergence: a ``guard_skip`` event with ``reason="loss_scale_overflow"``, counted in ``scaler_skips``, its
+    finite loss judged as any other; no rollback and the learning rate unchanged.
 
     Example:
         >>> DivergenceGuard(factor=0.5, max_retries=10).factor
@@ -199,6 +202,7 @@ class DivergenceGuard(Callback):
         self.every, self.max_retries, self.check_grads = every, max_retries, check_grads
         self.rollbacks = 0
         self.skips = 0
+        self.scaler_skips = 0  # steps the gradient scaler skipped on an overflow of its scaled gradient
         self.scale = 1.0
         self.block = 1  # steps per judged block: ceil(rows / batch size), set at the first step
         self.diverged_steps: list[int] = []
@@ -289,6 +293,13 @@ class DivergenceGuard(Callback):
             value = loss.item()
         self._read = None
         prevented, self._prevented = self._prevented, False
+        if state.scaler_skipped:  # the gradient scaler (precision="16-mixed") skipped the step: nothing moved
+            if math.isfinite(value):  # the scaled gradient overflowed float16; the scaler lowered its scale
+                self.scaler_skips += 1
+                self._log(state, "guard_skip", reason="loss_scale_overflow", cause="loss_scale", loss=value,
+                          loss_scale=state.loss_scale)  # fmt: skip
+            else:
+                prevented = True  # a bad batch, judged as any other
         if not prevented and math.isfinite(value):
             if self._streak:
                 self._end_streak(state)
@@ -617,6 +628,7 @@ class DivergenceGuard(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "rollbacks": self.rollbacks, "skips": self.skips, "scale": self.scale, "block": self.block,
+            "scaler_skips": self.scaler_skips,
             "diverged_steps": list(self.diverged_steps), "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
             "first": list(self._first), "floor": self._floor, "recent": list(self._recent),
             "strikes": self._strikes, "high": self._high, "blocks": self._blocks, "block_sum": self._block_sum,
@@ -627,6 +639,7 @@ class DivergenceGuard(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks, self.skips, self.scale = int(state["rollbacks"]), int(state["skips"]), float(state["scale"])
+        self.scaler_skips = int(state.get("scaler_skips", 0))
         if "stats" not in state:  # a checkpoint of the median-based guard: its statistics start again
             self.block, self._good, self._gave_up = int(state.get("block", 1)), state["good"], bool(state["gave_up"])
             if self._good is not None:

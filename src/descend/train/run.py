@@ -311,8 +311,11 @@ class RunFolder:
     def save_checkpoint(self, payload: dict[str, Any], keep: int | None) -> Path:
         import io
 
+        from descend.train.devices import cpu_state
+
         buffer = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, buffer)
+        # every tensor on the CPU: a run trained on one device resumes on another (restore moves them back)
+        torch.save({"format": CHECKPOINT_FORMAT, **cpu_state(payload)}, buffer)
         path = self.checkpoints / f"step-{payload['step']:08d}.pt"
         atomic_write(path, buffer.getvalue())
         if keep is not None:
@@ -331,7 +334,7 @@ class RunFolder:
         problems = []
         for path in reversed(found):
             try:
-                state = torch.load(path, weights_only=True)
+                state = torch.load(path, weights_only=True, map_location="cpu")
                 if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
                     raise ValueError(f"not a descend checkpoint of format {CHECKPOINT_FORMAT}")
             except Exception as e:  # truncated, zeroed, foreign or malicious: unpickling refused or failed

@@ -51,6 +51,10 @@ class TrainState:
     #: the latest step's rows, as positions in the training set (set with ``loss``); None for a full batch or a
     #: loader's batches. The loop's own index tensor, shared, not a copy: read it, do not change it.
     batch_index: Tensor | None = None
+    #: under precision="16-mixed": whether the gradient scaler skipped the latest step (its scaled gradients
+    #: overflowed float16; nothing moved), and then the loss scale it lowered to
+    scaler_skipped: bool = False
+    loss_scale: float | None = None
     row: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     stop: str | None = None

@@ -287,7 +287,7 @@ def lr_find(
     try:
         with torch.random.fork_rng(devices=[]):
             if family == "linear":
-                rows = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:probe]
+                rows = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:probe].to(X.device)
                 X_edge, y_edge = X.index_select(0, rows), y.index_select(0, rows)
 
                 def edge_loss() -> Tensor:
@@ -345,7 +345,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     gen = torch.Generator().manual_seed(seed)
     n = len(X)
     size = min(batch_size, n)
-    order, at = torch.randperm(n, generator=gen), 0
+    order, at = torch.randperm(n, generator=gen).to(X.device), 0  # drawn on the CPU: the same rows on any device
     rows = order[: min(probe, n)]
     X_probe, y_probe = X.index_select(0, rows), y.index_select(0, rows)
     ratio = lr_max / lr_min
@@ -356,7 +356,7 @@ def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     model.train()
     for i in range(steps):
         if at + size > n:
-            order, at = torch.randperm(n, generator=gen), 0
+            order, at = torch.randperm(n, generator=gen).to(X.device), 0
         idx = order[at : at + size]
         at += size
         lr = lr_min * ratio ** (i / (steps - 1))
