@@ -268,8 +268,9 @@ class _DescendEstimator(BaseEstimator):
         check_is_fitted(self, "model_")
         X = _dense(validate_data(self, X, reset=False, dtype=np.float64, accept_sparse=True))
         # In float64, so a row's answer does not depend on the rows beside it (float32 matrix products round
-        # differently for different batch sizes); the weights are the float32 ones, widened.
-        state = {k: v.double() if v.is_floating_point() else v
+        # differently for different batch sizes); the weights are the float32 ones, widened, on the CPU (where the
+        # rows are, whatever device trained them).
+        state = {k: v.detach().cpu().double() if v.is_floating_point() else v.cpu()
                  for k, v in (*self.model_.named_parameters(), *self.model_.named_buffers())}  # fmt: skip
         with torch.no_grad():
             out = torch.func.functional_call(self.model_, state, (torch.as_tensor(self._scaled(X)),))

@@ -63,6 +63,8 @@ def _summary(page: Page, run: RunRecord) -> None:
         ("loss", resolved.get("loss", "?")),
         ("optimizer", f"{args.get('optimizer', '?')}, lr {shown(args['lr']) if args.get('lr') is not None else 'default'}"),
         ("batch size", resolved.get("batch_size", args.get("batch_size", "?"))),
+        # where and in what arithmetic it trained (runs from before these options: the CPU, float32)
+        ("device, precision", f"{resolved.get('device', 'cpu')}, {_PRECISIONS.get(resolved.get('precision', '32'))}"),
         ("how training stopped", STOPS.get(str(stop), str(stop)) if stop else "-"),
         ("converged", s.get("converged")),
         ("epochs / steps", f"{s.get('epochs', len(run.metrics))} / {s.get('steps', '?')}"),
@@ -78,6 +80,9 @@ def _summary(page: Page, run: RunRecord) -> None:
         page.paragraph("Final metrics (the epoch whose weights were kept):")
         page.table([k for k, _ in kept], [[v for _, v in kept]])
     _features(page, run)
+
+
+_PRECISIONS = {"32": "float32", "bf16": "bfloat16 autocast", "16-mixed": "float16 autocast with a gradient scaler"}
 
 
 def status(run: RunRecord) -> str:

@@ -46,6 +46,7 @@ from descend import metrics as _metrics
 from descend.data.text import is_text
 from descend.errors import ConfigError, DataError, DescendError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
+from descend.train.devices import Precision, resolve_device
 from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
 from descend.train.run import RunFolder, atomic_write, environment, jsonable
@@ -152,6 +153,7 @@ def _check_arguments(args: dict[str, Any]) -> None:
         if changed:
             raise ConfigError(f"{changed[0]}: {changed[0]}={args[changed[0]]!r} is a setting of fit's own early "
                               "stopping; expected it on the EarlyStopping given as early_stopping")  # fmt: skip
+    resolve_device(args["device"])  # a device this machine lacks is refused before a run folder is made
     if not isinstance(args["model"], (str, dict)):
         given = [n for n in MODEL_SETTINGS if args[n] is not None]
         if given:
@@ -168,13 +170,16 @@ def _checked(args: dict[str, Any]) -> int:
 
 
 def _stream_batch(X_dtype: torch.dtype, y_dtype: torch.dtype, unsqueeze: bool,
-                  transform: Callable[[Tensor], Tensor] | None, n_classes: int | None) -> Callable[..., Any]:
+                  transform: Callable[[Tensor], Tensor] | None, n_classes: int | None,
+                  device: torch.device) -> Callable[..., Any]:
     """For a loader: a batch ``(X, y)`` as the loop needs it, converted as fit converts in-memory targets."""
     from descend.train.setup import _pair
 
     def batch(raw: Any, where: str) -> tuple[Tensor, Tensor, Tensor]:
         """``(X, y for the loss, y for the metrics)``."""
         X, y = _pair(raw, where)
+        # non-blocking: asynchronous from a loader's pinned memory (DataLoader(pin_memory=True))
+        X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
         y = y_metric = y.to(y_dtype)
         if n_classes is not None and len(y) and int(y.max()) >= n_classes:
             raise DataError(f"data: {where} holds class {int(y.max())}, but the model has {n_classes} outputs (the "
@@ -240,6 +245,16 @@ def _build_model(spec: Any, data: Any, settings: dict[str, Any]) -> nn.Module:
     if not any(True for _ in model.parameters()):
         raise ConfigError(f"model: {type(model).__name__} has no parameters to train")
     return model
+
+
+def _checkpoint_blocks(model: nn.Module) -> None:
+    """Gradient checkpointing on ``model``'s blocks (descend.models.blocks); refused for a model without any."""
+    from descend.models.blocks import set_checkpointing
+
+    if set_checkpointing(model, True) == 0:
+        raise ConfigError(f"checkpointing: {type(model).__name__} has no blocks to recompute (checkpointing applies "
+                          "to mlp with hidden layers, cnn, cnn1d, gpt and ftt); expected checkpointing=False, or "
+                          "torch.utils.checkpoint in your own module's forward")  # fmt: skip
 
 
 def _callbacks(args: dict[str, Any], has_val: bool, run: RunFolder | None) -> list[Callback]:
@@ -352,6 +367,9 @@ def fit(
     checkpoint_every: int | None = None,
     threads: int | str | None = "auto",
     compile: bool = False,
+    device: str | torch.device = "cpu",
+    precision: str = "32",
+    checkpointing: bool = False,
     callbacks: Sequence[Callback] = (),
     progress: bool | None = None,
 ) -> FitResult:
@@ -458,6 +476,11 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     data.X, data.X_val = data.X.to(X_dtype), data.X_val.to(X_dtype)
     y_dtype = torch.long if data.task == "multiclass" else X_dtype
     data.y, data.y_val = data.y.to(y_dtype), data.y_val.to(y_dtype)
+    device = resolve_device(args["device"])
+    model.to(device)  # before the optimizer is made: its state follows the parameters
+    data.X, data.y, data.X_val, data.y_val = (t.to(device) for t in (data.X, data.y, data.X_val, data.y_val))
+    if args["checkpointing"]:
+        _checkpoint_blocks(model)
 
     spec = args["loss"]
     if spec is None:
@@ -492,7 +515,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         transform = None if not named_loss else loss_obj.target_transform
         shaped = named_loss and unsqueeze
         classes = int(probe.shape[-1]) if named_loss and data.task == "multiclass" else None  # the model's outputs
-        data.batch = _stream_batch(X_dtype, y_dtype, shaped, transform, classes)
+        data.batch = _stream_batch(X_dtype, y_dtype, shaped, transform, classes, device)
     scaled = _target_scale(args["scale_target"], model, data.task, named_loss, data.stream is not None, y)
     if scaled is not None:
         loss_fn = _losses.standardised(loss_fn, scaled[0].to(y.dtype), scaled[1].to(y.dtype))
@@ -516,6 +539,11 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if closure is not None and args["compile"]:
         raise ConfigError(f"compile: {type(optimizer).__name__} re-evaluates the loss through a closure, which the "
                           "compiled step does not; expected compile=False, or a first-order optimizer")  # fmt: skip
+    precision = Precision(args["precision"], device)
+    if closure is not None and precision.mixed:
+        raise ConfigError(f"precision: precision={args['precision']!r} applies to first-order optimizers, and "
+                          f"{type(optimizer).__name__} re-evaluates the loss through a closure; expected "
+                          "precision='32'")  # fmt: skip
     if closure is not None and data.stream is not None:
         raise ConfigError(f"optimizer: {type(optimizer).__name__} steps on the whole training set, which a loader does "
                           "not hold; expected a first-order optimizer (sgd, momentum, adam, ...) or in-memory data")  # fmt: skip
@@ -542,6 +570,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
     planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
     config = _config(args, data, model, loss_name, batch_size)
+    eager = args["compile"] and precision.mixed  # autocast runs eagerly: the compiled step is float32's
+    config["resolved"].update(device=str(device), precision=precision.name,
+                              compile="eager under autocast" if eager else bool(args["compile"]))  # fmt: skip
     if scaled is not None:
         config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
     if run is not None:  # the config first, before the range test or anything long: a killed run can be resumed
@@ -603,8 +634,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         model=model, optimizer=optimizer, data=data, loss_fn=loss_fn, y=y, y_val=y_val, metrics=metric_names,
         penalty=penalty, set_lr=set_lr, plateau=plateau, batch_size=batch_size, epochs=args["epochs"],
         max_steps=args["max_steps"], loss_threshold=args["loss_threshold"], tol=args["tol"],
-        n_iter_no_change=args["n_iter_no_change"], callbacks=callbacks, seed=seed, compile=args["compile"],
-        augment=augment,
+        n_iter_no_change=args["n_iter_no_change"], callbacks=callbacks, seed=seed,
+        compile=args["compile"] and not eager, augment=augment, precision=precision,
     )  # fmt: skip
     state = loop.state
     if run is not None:
@@ -689,7 +720,7 @@ def _config(args: dict[str, Any], data: Any, model: nn.Module, loss_name: str, b
             "n_batches": len(data.stream) if data.stream is not None else None,
             "n_features": data.n_features,
             "n_classes": data.n_classes,
-            "fingerprint": float(data.X.double().sum()),
+            "fingerprint": float(data.X.cpu().double().sum()),  # on the CPU: the same on any device
             "decisions": list(getattr(data.prepared, "decisions", None) or []),  # how prepare read the table
         },
         "environment": environment(),
@@ -781,6 +812,7 @@ def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> Fit
             "summary.json",
             {"status": "complete", "stop_reason": reason, "converged": converged, "diverged": diverged is not None,
              "divergence": diverged, "guard": result.guard, "epochs": result.epochs, "steps": state.step,
+             "device": str(loop.device), "precision": loop.precision.name,
              "best_epoch": best, "final": result.final},
         )  # fmt: skip
     return result

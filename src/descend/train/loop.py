@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from descend.data.batching import Batches
 from descend.metrics import evaluate
+from descend.train.devices import Precision, rng_state, set_rng_state
 from descend.train.setup import TrainData
 from descend.train.state import Callback, TrainState, defines
 
@@ -128,8 +129,11 @@ class Loop:
         seed: int,
         compile: bool = False,
         augment: Callable[[Tensor, int], Tensor] | None = None,
+        precision: Precision | None = None,
     ) -> None:
         self.model, self.optimizer, self.data = model, optimizer, data
+        self.device = data.X.device  # where fit put the model and the data
+        self.precision = precision if precision is not None else Precision("32", self.device)
         self.augment = augment  # (batch, step) -> batch: a function of the step, so resume redraws it
         self.loss_fn, self.y, self.y_val = loss_fn, y, y_val
         self.metrics, self.penalty, self.set_lr, self.plateau = metrics, penalty, set_lr, plateau
@@ -146,7 +150,7 @@ class Loop:
             self.batches = None if self.full else Batches(self.n, batch_size, seed=seed)
         self.state = TrainState(model=model, optimizer=optimizer, task=data.task, epochs=epochs, n_batches=n_batches)
         floats = next((t.dtype for t in (y, data.X) if t.is_floating_point()), torch.get_default_dtype())  # not ids
-        self.loss_sum = torch.zeros((), dtype=floats)
+        self.loss_sum = torch.zeros((), dtype=floats, device=self.device)
         self.grad_norm = math.nan
         self.no_change = 0
         self.elapsed = 0.0
@@ -177,7 +181,8 @@ class Loop:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": {"step": s.step, "plateau": self.plateau.state_dict() if self.plateau is not None else None},
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": {"torch": torch.get_rng_state(), **rng_state(self.device)},
+            "precision": self.precision.state_dict(),
             "order": self._order_state(),
             "epoch_sums": {"loss_sum": self.loss_sum.clone(), "grad_norm": self.grad_norm, "elapsed": self.elapsed},
             "stopping": {"no_change": self.no_change},
@@ -193,10 +198,13 @@ class Loop:
         if self.plateau is not None and ckpt["schedule"]["plateau"] is not None:
             self.plateau.load_state_dict(ckpt["schedule"]["plateau"])
         torch.set_rng_state(ckpt["rng"]["torch"])
+        set_rng_state(ckpt["rng"], self.device)
+        self.precision.load_state_dict(ckpt.get("precision", {}))
         if self.batches is not None:
             self.batches.load_state_dict(ckpt["order"])
         sums = ckpt["epoch_sums"]
         self.loss_sum, self.grad_norm, self.elapsed = sums["loss_sum"], sums["grad_norm"], sums["elapsed"]
+        self.loss_sum = self.loss_sum.to(self.device)
         self.no_change = ckpt["stopping"]["no_change"]
         s.history = list(ckpt["history"])
         s.row = dict(s.history[-1]) if s.history else {}
@@ -234,6 +242,9 @@ class Loop:
         step, zero_grad, compiled, augment = self.step, self.zero_grad, self.compiled, self.augment
         X, y = self.data.X, self.y
         stream = self.data.batch  # with a loader: raw batch -> (X, y)
+        amp = self.precision
+        cast, scaled = amp.autocast if amp.mixed else None, amp.scaler is not None
+        on_cpu = self.device.type == "cpu"  # else the batch's index moves to the data's device
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
         max_steps = self.max_steps if self.max_steps is not None else -1
         while s.stop is None and s.epoch < s.epochs:
@@ -261,7 +272,8 @@ class Loop:
                     elif stream is not None:
                         xb, yb, _ = stream(idx, f"batch {b} of epoch {s.epoch + 1}")
                     else:
-                        xb, yb = X.index_select(0, idx), y.index_select(0, idx)
+                        at = idx if on_cpu else idx.to(self.device, non_blocking=True)
+                        xb, yb = X.index_select(0, at), y.index_select(0, at)
                     if augment is not None and stream is None:
                         xb = augment(xb, s.step)
                     rows = len(xb)
@@ -275,17 +287,33 @@ class Loop:
                         if b == last:
                             self.grad_norm = self._grad_norm()
                     else:
-                        loss = loss_fn(model(xb), yb)
+                        if cast is None:
+                            loss = loss_fn(model(xb), yb)
+                        else:  # the forward in 16 bits, the loss in float32
+                            with cast():
+                                out = model(xb)
+                            loss = loss_fn(out.float(), yb)
                         if penalty is not None:
                             loss = loss + penalty()
                         zero_grad()
-                        loss.backward()
+                        if scaled:
+                            amp.backward(loss, self.optimizer)  # unscaled again before anything reads them
+                        else:
+                            loss.backward()
                         if b == last:
                             self.grad_norm = self._grad_norm()
                         if set_lr is not None:
                             set_lr(s.step)
                         s.loss = loss  # the step's loss, for the divergence guard's check before the update
-                        step()
+                        if scaled:
+                            s.scaler_skipped = amp.step(self.optimizer, step)
+                            if s.scaler_skipped:  # an overflow of the scaled gradient, not the true one's
+                                s.loss_scale = amp.scale
+                                zero_grad()
+                                if b == last:
+                                    self.grad_norm = math.nan
+                        else:
+                            step()
                         if compiled is not None:
                             compiled.eager_step_done(xb)
                 self.loss_sum += loss.detach()
@@ -372,7 +400,7 @@ class Loop:
         if d.val_stream is not None:  # a validation loader: every batch's outputs, then the same numbers
             self.model.eval()
             parts = [d.batch(raw, f"validation batch {k}") for k, raw in enumerate(d.val_stream)]
-            out = torch.cat([self.model(x) for x, _, _ in parts])
+            out = torch.cat([self._forward(x) for x, _, _ in parts])
             target, metric_target = torch.cat([t for _, t, _ in parts]), torch.cat([m for _, _, m in parts])
             self.model.train()
             row = {"val_loss": float(self.loss_fn(out, target))}
@@ -381,11 +409,18 @@ class Loop:
         if len(d.X_val) == 0:
             return {}
         self.model.eval()
-        out = self.model(d.X_val)
+        out = self._forward(d.X_val)
         self.model.train()
         row = {"val_loss": float(self.loss_fn(out, self.y_val))}
         row.update({f"val_{k}": v for k, v in evaluate(out, d.y_val, d.task, self.metrics).items()})
         return row
+
+    def _forward(self, x: Tensor) -> Tensor:
+        """The model's output in the run's precision (a float32 tensor)."""
+        if not self.precision.mixed:
+            return self.model(x)
+        with self.precision.autocast():
+            return self.model(x).float()
 
     def _stopping_rules(self, row: dict[str, float]) -> None:
         s = self.state

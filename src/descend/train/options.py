@@ -132,6 +132,22 @@ def _object(value: Any) -> bool:
     return value is not None and not isinstance(value, (str, bytes))
 
 
+PRECISIONS = ("32", "bf16", "16-mixed")  # descend.train.devices's, which a test holds to these
+
+
+def _device(value: Any) -> bool:
+    """A device's spelling (whether this machine has it is fit's check: descend.train.devices)."""
+    if not isinstance(value, str):
+        return False
+    kind, colon, index = value.partition(":")
+    return value in ("auto", "cpu", "cuda", "mps") or (kind == "cuda" and colon == ":" and index.isdigit())
+
+
+DEVICE = Kind("auto, cpu, cuda, cuda:N or mps", _device, lambda w: w.strip().lower(), "auto|cpu|cuda|cuda:N|mps")
+PRECISION = Kind("one of '32', 'bf16', '16-mixed' (text)", lambda v: isinstance(v, str) and v in PRECISIONS,
+                 lambda w: w.strip().lower(), "|".join(PRECISIONS))  # fmt: skip
+
+
 
 _TABLE = (
     Option("model", "model", "mlp", text("a model spec") | python("a torch.nn.Module or a model config", _object),
@@ -291,6 +307,22 @@ _TABLE = (
            "Compile each training step with torch.compile: faster steps after a compile of seconds.",
            "Worth it on runs of thousands of steps (descend.train.compiled); results equal the eager run's to "
            "rounding. Not for second-order optimizers or batch norm."),
+    Option("device", "run", "cpu", DEVICE | python("a torch.device", _instance("torch.device")),
+           "Where to train: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps.",
+           "The model, the data in memory, the optimizer's state and the diagnostics live there; checkpoints are "
+           "device-free, so a run resumes on another device (descend.train.devices). The model comes back on it.",
+           resume_free=True, metavar="DEVICE"),
+    Option("precision", "run", "32", PRECISION,
+           "Arithmetic of the forward pass: 32 (float32), bf16 (bfloat16 autocast) or 16-mixed (float16 autocast "
+           "with a gradient scaler).",
+           "Parameters, gradients and the optimizer's state stay float32; under 16-mixed every reader of "
+           "gradients sees them unscaled and a step the scaler skips is a guard_skip event, not divergence "
+           "(descend.train.devices). First-order optimizers only; compile=True steps eagerly under autocast."),
+    Option("checkpointing", "run", False, BOOLEAN,
+           "Gradient checkpointing: recompute each block's activations in the backward pass (less memory, about "
+           "a third more compute).",
+           "For descend's models with blocks (mlp's hidden layers, cnn's stages, gpt and ftt's transformer blocks); "
+           "the gradients are those without it. A model without blocks is refused.", resume_free=True),
     Option("callbacks", "run", (), python("a sequence of descend.train.Callback", _object),
            "Extra callbacks (Python only).", flag=None, resume_free=True),
     Option("progress", "run", None, BOOLEAN | NONE, "A progress bar (None: when stderr is a terminal; Python only: the "

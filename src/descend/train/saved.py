@@ -64,7 +64,7 @@ def save_model(
     vocabulary = getattr(data, "vocabulary", None)  # a language model's tokens: what sampling decodes
     if vocabulary is not None:
         meta["vocabulary"] = vocabulary.to_dict()
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # device-free
     atomic_write(path / "model.safetensors", save(weights))
     atomic_write(path / "model.json", (json.dumps(jsonable(meta), indent=2) + "\n").encode())
     return path
