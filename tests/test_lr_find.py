@@ -174,6 +174,7 @@ def test_run_folder_records_the_sweep(tmp_path: Path) -> None:
         ({"diverge": 1}, "diverge=1; expected a number > 1"),
         ({"batch_size": "full"}, "batch_size='full'; expected an int >= 1"),
         ({"divisor": 0.5}, "divisor=0.5; expected a number > 1 or None"),
+        ({"warmup_anneal": 1}, "warmup_anneal=1; expected True or False"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -251,3 +252,57 @@ def test_linear_model_suggestion_is_capped_at_the_edge() -> None:
     sweep = suggest(list(10**u), list(loss), divisor=1.5, edge=0.01)
     assert sweep.lowest is not None and sweep.lowest > 0.05
     assert sweep.suggestion == pytest.approx(0.01 / 1.5)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("warmup-cosine", True), ("one-cycle", True), ("cosine", False),
+                                                ("constant", False), ("step", False), ("exponential", False),
+                                                ("plateau", False)])  # fmt: skip
+def test_warm_up_and_annealing_is_read_from_the_schedule(name: str, expected: bool) -> None:
+    # By the definition: starts at or below half the peak (warm-up-cosine at 0, one-cycle at 1/25) and falls to
+    # half of it for good before the end; a cosine and the decays start at the peak, the plateau follows a metric.
+    from descend.schedules import named
+    from descend.tune.auto import warms_up_and_anneals
+
+    assert warms_up_and_anneals(named(name, 0.01, total_steps=500), 500) is expected
+
+
+def test_transformers_are_told_apart() -> None:
+    from descend.models import GPT
+    from descend.tune.lr_find import kind
+
+    gpt = GPT(11, layers=1, heads=2, dim=16, block=8)
+    mlp = MLP(4, 1, hidden=(8,))
+    attention = nn.Sequential(nn.MultiheadAttention(8, 2))
+    adam = [lambda m: descend.optim.Adam(m.parameters()), lambda m: torch.optim.AdamW(m.parameters())]
+    assert [kind(m, make(m)) for m in (gpt, attention) for make in adam] == ["transformer"] * 4
+    assert kind(mlp, descend.optim.Adam(mlp.parameters())) == "adaptive"
+    assert kind(gpt, descend.optim.SGD(gpt.parameters(), lr=0.1)) == "network"
+
+
+def sweep_lowest(found: Any) -> list[float]:
+    return [s.lowest for s in found.sweeps]
+
+
+@pytest.mark.parametrize(("model", "divisor"), [("mlp", 10.0), ("gpt", 2.0)])
+def test_the_peak_of_a_warm_up_cosine_is_the_lowest_loss_rate_over_less(tmp_path: Path, model: str,
+                                                                         divisor: float) -> None:  # fmt: skip
+    # The sweeps do not depend on the schedule (the same lowest-loss rates, bit for bit); only the divisor
+    # does: 20 for a constant rate, 10 (an MLP) or 2 (a transformer) for the peak of warm-up-cosine. And the
+    # range test alone (find_lr, what `descend lr-find` runs) picks the training run's rate to the digit.
+    if model == "mlp":
+        X, y = classification()
+        spec, data, options = MLP(hidden=(16,)), (X, y), {"epochs": 8, "batch_size": 32}
+    else:
+        text = "".join(f"{w} {x}, {w}.\n" for w in ("to be", "or not", "that is") for x in ("the question", "so"))
+        (tmp_path / "t.txt").write_text(text * 40)
+        spec, data, options = "gpt:layers=1,heads=2,dim=16,block=16", tmp_path / "t.txt", {"max_steps": 300}
+    common: dict[str, Any] = {"optimizer": "adam", "seed": 0, "progress": False, **options}
+    constant = descend.tune.find_lr(copy.deepcopy(spec), data, **common)
+    peak = descend.tune.find_lr(copy.deepcopy(spec), data, schedule="warmup-cosine", **common)
+    assert not constant.fallback and not peak.fallback
+    assert sweep_lowest(peak) == sweep_lowest(constant)
+    assert [s.suggestion for s in peak.sweeps] == [s.lowest / divisor for s in peak.sweeps]  # type: ignore[operator]
+    assert [s.suggestion for s in constant.sweeps] == [s.lowest / 20 for s in constant.sweeps]  # type: ignore[operator]
+    assert f"divided by {divisor:g}" in peak.reason and "warm-up and annealing" in peak.reason
+    trained = descend.fit(copy.deepcopy(spec), data, lr="auto", schedule="warmup-cosine", **common)
+    assert trained.lr_find.lr == peak.lr and trained.lr_find.reason == peak.reason

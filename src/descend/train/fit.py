@@ -585,7 +585,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         if closure is not None:
             raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
         found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
-                        penalty=penalty)  # fmt: skip
+                        penalty=penalty, schedule=_shape(args, planned))  # fmt: skip
         if range_test_only:
             return found
     if args["schedule"] is not None:
@@ -668,6 +668,14 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     result = _finish(run, loop, data, loss_name)
     result.lr_find = found
     return result
+
+
+def _shape(args: dict[str, Any], planned: int) -> Callable[[int], float] | None:
+    """The run's schedule peaking at 1 (None without one): the range test's rate will be its peak."""
+    if args["schedule"] is None:
+        return None
+    return _shaped(args["schedule"], 1.0, planned,
+                   {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None})
 
 
 def _shaped(spec: Any, peak: float, planned: int, settings: dict[str, Any]) -> Callable[[int], float]:

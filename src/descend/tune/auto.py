@@ -9,17 +9,23 @@ steps each over rates from ``LR_MIN`` = 1e-5 to 10, :math:`S` the planned steps 
 or ``max_steps``), so the test costs about 5% of the planned steps (plus a probe forward per sweep step, which on small models
 costs about as much as a step), and never fewer than 90 steps (a run planned shorter than about 1,800 steps
 pays more than 5%). Sweeps stop early at divergence, so the real cost is usually lower. The chosen rate is written into every
-param group of the optimizer.
+param group of the optimizer. When the run's schedule warms up to its peak and anneals from it
+(:func:`warms_up_and_anneals`), the rate found is that peak, and the range test divides the lowest-loss rate by
+less (:data:`descend.tune.lr_find.WARMUP_ANNEAL_DIVISORS`).
 
 Example:
     >>> import torch
     >>> from descend.tune.auto import sweep_steps
     >>> sweep_steps(100 * 45), sweep_steps(300)
     (75, 30)
+    >>> from descend.schedules import named
+    >>> [warms_up_and_anneals(named(k, 1.0, total_steps=2000), 2000) for k in ("warmup-cosine", "cosine")]
+    [True, False]
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -27,7 +33,7 @@ from torch import Tensor, nn
 
 from descend.tune.lr_find import LRFindResult, lr_find
 
-__all__ = ["LR_MIN", "SWEEPS", "auto_lr", "sweep_steps"]
+__all__ = ["LR_MIN", "SWEEPS", "auto_lr", "sweep_steps", "warms_up_and_anneals"]
 
 SWEEPS = 3
 LR_MIN = 1e-5  # below this no optimizer in descend makes progress in a few hundred steps
@@ -37,6 +43,19 @@ _SHARE = 0.05
 def sweep_steps(planned: int) -> int:
     """Steps per sweep for a run planned to take ``planned`` steps (see the module docstring)."""
     return min(100, max(30, int(_SHARE * planned / SWEEPS)))
+
+
+def warms_up_and_anneals(schedule: Callable[[int], float], planned: int, *, points: int = 2000) -> bool:
+    """Whether ``schedule`` starts at or below half its peak and falls to half of it for good within ``planned``
+    updates (warm-up-cosine, one-cycle; not a constant, a cosine without warm-up, a step decay, or a schedule
+    driven by a metric). Sampled at ``points`` evenly spaced updates at most."""
+    from descend.schedules import annealing_start
+
+    if hasattr(schedule, "step") or planned < 2:
+        return False
+    stride = max(1, planned // points)
+    peak = max(float(schedule(t)) for t in range(0, planned, stride))
+    return math.isfinite(peak) and peak > 0 and float(schedule(0)) <= 0.5 * peak and annealing_start(schedule, planned) > 0
 
 
 def auto_lr(
@@ -50,10 +69,15 @@ def auto_lr(
     planned: int,
     seed: int,
     penalty: Callable[[], Tensor] | None = None,
+    schedule: Callable[[int], float] | None = None,
 ) -> LRFindResult:
-    """Run the range test for a run of ``planned`` steps and set the chosen lr on every param group."""
+    """Run the range test for a run of ``planned`` steps and set the chosen lr on every param group.
+
+    ``schedule``: the run's schedule shape (any peak), when the rate found will be its peak.
+    """
+    shaped = schedule is not None and warms_up_and_anneals(schedule, planned)
     found = lr_find(model, optimizer, loss_fn, X, y, batch_size=batch_size, steps=sweep_steps(planned), lr_min=LR_MIN,
-                    sweeps=SWEEPS, seed=seed, penalty=penalty)  # fmt: skip
+                    sweeps=SWEEPS, seed=seed, penalty=penalty, warmup_anneal=shaped)  # fmt: skip
     for group in optimizer.param_groups:
         group["lr"] = found.lr
     return found
