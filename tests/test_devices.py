@@ -326,6 +326,17 @@ def test_accumulation_of_n_batches_equals_one_batch_n_times_larger() -> None:
     assert torch.allclose(whole, accumulated, rtol=0, atol=1e-6), (whole - accumulated).abs().max()
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "one-cycle"])
+def test_accumulation_follows_the_schedule_of_the_larger_batch(schedule: str) -> None:
+    """A schedule runs on the optimizer's updates: over 3 epochs, 24 updates of 4 micro-batches each, as the
+    batch of 32 takes them (the schedule ends at the same rate, the weights agree)."""
+    X, y = _classes(256)
+    runs = [descend.fit("mlp:32,32", (X, y), batch_size=bs, accumulate=k, lr=1e-2, epochs=3, schedule=schedule,
+                        validation=0, tol=None, guard=False, seed=3, **QUIET) for bs, k in ((32, 1), (8, 4))]  # fmt: skip
+    assert runs[0].history[-1]["lr"] == pytest.approx(runs[1].history[-1]["lr"], abs=1e-12)
+    assert torch.allclose(_flat(runs[0].model), _flat(runs[1].model), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "16-mixed"])
 def test_accumulation_under_mixed_precision(precision: str) -> None:
     """Under autocast each micro-batch's gradient is rounded to 16 bits before the mean where the whole batch's

@@ -153,6 +153,8 @@ def _check_arguments(args: dict[str, Any]) -> None:
         if changed:
             raise ConfigError(f"{changed[0]}: {changed[0]}={args[changed[0]]!r} is a setting of fit's own early "
                               "stopping; expected it on the EarlyStopping given as early_stopping")  # fmt: skip
+    if isinstance(args["device"], torch.device):
+        args["device"] = str(args["device"])  # recorded as a word the command line reads back
     resolve_device(args["device"])  # a device this machine lacks is refused before a run folder is made
     if not isinstance(args["model"], (str, dict)):
         given = [n for n in MODEL_SETTINGS if args[n] is not None]
@@ -569,6 +571,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         torch.set_num_threads(threads)
     n_batches = math.ceil(len(data.X) / batch_size) if data.stream is None else len(data.stream)
     planned = min(args["epochs"] * n_batches, args["max_steps"] or args["epochs"] * n_batches)
+    # a schedule runs on the optimizer's updates: with accumulation (descend's engine), one per k batches
+    updates = math.ceil(planned / args["accumulate"])
     config = _config(args, data, model, loss_name, batch_size)
     eager = args["compile"] and precision.mixed  # autocast runs eagerly: the compiled step is float32's
     config["resolved"].update(device=str(device), precision=precision.name,
@@ -585,7 +589,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         if closure is not None:
             raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
         found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
-                        penalty=penalty, schedule=_shape(args, planned))  # fmt: skip
+                        penalty=penalty, schedule=_shape(args, updates))  # fmt: skip
         if range_test_only:
             return found
     if args["schedule"] is not None:
@@ -594,7 +598,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             peak = float(run.read_json("config.json")["resolved"]["lr"])
         else:
             peak = float(optimizer.param_groups[0]["lr"])  # the given rate, the range test's, or the optimizer's
-        lr = _shaped(args["schedule"], peak, planned,
+        lr = _shaped(args["schedule"], peak, updates,
                      {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None})
         _install_schedule(optimizer, lr)
     plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
@@ -612,7 +616,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if callable(lr) and plateau is None:
         from descend.schedules import annealing_start
 
-        annealed = annealing_start(lr, planned) // n_batches  # the epoch in which the schedule has annealed
+        annealed = annealing_start(lr, updates) * args["accumulate"] // n_batches  # the epoch it has annealed in
         for cb in callbacks:
             if isinstance(cb, EarlyStopping) and cb.start_epoch is None:
                 cb.start_epoch = annealed
@@ -648,7 +652,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             found.to_csv(run.path / "lr_find.csv")
             run.log_event("lr_find", **found.summary())
         if callable(lr) and plateau is None:
-            _write_schedule(run, lr, planned)
+            _write_schedule(run, lr, updates)
         _start_run(run, loop)
     for cb in callbacks:
         cb.on_fit_start(state)
