@@ -33,7 +33,7 @@ NO_EXAMPLES = {
     "descend.optim", "descend.optim.base", "descend.optim.fast",
     "descend.report", "descend.report.html", "descend.report.landscape",
     "descend.report.record",
-    "descend.train", "descend.train.compiled", "descend.train.loop", "descend.train.run", "descend.train.setup",
+    "descend.train", "descend.train.loop", "descend.train.run", "descend.train.setup",
     "descend.tune",
 }
 

@@ -59,7 +59,7 @@ from descend.optim.transforms import PerParam
 from descend.train.guard import DivergenceGuard
 from descend.train.setup import Penalty
 
-__all__ = ["CompiledStep"]
+__all__ = ["AUTO_MIN_STEPS", "CompiledStep", "step_path"]
 
 #: Graphs kept per step: one per layout of the optimizer's rules and settings (learning rates and step-dependent
 #: numbers are inputs, not part of the layout). A run that keeps changing its settings goes back to eager steps.
@@ -394,3 +394,54 @@ def _compiled_torch_step(optimizer: torch.optim.Optimizer) -> tuple[Any, Callabl
     code, compiled = compile_own(func, dynamic=None, tensor_guards=False)
     return code, plain_step(optimizer, compiled)
 
+
+
+#: Planned steps from which ``fit`` compiles its step when not told (``compile=None``). On a CPU a compiled step of
+#: a small model saves about 250 us (its time is dispatch, not arithmetic), and the compile costs 3-5 s in a fresh
+#: process and 0.3-0.5 s in later fits (docs/benchmarks.md, "fit(compile=True)"): it pays after 12,000-20,000
+#: steps. A rule on the plan and the model, not on timings, so a seeded run takes the same path on any machine.
+AUTO_MIN_STEPS = 20_000
+
+
+def step_path(requested: bool | None, *, planned: int, model: nn.Module, penalty: Penalty | None,
+              closure: str | None, mixed: bool, distributed: bool, device: torch.device,
+              checkpointing: bool) -> tuple[bool, str]:  # fmt: skip
+    """Whether ``fit`` compiles its training step, and why, in words for the run record and the summary.
+
+    ``requested`` is fit's ``compile``: True or False decide (True under autocast still runs eagerly: the compiled
+    step is float32's); None compiles a long run (at least :data:`AUTO_MIN_STEPS` planned steps) on a CPU with a
+    C++ compiler, of a first-order optimizer, in float32, in one process, without batch norm or activation
+    checkpointing, and keeps every other run eager.
+
+    Example:
+        >>> import torch
+        >>> step_path(None, planned=4_500, model=torch.nn.Linear(3, 1), penalty=None, closure=None, mixed=False,
+        ...           distributed=False, device=torch.device("cpu"), checkpointing=False)
+        (False, 'eager: 4,500 planned steps, under 20,000: a compile of seconds would not pay')
+    """
+    if requested is False:
+        return False, "eager: compile=False"
+    if mixed:
+        return False, "eager: autocast runs eagerly (the compiled step is float32's)"
+    if requested:
+        return True, "compiled: compile=True"
+    if closure is not None:
+        why = "the optimizer re-evaluates the loss through a closure"
+    elif distributed:
+        why = "DistributedDataParallel steps eagerly"
+    elif device.type != "cpu":
+        why = f"the rule is measured on CPUs; compile=True compiles on {device.type} too"
+    elif checkpointing:
+        why = "activation checkpointing recomputes blocks eagerly"
+    elif any(getattr(m, "track_running_stats", False) or isinstance(m, nn.modules.batchnorm._NormBase)
+             for m in model.modules()):  # fmt: skip
+        why = "batch norm updates running statistics in the forward, which the compiled step does not"
+    elif penalty is not None and any(not p.requires_grad for p in penalty.params):
+        why = "the penalty covers parameters that are not trained"
+    elif not compiler_available():
+        why = "no C++ compiler for torch.compile here"
+    elif planned < AUTO_MIN_STEPS:
+        why = f"{planned:,} planned steps, under {AUTO_MIN_STEPS:,}: a compile of seconds would not pay"
+    else:
+        return True, f"compiled: {planned:,} planned steps, at least {AUTO_MIN_STEPS:,}: the compile pays"
+    return False, f"eager: {why}"
