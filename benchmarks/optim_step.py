@@ -15,11 +15,17 @@ per call (descend.optim.fast), plus a few µs per tensor inside a call; 100 smal
 against ~0.7 ms for torch's fused Adam.
 
     .venv/bin/python benchmarks/optim_step.py [--numel 10000000] [--rounds 7] [--steps 5] [--only small]
+        [--fused-only] [--threads N]
+
+``--fused-only`` times descend's default against torch's fused kernels alone (the must-show ratio, in a few
+minutes on a loaded machine); the load average is printed before and after, since a loaded machine slows the
+multithreaded kernels of both sides, not always alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -32,7 +38,12 @@ import descend.optim as D
 Factory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 
 
-def contenders(algo: str) -> dict[str, Factory]:
+def contenders(algo: str, fused_only: bool = False) -> dict[str, Factory]:
+    every = _contenders(algo)
+    return {k: v for k, v in every.items() if k in ("descend (default)", "torch fused")} if fused_only else every
+
+
+def _contenders(algo: str) -> dict[str, Factory]:
     if algo == "adam":
         return {
             "descend (default)": lambda ps: D.Adam(ps, lr=1e-3),
@@ -70,11 +81,12 @@ def timed(steps_by_name: dict[str, Callable[[], object]], rounds: int, steps: in
     return {name: (statistics.median(times[name]), first[name]) for name in steps_by_name}
 
 
-def bench(algo: str, numel: int, tensors: int, rounds: int, steps: int) -> dict[str, tuple[float, float]]:
+def bench(algo: str, numel: int, tensors: int, rounds: int, steps: int,
+          fused_only: bool = False) -> dict[str, tuple[float, float]]:
     gen = torch.Generator().manual_seed(0)
     size = numel // tensors
     made: dict[str, Callable[[], object]] = {}
-    for name, make in contenders(algo).items():
+    for name, make in contenders(algo, fused_only).items():
         ps = [torch.nn.Parameter(torch.randn(size, generator=gen)) for _ in range(tensors)]
         for p in ps:
             p.grad = torch.randn(size, generator=gen) * 1e-2
@@ -108,25 +120,93 @@ def bench_small(rounds: int, steps: int) -> dict[str, tuple[float, float]]:
     return timed(made, rounds, steps)
 
 
+def bench_paths(algo: str, numel: int, tensors: int, rounds: int, steps: int) -> dict[str, tuple[float, float]]:
+    """descend's default step with each of the fast path's reaches into torch's internals switched off in turn.
+
+    - "plain guards": each chunk signature's graph with every guard torch makes (on the rules, the state's keys,
+      the scalars' structure) and the wrapper's size asserts, instead of guards on the tensors alone
+      (``keep_tensor_guards_unsafe``, ``size_asserts=False``);
+    - "no duck sizes": chunks of equally sized tensors compiled like the others (a size symbol per tensor), not
+      with the private ``use_duck_shape`` switch (one symbol per chunk);
+    - "no chunks": one compiled call per tensor (``chunk=1``) instead of ``CHUNK`` tensors per call.
+    """
+    import descend.optim.fast as fast
+
+    plain_compile = fast.compile_own
+
+    def plain(fn: Callable[..., object], *, dynamic: bool | None, tensor_guards: bool = True) -> object:
+        return plain_compile(fn, dynamic=dynamic, tensor_guards=False)
+
+    make = contenders(algo)["descend (default)"]
+    gen = torch.Generator().manual_seed(0)
+    size = numel // tensors
+    made: dict[str, Callable[[], object]] = {}
+    for name in ("default", "plain guards", "no duck sizes", "no chunks", "torch fused"):
+        ps = [torch.nn.Parameter(torch.randn(size, generator=gen)) for _ in range(tensors)]
+        for p in ps:
+            p.grad = torch.randn(size, generator=gen) * 1e-2
+        if name == "torch fused":
+            made[name] = contenders(algo)["torch fused"](ps).step
+            continue
+        opt = make(ps)
+        opt._fast = fast.FastRules(compile=True, chunk=1 if name == "no chunks" else None)  # type: ignore[attr-defined]
+        if name == "no duck sizes":
+            opt._fast._uniform = opt._fast._fn  # type: ignore[attr-defined]
+        if name == "plain guards":
+            def step(opt: torch.optim.Optimizer = opt) -> None:
+                fast.compile_own = plain  # type: ignore[assignment]
+                try:
+                    opt.step()
+                finally:
+                    fast.compile_own = plain_compile
+            made[name] = step
+        else:
+            made[name] = opt.step
+    return timed(made, rounds, steps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--numel", type=int, default=10_000_000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--only", choices=["large", "small"], default=None, help="run one part only")
+    ap.add_argument("--fused-only", action="store_true", help="descend's default against torch fused, nothing else")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--speed-paths", action="store_true",
+                    help="the gain of each of the fast path's reaches into torch's internals, on 100 tensors")
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, Python {platform.python_version()}, "
-          f"torch {torch.__version__}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+          f"Python {platform.python_version()}, torch {torch.__version__}, load average {_load()} at start")
+    if args.speed_paths:
+        for algo in ("adam", "sgd-momentum"):
+            res = bench_paths(algo, args.numel, 100, args.rounds, args.steps)
+            base = res["default"][0]
+            print(f"\n{algo}, {args.numel:,} parameters in 100 tensors: descend's default with one speed path off")
+            print(f"| {'variant':<14} | step ms | this / default | this / torch fused | first 2 steps s |")
+            print("|---|---:|---:|---:|---:|")
+            for name, (t, warm) in res.items():
+                print(f"| {name:<14} | {t * 1e3:7.1f} | {t / base:6.3f} | {t / res['torch fused'][0]:6.3f} | "
+                      f"{warm:6.2f} |")
+        print(f"load average {_load()} at the end")
+        return
+    summary = []
     for algo in ("adam", "sgd-momentum") if args.only != "small" else ():
         for tensors in (1, 100):
-            res = bench(algo, args.numel, tensors, args.rounds, args.steps)
-            base = res["torch default"][0]
+            res = bench(algo, args.numel, tensors, args.rounds, args.steps, args.fused_only)
             fused = res["torch fused"][0]
+            base = res["torch default"][0] if "torch default" in res else fused
             print(f"\n{algo}, {args.numel:,} parameters in {tensors} tensor(s)")
             print(f"| {'optimizer':<20} | step ms | torch default / this | this / torch fused | first 2 steps s |")
             print("|---|---:|---:|---:|---:|")
             for name, (t, warm) in res.items():
                 print(f"| {name:<20} | {t * 1e3:7.1f} | {base / t:6.2f} | {t / fused:6.2f} | {warm:6.2f} |")
+            summary.append(f"{algo}, {tensors} x {args.numel // tensors:,}: descend default / torch fused "
+                           f"{res['descend (default)'][0] / fused:.3f}")
+    if summary:
+        print("\n" + "\n".join(summary))
     if args.only != "large":
         res = bench_small(args.rounds, 200)
         base = res["torch Adam default"][0]
@@ -135,6 +215,11 @@ def main() -> None:
         print("|---|---:|---:|---:|")
         for name, (t, warm) in res.items():
             print(f"| {name:<23} | {t * 1e6:7.1f} | {base / t:6.2f} | {warm:6.2f} |")
+    print(f"load average {_load()} at the end")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

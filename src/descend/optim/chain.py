@@ -192,13 +192,13 @@ class ChainOptimizer(torch.optim.Optimizer):
                 for tr in self.transforms:
                     if isinstance(tr, PerParam) and tr.active(group, p):
                         state.update(tr.init(p, group))
-        torch._foreach_add_([state["step"] for state in states], 1.0)
 
         rest = self.transforms[position:]
         fast = self._fast_path()
         if fast is not None:
-            fast.step(rest, params, grads, states, groups, gstate)
+            fast.step(rest, params, grads, states, groups, gstate)  # counts the step too, in flat counters
         else:
+            torch._foreach_add_([state["step"] for state in states], 1.0)
             _reference_step(rest, params, grads, states, groups, gstate)
 
         self.count_update(t)
