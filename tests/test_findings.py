@@ -131,7 +131,7 @@ def test_over_fitting_names_the_epoch_validation_loss_turned() -> None:
     assert 5 < epoch < len(val) - 5  # a turn inside the run, not at either end
 
 
-# Healthy runs on five built-in datasets, through fit's own diagnostics (health every 50 steps, sharpness every
+# Healthy runs on five built-in datasets, through fit's own diagnostics (health every 100 steps, sharpness every
 # 1000 on a fixed training batch, findings): the runs of 1000, 1035, 1080 and 1278 (batch size 1) steps include a
 # sharpness measurement; the full-batch ones (Newton, L-BFGS, plain gradient descent) stop on the tolerance rule
 # at the optimum.

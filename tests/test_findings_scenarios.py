@@ -78,7 +78,7 @@ def bc_head(rows: int = 80) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class Scenario:
     """A run (``model``, ``data`` and fit's ``options``, each built when the run starts) and the rule it must
-    raise, None for a healthy run. ``health_every``: the HealthMonitor's cadence (fit's default 50 when None)."""
+    raise, None for a healthy run. ``health_every``: the HealthMonitor's cadence (fit's default 100 when None)."""
 
     name: str
     model: Callable[[], Any]

@@ -175,7 +175,7 @@ def test_a_parameter_without_gradient_keeps_the_run_eager(compiled_calls: list[i
 
 
 def test_refusals() -> None:
-    with pytest.raises(ConfigError, match=r"compile: invalid compile='yes'; expected True or False"):
+    with pytest.raises(ConfigError, match=r"compile: invalid compile='yes'; expected True, False or None"):
         descend.fit(MLP(hidden=(4,)), dataset(), compile="yes", **ARGS)
     bn = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
     with pytest.raises(ConfigError, match=r"compile: module '1' \(BatchNorm1d\) .*batch normalisation"):
@@ -224,7 +224,8 @@ def test_train_compile_on_the_command_line(tmp_path: Path) -> None:
         with open(tmp_path / name / "metrics.csv") as f:
             losses[name] = [float(row["loss"]) for row in csv.DictReader(f)]
         config = json.loads((tmp_path / name / "config.json").read_text())
-        assert config["arguments"]["compile"] is (name == "compiled")
+        assert config["arguments"]["compile"] is (True if name == "compiled" else None)
+        assert config["resolved"]["compile"] is (name == "compiled")
     assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-5)
     # An optimizer the compiled step cannot take: exit 2, one line naming why, and no run folder left behind.
     refused = CliRunner().invoke(cli, [*args[:-3], "--optimizer", "lbfgs", "--batch-size", "full", "--compile",
@@ -391,3 +392,49 @@ def test_a_torch_optimizer_whose_lr_changes_goes_back_to_its_eager_step(compiled
     torch.testing.assert_close(run(True), eager, rtol=2e-4, atol=1e-5)
     assert len(compiled_calls) == STEPS - 1 - SHORT  # the gradients stayed compiled throughout
 
+
+
+def test_compile_none_decides_from_the_planned_steps_and_the_model(monkeypatch: pytest.MonkeyPatch,
+                                                                   compiled_calls: list[int]) -> None:
+    """compile=None (the default) compiles a run of at least AUTO_MIN_STEPS planned steps (lowered here, so the
+    test does not take 20,000 steps): the same run as compile=True, bit for bit; a shorter plan, compile=False, a
+    model with batch norm or a closure optimizer stay eager, and each says why."""
+    monkeypatch.setattr(compiled_module, "AUTO_MIN_STEPS", STEPS)
+    torch.manual_seed(0)
+    auto = descend.fit(MLP(hidden=(16,)), dataset(), lr=0.01, **ARGS)
+    assert auto.step == f"compiled: {STEPS} planned steps, at least {STEPS}: the compile pays"
+    assert len(compiled_calls) == STEPS - 1 - SHORT
+    torch.manual_seed(0)
+    forced = descend.fit(MLP(hidden=(16,)), dataset(), lr=0.01, compile=True, **ARGS)
+    assert forced.step == "compiled: compile=True" and torch.equal(flat(forced.model), flat(auto.model))
+    compiled_calls.clear()
+    short = descend.fit(MLP(hidden=(16,)), dataset(), lr=0.01, **{**ARGS, "epochs": 3})
+    assert short.step == f"eager: 33 planned steps, under {STEPS}: a compile of seconds would not pay"
+    off = descend.fit(MLP(hidden=(16,)), dataset(), lr=0.01, compile=False, **ARGS)
+    assert off.step == "eager: compile=False"
+    bn = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    assert descend.fit(bn, dataset(), lr=0.01, **ARGS).step.startswith("eager: batch norm")
+    lbfgs = descend.fit(MLP(hidden=(4,)), dataset(), optimizer="lbfgs",
+                        **{**ARGS, "batch_size": "full", "epochs": STEPS})  # fmt: skip
+    assert lbfgs.step == "eager: the optimizer re-evaluates the loss through a closure"
+    assert not compiled_calls
+
+
+@pytest.mark.parametrize(
+    "change,why",
+    [
+        ({"mixed": True}, "autocast runs eagerly"),
+        ({"distributed": True}, "DistributedDataParallel steps eagerly"),
+        ({"device": torch.device("meta")}, "the rule is measured on CPUs"),
+        ({"checkpointing": True}, "activation checkpointing"),
+        ({"planned": compiled_module.AUTO_MIN_STEPS - 1}, "under 20,000"),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
+)
+def test_step_path_keeps_eager_what_the_compiled_step_does_not_serve(change: dict[str, Any], why: str) -> None:
+    base: dict[str, Any] = {"planned": compiled_module.AUTO_MIN_STEPS, "model": torch.nn.Linear(3, 1), "penalty": None,
+                            "closure": None, "mixed": False, "distributed": False, "device": torch.device("cpu"),
+                            "checkpointing": False}  # fmt: skip
+    assert compiled_module.step_path(None, **base)[0]
+    compiled, said = compiled_module.step_path(None, **{**base, **change})
+    assert not compiled and said.startswith("eager: ") and why in said

@@ -158,6 +158,7 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
     shown = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if k.startswith("val_") or k == "loss")
     out.line(f"{'best epoch ' + str(result.best_epoch) + ' (weights restored)' if result.best_epoch else 'final'}: "
              f"{shown}")
+    out.line(f"steps: {result.step}")
     found = getattr(result, "lr_find", None)
     if found is not None:
         out.line(f"lr auto: {found.reason}")
@@ -170,6 +171,7 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
         "converged": result.converged, "diverged": result.diverged, "guard": result.guard, "epochs": result.epochs,
         "steps": result.steps, "best_epoch": result.best_epoch, "seconds": round(seconds, 3), "final": final,
         "findings": [f.rule for f in findings], "lr": found.lr if found is not None else options.get("lr"),
+        "step": result.step,
     }  # fmt: skip
 
 

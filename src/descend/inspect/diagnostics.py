@@ -2,8 +2,8 @@
 
 :func:`default_callbacks` adds what the caller's callbacks lack:
 
-- a :class:`~descend.inspect.monitor.HealthMonitor` (every 50 steps: one measurement costs about one training
-  step of a small MLP, so 25 would cost ~4% of its training time and 50 costs ~2%);
+- a :class:`~descend.inspect.monitor.HealthMonitor` (every 100 steps: one measurement costs about one training
+  step of a small MLP and 1.5 of a larger one, so 50 would cost 2-3% of its training time and 100 costs 1-1.5%);
 - a :class:`~descend.inspect.monitor.SharpnessMonitor` (every 1000 steps, Lanczos to a relative residual of
   1e-2 in at most 20 Hessian-vector products) on :func:`training_loss`, the training loss on a fixed batch
   of ``SHARPNESS_ROWS`` (128) training rows: a Hessian-vector product there costs about as much as 4 to 10 steps

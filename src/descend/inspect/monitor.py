@@ -73,7 +73,7 @@ class _Records(Callback):
 
 
 class HealthMonitor(_Records):
-    """Per-layer gradient health every ``every`` optimizer steps (>= 1; default 50).
+    """Per-layer gradient health every ``every`` optimizer steps (>= 1; default 100).
 
     A record: ``step``, ``epoch``, ``grad_norm`` / ``param_norm`` / ``update_ratio`` (dicts layer -> value,
     layers in parameter order), ``global_grad_norm`` and ``activations`` (module name -> mean, std,
@@ -83,7 +83,7 @@ class HealthMonitor(_Records):
 
     filename = "health.jsonl"
 
-    def __init__(self, *, every: int = 50) -> None:
+    def __init__(self, *, every: int = 100) -> None:
         super().__init__()
         self.every = check_int("HealthMonitor", "every", every)
         self._ratio: UpdateRatio | None = None

@@ -18,7 +18,7 @@ What stays as it was: every parameter's ``.grad`` holds the step's gradient afte
 optimizer's state, step counts, learning-rate schedules and ``state_dict`` are the optimizer's own, and every
 hook runs. A step that something must watch from inside runs eagerly instead: the first one (the optimizer
 creates its state), any step while a hook is attached to a module (forward or backward: the diagnostics'
-activation statistics, every 50 steps by default) or to a parameter's gradient, while a hook other than the
+activation statistics, every 100 steps by default) or to a parameter's gradient, while a hook other than the
 divergence guard's is registered on ``optimizer.step`` (with the update in the graph), a batch of another shape
 than the first (an epoch's short last batch: no second compile), and a step whose gradient is not finite (the
 graph leaves everything as it was, then the optimizer's step and its hooks, the divergence guard's among them,

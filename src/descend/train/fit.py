@@ -97,6 +97,8 @@ class FitResult:
     guard: dict[str, Any] | None = None
     """What the divergence guard did: ``rollbacks``, ``skips`` (bad batches skipped), ``lr_scale`` (the product of
     its reductions); None without a guard."""
+    step: str = ""
+    """How the training steps ran, and why: ``"eager: ..."`` or ``"compiled: ..."`` (``compile``'s rule)."""
 
     @property
     def final(self) -> dict[str, float]:
@@ -360,7 +362,7 @@ def fit(
     min_delta: float = 0.0,
     diagnostics: bool = True,
     guard: bool | DivergenceGuard = True,
-    health_every: int = 50,
+    health_every: int = 100,
     sharpness_every: int = 1000,
     seed: int | None = 0,
     run_dir: str | os.PathLike[str] | None = None,
@@ -368,7 +370,7 @@ def fit(
     overwrite: bool = False,
     checkpoint_every: int | None = None,
     threads: int | str | None = "auto",
-    compile: bool = False,
+    compile: bool | None = None,
     device: str | torch.device = "cpu",
     precision: str = "32",
     checkpointing: bool = False,
@@ -574,9 +576,12 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     # a schedule runs on the optimizer's updates: with accumulation (descend's engine), one per k batches
     updates = math.ceil(planned / args["accumulate"])
     config = _config(args, data, model, loss_name, batch_size)
-    eager = args["compile"] and precision.mixed  # autocast runs eagerly: the compiled step is float32's
-    config["resolved"].update(device=str(device), precision=precision.name,
-                              compile="eager under autocast" if eager else bool(args["compile"]))  # fmt: skip
+    from descend.train.compiled import step_path
+
+    compiled, path = step_path(args["compile"], planned=planned, model=model, penalty=penalty, closure=closure,
+                               mixed=precision.mixed, distributed=False, device=device,
+                               checkpointing=args["checkpointing"])  # fmt: skip
+    config["resolved"].update(device=str(device), precision=precision.name, compile=compiled, step=path)
     if scaled is not None:
         config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
     if run is not None:  # the config first, before the range test or anything long: a killed run can be resumed
@@ -639,7 +644,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         penalty=penalty, set_lr=set_lr, plateau=plateau, batch_size=batch_size, epochs=args["epochs"],
         max_steps=args["max_steps"], loss_threshold=args["loss_threshold"], tol=args["tol"],
         n_iter_no_change=args["n_iter_no_change"], callbacks=callbacks, seed=seed,
-        compile=args["compile"] and not eager, augment=augment, precision=precision,
+        compile=compiled, augment=augment, precision=precision,
     )  # fmt: skip
     state = loop.state
     if run is not None:
@@ -669,7 +674,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         raise
     for cb in callbacks:
         cb.on_fit_end(state)
-    result = _finish(run, loop, data, loss_name)
+    result = _finish(run, loop, data, loss_name, path)
     result.lr_find = found
     return result
 
@@ -789,7 +794,7 @@ def _divergence(history: list[dict[str, float]], guard: DivergenceGuard | None, 
     return None
 
 
-def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> FitResult:
+def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str, path: str) -> FitResult:
     state = loop.state
     loop.model.eval()  # predictions from the returned model are deterministic (dropout off, running statistics)
     reason = state.stop or "max_epochs"
@@ -816,6 +821,7 @@ def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> Fit
         run_dir=run.path if run is not None else None, data=data.prepared, findings=collect_findings(loop.callbacks),
         diverged=diverged is not None,
         guard=None if guard is None else {"rollbacks": guard.rollbacks, "skips": guard.skips, "lr_scale": guard.scale},
+        step=path,
     )  # fmt: skip
     if run is not None:
         save_model(loop.model, run.path / "model", task=data.task, data=data.prepared, loss=loss_name)
@@ -824,7 +830,7 @@ def _finish(run: RunFolder | None, loop: Loop, data: Any, loss_name: str) -> Fit
             "summary.json",
             {"status": "complete", "stop_reason": reason, "converged": converged, "diverged": diverged is not None,
              "divergence": diverged, "guard": result.guard, "epochs": result.epochs, "steps": state.step,
-             "device": str(loop.device), "precision": loop.precision.name,
+             "device": str(loop.device), "precision": loop.precision.name, "step": path,
              "best_epoch": best, "final": result.final},
         )  # fmt: skip
     return result

@@ -283,7 +283,7 @@ _TABLE = (
     Option("guard", "diagnostics", True, BOOLEAN | python(
         "a DivergenceGuard", _instance("descend.train.guard.DivergenceGuard")),
            "Divergence guard: skip bad batches, roll a diverging descent back at a lower rate."),
-    Option("health_every", "diagnostics", 50, integer(1), "Record per-layer gradient health every N steps."),
+    Option("health_every", "diagnostics", 100, integer(1), "Record per-layer gradient health every N steps."),
     Option("sharpness_every", "diagnostics", 1000, integer(1),
            "Measure sharpness (top Hessian eigenvalue) against 2/lr every N steps."),
     # run
@@ -303,10 +303,11 @@ _TABLE = (
            "torch threads during training (auto: 1 where a step does under 2**28 floating-point operations).",
            "Small matrix products lose more to waking threads than they gain (descend.train.threads); None leaves "
            "torch's setting."),
-    Option("compile", "run", False, BOOLEAN,
-           "Compile each training step with torch.compile: faster steps after a compile of seconds.",
-           "Worth it on runs of thousands of steps (descend.train.compiled); results equal the eager run's to "
-           "rounding. Not for second-order optimizers or batch norm."),
+    Option("compile", "run", None, BOOLEAN | NONE,
+           "Compile each training step with torch.compile (None: for runs of 20,000 planned steps or more).",
+           "A compile costs seconds and saves about 250 us a step on a CPU (descend.train.compiled.step_path says "
+           "when None compiles; the run record says which path ran and why); results equal the eager run's to "
+           "rounding. Not for second-order optimizers."),
     Option("device", "run", "cpu", DEVICE | python("a torch.device", _instance("torch.device")),
            "Where to train: auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps.",
            "The model, the data in memory, the optimizer's state and the diagnostics live there; checkpoints are "
