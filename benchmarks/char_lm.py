@@ -14,7 +14,7 @@ descend's val_loss, on its 256 fixed blocks), and one common measure: the cross-
 final model over every non-overlapping 64-character block of the validation text (1,742 blocks).
 ``--auto`` adds descend's ``lr="auto"`` with the warm-up-cosine schedule chosen for it (no learning rate given).
 
-    .venv/bin/python benchmarks/char_lm.py --rounds 2 [--auto] [--threads auto|none|N] [--json out.json]
+    .venv/bin/python benchmarks/char_lm.py --rounds 2 [--auto] [--threads auto|none|N] [--seed S] [--json out.json]
 
 Rounds alternate nanoGPT and descend so that load from other work on the machine falls on both.
 """
@@ -50,7 +50,7 @@ threads = None if sys.argv[3] == "none" else sys.argv[3] if sys.argv[3] == "auto
 warnings.simplefilter("ignore")
 options = dict(optimizer="adamw", weight_decay=0.1, clip_norm=1.0, batch_size=12, max_steps=2000,
                optimizer_options={"betas": (0.9, 0.99), "weight_decay_mask": "matrices"},
-               early_stopping=False, tol=None, seed=1337, progress=False, run_dir=sys.argv[1], overwrite=True,
+               early_stopping=False, tol=None, seed=int(sys.argv[4]), progress=False, run_dir=sys.argv[1], overwrite=True,
                threads=threads)
 if auto:
     options.update(lr="auto", schedule="warmup-cosine")
@@ -88,11 +88,12 @@ def nanogpt(scratch: Path) -> dict[str, Any]:
     return {"wall": wall, "val_loss": val, "load": load, "last_eval": evals[-1], "checkpoint": str(out / "ckpt.pt")}
 
 
-def run_descend(run_dir: Path, auto: bool, threads: str) -> dict[str, Any]:
+def run_descend(run_dir: Path, auto: bool, threads: str, seed: int = 1337) -> dict[str, Any]:
     load = _load()
     start = time.perf_counter()
     code = DESCEND % {"spec": SPEC, "corpus": str(CORPUS)}
-    proc = _checked("descend", [sys.executable, "-c", code, str(run_dir), "auto" if auto else "fixed", threads], cwd=ROOT)
+    proc = _checked("descend", [sys.executable, "-c", code, str(run_dir), "auto" if auto else "fixed", threads,
+                                 str(seed)], cwd=ROOT)  # fmt: skip
     wall = time.perf_counter() - start
     return {"wall": wall, "load": load, "threads": threads, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
@@ -152,6 +153,8 @@ def main() -> None:
     parser.add_argument("--auto", action="store_true", help="also descend with lr='auto' and warmup-cosine")
     parser.add_argument("--only", choices=("nanogpt", "descend", "auto"), default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="descend's seed (nanoGPT's, 1337, is written in its train.py, which runs unmodified)")
     parser.add_argument("--threads", default="auto",
                         help="descend's torch threads: auto (fit's default: 1 under 2**28 FLOPs a step), none (torch's "
                              "default, as nanoGPT runs) or a number")  # fmt: skip
@@ -168,7 +171,7 @@ def main() -> None:
                 row["common"] = nanogpt_common(scratch, row.pop("checkpoint"))
             else:
                 run_dir = runs / f"{side}-{r}"
-                row = run_descend(run_dir, auto=side == "auto", threads=args.threads)
+                row = run_descend(run_dir, auto=side == "auto", threads=args.threads, seed=args.seed)
                 row["common"] = descend_common(run_dir)
             row.update(side=side, round=r + 1)
             rows.append(row)
