@@ -128,6 +128,38 @@ def test_flat_bucket_adopts_a_state_buffer_made_during_the_step():
         torch.testing.assert_close(fast.state[x]["momentum_buffer"], ref.state[y]["momentum_buffer"], rtol=0, atol=0)
 
 
+def test_flat_step_counts_are_per_parameter_tensors_torch_optim_loads():
+    # A bucket's step counts are 0-d views into one buffer, counted together; saved, each is a step tensor of its
+    # own, which torch.optim.Adam loads and continues from as from its own state.
+    gen = torch.Generator().manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64)) for s in [(3, 2), (4,)]]
+    ours = D.Adam(ps, lr=0.1)
+    for step in range(3):
+        for i, p in enumerate(ps):
+            p.grad = fake_grad(p, step, i)
+        ours.step()
+    steps = [ours.state[p]["step"] for p in ps]
+    assert steps[0].untyped_storage().data_ptr() == steps[1].untyped_storage().data_ptr()
+    buffer = io.BytesIO()
+    torch.save(ours.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    counts = [st["step"] for key, st in saved["state"].items() if isinstance(key, int)]
+    assert len(counts) == 2 and all(t.shape == () and float(t) == 3 for t in counts)
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    theirs = torch.optim.Adam(qs, lr=0.1)
+    theirs.load_state_dict(saved)
+    for step in range(3, 6):
+        for i, (p, q) in enumerate(zip(ps, qs)):
+            p.grad = fake_grad(p, step, i)
+            q.grad = p.grad.clone()
+        ours.step()
+        theirs.step()
+    for p, q in zip(ps, qs):
+        assert_rel_close(p.detach(), q.detach(), 1e-10, "param")
+        assert float(ours.state[p]["step"]) == float(theirs.state[q]["step"]) == 6
+
+
 def test_auto_compiles_only_large_models():
     small = D.Adam([torch.nn.Parameter(torch.zeros(10))])
     small.param_groups[0]["params"][0].grad = torch.ones(10)

@@ -20,6 +20,9 @@ The fast path removes what dominates:
   recompile limit (``MAX_GRAPHS``); a configuration past the cap, or one that recompiles, runs the readable path
   instead of thrashing. The compiled function sees each tensor as a 1-D alias of its memory (not a view, whose
   base's shape dynamo would guard), and the parameters' version counters move on as after an in-place update.
+- *Flat step counts.* The parameters of a bucket or of a run of chunks step together, so their ``state["step"]``
+  tensors are 0-d views into one buffer, counted with one ``add_``; each stays a tensor of its own in
+  ``optimizer.state``, saved and loaded as torch.optim's are.
 
 Nothing here restates an update rule: a bucket runs the readable path itself on its flat tensors, and the
 compiled function calls the very ``apply`` methods of the readable path. Non-contiguous tensors run the readable
