@@ -226,6 +226,9 @@ def test_train_compile_on_the_command_line(tmp_path: Path) -> None:
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config["arguments"]["compile"] is (True if name == "compiled" else None)
         assert config["resolved"]["compile"] is (name == "compiled")
+        said = "compiled: compile=True" if name == "compiled" else "eager: 24 planned steps, under 20,000"
+        assert config["resolved"]["step"].startswith(said)
+        assert config["resolved"]["step"] in (tmp_path / name / "report.html").read_text()  # the report says it too
     assert losses["compiled"] == pytest.approx(losses["eager"], rel=1e-5)
     # An optimizer the compiled step cannot take: exit 2, one line naming why, and no run folder left behind.
     refused = CliRunner().invoke(cli, [*args[:-3], "--optimizer", "lbfgs", "--batch-size", "full", "--compile",

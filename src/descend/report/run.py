@@ -65,6 +65,7 @@ def _summary(page: Page, run: RunRecord) -> None:
         ("batch size", resolved.get("batch_size", args.get("batch_size", "?"))),
         # where and in what arithmetic it trained (runs from before these options: the CPU, float32)
         ("device, precision", f"{resolved.get('device', 'cpu')}, {_PRECISIONS.get(resolved.get('precision', '32'))}"),
+        ("training steps", resolved.get("step", "eager")),  # compiled or eager, and why
         ("how training stopped", STOPS.get(str(stop), str(stop)) if stop else "-"),
         ("converged", s.get("converged")),
         ("epochs / steps", f"{s.get('epochs', len(run.metrics))} / {s.get('steps', '?')}"),
