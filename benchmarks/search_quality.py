@@ -63,6 +63,11 @@ def study(data: Any, space: dict[str, Any], folder: Path, *, sampler: str, prune
 METHODS = ("tpe", "random", "grid")
 
 
+def loss(value: float) -> str:
+    """Four decimals, or two significant digits below 1e-3 (wine's losses reach float32's floor)."""
+    return f"{value:.4f}" if value >= 1e-3 or value == 0 else f"{value:.2g}"
+
+
 def compare(data: Any, root: Path, *, trials: int, epochs: int, seed: int) -> dict[str, dict[str, Any]]:
     """The three studies on one problem with one study seed."""
     plans = (("tpe", SPACE, "tpe", "median", trials), ("random", SPACE, "random", "median", trials),
@@ -109,7 +114,7 @@ def main() -> None:
                 runs = compare(data, Path(root) / name, trials=args.trials, epochs=args.epochs, seed=seed)
                 t, r, g = runs["tpe"], runs["random"], runs["grid"]
                 ok = "yes" if t["best"] <= min(r["best"], g["best"]) else "no"
-                print(f"| {name} | {seed} | {t['best']:.4f} | {r['best']:.4f} | {g['best']:.4f} | {ok} | "
+                print(f"| {name} | {seed} | {loss(t['best'])} | {loss(r['best'])} | {loss(g['best'])} | {ok} | "
                       f"{t['seconds']:.0f} | {r['seconds']:.0f} | {g['seconds']:.0f} | {t['pruned']} / {r['pruned']} | "
                       f"{t['saved']:.0%} / {r['saved']:.0%} |", flush=True)  # fmt: skip
                 print(f"<!-- {name} seed {seed} best TPE params: {t['params']}; random: {r['params']}; "

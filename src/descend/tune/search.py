@@ -63,7 +63,7 @@ PRUNERS = ("median", "hyperband", "none")
 #: When a pruner may first stop a trial: not before ``trials`` trials have completed (the median of fewer finished
 #: curves is mostly noise; Optuna's MedianPruner waits for 5 too), and not before the trial has run ``epochs``
 #: epochs (Hyperband's smallest rung): on the benchmark problems a trial's validation loss after one epoch ranks
-#: it against its final value with a Spearman correlation of 0.70 to 0.95, after three 0.90 to 0.97 (random
+#: it against its final value with a Spearman correlation of 0.70 to 0.94, after three 0.90 to 0.97 (random
 #: trials, docs/benchmarks.md). search's ``prune_after_trials`` and ``prune_after_epochs``; the CLI's flags.
 PRUNE_AFTER = {"trials": 5, "epochs": 3}
 #: options of fit a search owns: where each trial's run goes, its seed, its callbacks
