@@ -1,13 +1,16 @@
 """Benchmark: loading a large numeric CSV into scaled tensors, and the cost of batching.
 
-1. Load. A generated CSV of ``--rows`` x ``--cols`` float32 values (the last column is the regression target ``y``)
-   is turned into scaled float32 tensors by
+1. Load. A generated CSV of ``--rows`` x ``--cols`` float32 values (default 1,000,000 x 20; the last column is the
+   regression target ``y``) is turned into float32 tensors by
 
    - ``descend``: ``descend.data.prepare(path, target="y", validation=0.2)`` (read, check, split, scale);
    - ``pandas``: ``pandas.read_csv(path)``, ``to_numpy(float32)``, standardise with the column mean and std,
-     ``torch.from_numpy`` (no checks, no split).
+     ``torch.from_numpy`` (no checks, no split);
+   - ``pandas-pyarrow``: ``pandas.read_csv(path, engine="pyarrow")``, ``to_numpy(float32)``, ``torch.from_numpy``
+     (pyarrow's multithreaded parser behind pandas; no checks, no split, no scaling: the least work that ends in
+     training tensors).
 
-   Each run is a fresh subprocess, alternating the two, ``--repeats`` times each. Time is the wall clock of the
+   Each run is a fresh subprocess, alternating the three, ``--repeats`` times each. Time is the wall clock of the
    load alone (imports done before); CPU is user + system time of the process over the load (all threads), the
    figure least disturbed by other work on the machine. Peak memory is ``ru_maxrss`` after the load minus the resident set size just
    before it (``/proc/self/status``), i.e. what the load added at its peak, allocator pools included.
@@ -59,6 +62,12 @@ t0 = time.perf_counter()
 if which == "descend":
     data = descend.data.prepare(path, target="y", validation=0.2, seed=0)
     out = [data.X_train, data.y_train, data.X_val, data.y_val]
+elif which == "pandas-pyarrow":
+    df = pd.read_csv(path, engine="pyarrow")
+    X = df.drop(columns=["y"]).to_numpy(dtype=np.float32)
+    y = df["y"].to_numpy(dtype=np.float32)
+    del df
+    out = [torch.from_numpy(X), torch.from_numpy(y)]
 else:
     df = pd.read_csv(path)
     X = df.drop(columns=["y"]).to_numpy(dtype=np.float32)
@@ -90,7 +99,7 @@ def write_csv(path: Path, rows: int, cols: int, seed: int = 0) -> None:
 
 
 def load(path: Path, repeats: int) -> dict[str, list[dict[str, float]]]:
-    runs: dict[str, list[dict[str, float]]] = {"pandas": [], "descend": []}
+    runs: dict[str, list[dict[str, float]]] = {"pandas": [], "pandas-pyarrow": [], "descend": []}
     for _ in range(repeats):
         for which in runs:
             out = subprocess.run(
@@ -125,7 +134,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--cols", type=int, default=50)
+    parser.add_argument("--cols", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-rows", type=int, default=200_000)
     args = parser.parse_args()
@@ -144,7 +153,7 @@ def main() -> None:
 
     print(f"\nload into scaled float32 tensors ({args.repeats} runs each, fresh process each)")
     print(
-        f"{'':10} {'median s':>9} {'best s':>7} {'MiB/s':>6} {'CPU s':>6} {'peak added MiB':>15} "
+        f"{'':14} {'median s':>9} {'best s':>7} {'MiB/s':>6} {'CPU s':>6} {'peak added MiB':>15} "
         f"{'tensors MiB':>12} {'peak / tensors':>15}"
     )
     summary: dict[str, dict[str, float]] = {}
@@ -156,13 +165,19 @@ def main() -> None:
         tens = rs[0]["tensor_mb"]
         summary[which] = {"median": med, "best": best, "cpu": cpu}
         print(
-            f"{which:10} {med:9.2f} {best:7.2f} {mb / med:6.0f} {cpu:6.2f} {peak:15.0f} {tens:12.0f} "
+            f"{which:14} {med:9.2f} {best:7.2f} {mb / med:6.0f} {cpu:6.2f} {peak:15.0f} {tens:12.0f} "
             f"{peak / tens:15.2f}"
         )
     print(
         f"descend speed-up over pandas: {summary['pandas']['median'] / summary['descend']['median']:.2f}x by "
         f"median, {summary['pandas']['best'] / summary['descend']['best']:.2f}x by best (target >= 1); "
         f"CPU time descend / pandas: {summary['descend']['cpu'] / summary['pandas']['cpu']:.2f}"
+    )
+    fast = summary["pandas-pyarrow"]
+    print(
+        f"descend speed-up over pandas with pyarrow: {fast['median'] / summary['descend']['median']:.2f}x by "
+        f"median, {fast['best'] / summary['descend']['best']:.2f}x by best (target >= 1); "
+        f"CPU time descend / pandas-pyarrow: {summary['descend']['cpu'] / fast['cpu']:.2f}"
     )
     print("all times: " + json.dumps({w: [round(r["seconds"], 2) for r in rs] for w, rs in runs.items()}))
 

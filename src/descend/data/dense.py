@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from descend.data.preprocess import Column
 
-__all__ = ["BATCH_VALUES", "Moments", "dense_columns", "fill_splits", "scale_in_place"]
+__all__ = ["BATCH_VALUES", "Moments", "dense_columns", "fill_splits", "medians", "scale_in_place"]
 
 T = TypeVar("T")
 
@@ -148,6 +148,33 @@ def fill_splits(
     if not (finite[0] and moments.finite()):
         return None
     return outs, moments
+
+
+def medians(x: np.ndarray) -> list[float]:
+    """Each column's median, equal to ``np.median`` of its float64 values (the general path's gap fill).
+
+    Partitioned in float32, a column's middle values are the same numbers as in float64 (the widening is exact
+    and keeps the order), and the mean of the two middle ones is taken in float64 as ``np.median`` takes it: the
+    same figure at half the memory traffic and without a float64 copy, columns in parallel.
+    """
+    n = len(x)
+    mid = n // 2
+
+    def work(first: int, last: int) -> list[float]:
+        out = []
+        for j in range(first, last):
+            column = np.array(x[:, j], dtype=np.float32)
+            if n == 0:
+                out.append(float("nan"))
+            elif n % 2:
+                column.partition(mid)
+                out.append(float(column[mid]))
+            else:
+                column.partition([mid - 1, mid])
+                out.append(float(np.mean(column[mid - 1 : mid + 1].astype(np.float64))))
+        return out
+
+    return [m for part in _in_parallel(work, x.shape[1]) for m in part]
 
 
 def _in_parallel(work: Callable[[int, int], T], n: int) -> list[T]:

@@ -27,7 +27,7 @@ import torch
 from descend.data.columns import column_kind, numeric_values
 from descend.data.datasets import Dataset
 from descend.data.decisions import describe_notes
-from descend.data.dense import BATCH_VALUES, dense_columns, fill_splits, scale_in_place
+from descend.data.dense import BATCH_VALUES, dense_columns, fill_splits, medians, scale_in_place
 from descend.data.encode import Notes, boolean_values, encode_splits
 from descend.data.errors import (
     ColumnError,
@@ -334,7 +334,7 @@ def _prepare_dense(
     elif pre.impute == "mean":
         fill = list(mean)
     else:  # the median a gap met later takes: one partition of each training column
-        fill = [float(np.median(X[0][:, j].astype(np.float64))) for j in range(len(features))]
+        fill = list(medians(X[0]))
     columns = []
     for j, c in enumerate(features):
         if lo[j] == hi[j]:
