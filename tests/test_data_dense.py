@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from descend.data import DataWarning, MissingValueError, NonFiniteError, prepare, read_table
+from descend.data.dense import medians
 
 prepare_module = importlib.import_module("descend.data.prepare")  # the module, not the function it exports
 ROWS = 60_000  # about 4 MB of CSV: several 1 MB pyarrow blocks, so batches merge
@@ -208,3 +209,14 @@ def test_arrays_with_a_gap_take_the_general_path_and_its_checks() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         assert len(prepare((table(n=2000), y), validation=0.0).X_train) == 1999
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 10, 1001, 4096])
+def test_medians_equal_numpy_median_of_the_float64_values(rows):
+    # The general path fills a gap with np.median of the column's float64 values; the dense path partitions in
+    # float32 and must give the same figure, bit for bit (ties, an even count, large magnitudes).
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 4)).astype(np.float32)
+    x[:, 1] = np.round(x[:, 1] * 2)
+    x[:, 2] *= np.float32(3e30)
+    assert medians(x) == [float(np.median(x[:, j].astype(np.float64))) for j in range(4)]
