@@ -320,8 +320,8 @@ _TABLE = (
            "gradients sees them unscaled and a step the scaler skips is a guard_skip event, not divergence "
            "(descend.train.devices). First-order optimizers only; compile=True steps eagerly under autocast."),
     Option("checkpointing", "run", False, BOOLEAN,
-           "Gradient checkpointing: recompute each block's activations in the backward pass (less memory, about "
-           "a third more compute).",
+           "Gradient checkpointing: recompute each block's activations in the backward pass (less memory, one "
+           "more forward pass of the blocks).",
            "For descend's models with blocks (mlp's hidden layers, cnn's stages, gpt and ftt's transformer blocks); "
            "the gradients are those without it. A model without blocks is refused.", resume_free=True),
     Option("callbacks", "run", (), python("a sequence of descend.train.Callback", _object),
