@@ -142,8 +142,9 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
             out.warn(str(w.message))
+    if result.run_dir is None:  # under torchrun, a process other than 0: process 0 writes and reports
+        return {}
     findings = result.findings
-    assert result.run_dir is not None
     try:
         report = run_report(result.run_dir)
     except KeyboardInterrupt:
@@ -214,7 +215,10 @@ def train(ctx: click.Context, data: Path | None, config_file: Path | None, quiet
 
     Example: descend train houses.csv --target price --model mlp:64,32 --epochs 30
     """
-    o = Out(quiet=quiet, as_json=as_json)
+    from descend.train.distributed import rank_from_environment
+
+    follower = rank_from_environment() != 0  # under torchrun only process 0 prints
+    o = Out(quiet=quiet or follower, as_json=as_json and not follower)
     resume = flags["resume"]
     options = command_options(ctx, TRAIN, data, config_file, None if resume is None else Path(resume))
     if options["run_dir"] is not None and resume is not None:

@@ -7,6 +7,7 @@ written; 1 an internal error (a bug: Python's traceback, then one line saying so
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ def _one_line(text: str) -> str:
 
 
 def _fail(prefix: str, message: str, code: int) -> None:
-    click.echo(f"{prefix}: error: {_one_line(message)}", err=True)
+    if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun every process fails alike; process 0 says why
+        click.echo(f"{prefix}: error: {_one_line(message)}", err=True)
     sys.exit(code)
 
 

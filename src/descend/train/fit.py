@@ -47,6 +47,7 @@ from descend.data.text import is_text
 from descend.errors import ConfigError, DataError, DescendError
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.devices import Precision, resolve_device
+from descend.train.distributed import active, join, leader
 from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
 from descend.train.run import RunFolder, atomic_write, environment, jsonable
@@ -393,14 +394,15 @@ def fit(
     """
     args = dict(locals())
     seed = _checked(args)
-    if resume is not None:
-        run: RunFolder | None = RunFolder.open(resume)
-    elif run_dir is not None:
-        run = RunFolder.create(run_dir, overwrite=overwrite)
-    else:
-        run = None
+    dist = join()  # under torchrun: the process group (descend.train.distributed)
+    run: RunFolder | None = None
     finished = False
     try:
+        if dist is not None:  # one seed and one run folder, process 0's
+            seed = args["seed"] = dist.broadcast(seed)
+            run = dist.on_leader(lambda: _own_folder(resume, run_dir, overwrite))
+        else:
+            run = _own_folder(resume, run_dir, overwrite)
         result = _seeded(args, seed, run)
         finished = True
     except DescendError:
@@ -410,8 +412,18 @@ def fit(
     finally:
         if run is not None:  # an interrupted run keeps its lock file: the mark of a run folder, however early
             run.release(remove_lock=finished)
+        if dist is not None:
+            dist.finish()
     assert isinstance(result, FitResult)
     return result
+
+
+def _own_folder(resume: Any, run_dir: Any, overwrite: bool) -> RunFolder | None:
+    if resume is not None:
+        return RunFolder.open(resume)
+    if run_dir is not None:
+        return RunFolder.create(run_dir, overwrite=overwrite)
+    return None
 
 
 if fit.__doc__:  # the options' help, from the table (absent under python -OO)
@@ -551,6 +563,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if closure is not None and data.stream is not None:
         raise ConfigError(f"optimizer: {type(optimizer).__name__} steps on the whole training set, which a loader does "
                           "not hold; expected a first-order optimizer (sgd, momentum, adam, ...) or in-memory data")  # fmt: skip
+    dist = active()
+    if dist is not None:
+        dist.check(optimizer=optimizer, closure=closure, compile=args["compile"], stream=data.stream is not None)
     augment = _augment(args["augment"], data, closure, seed)
     bs = args["batch_size"]
     if bs is None:
@@ -563,7 +578,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             f"loss through a closure); got batch_size={bs!r}, expected batch_size='full' or None"
         )
     penalty = make_penalty(model, args["l1"], args["l2"], args["penalize"])
-    batch_size = len(data.X) if bs == "full" else min(int(bs), len(data.X))
+    # under torchrun batch_size is each process's: the loop draws global batches (descend.train.distributed)
+    batch_size = len(data.X) if bs == "full" else min(int(bs) * (dist.world if dist else 1), len(data.X))
     threads = args["threads"]
     if threads == "auto":  # the work of one step decides, so the batch size must be known (descend.train.threads)
         from descend.train.threads import auto_threads
@@ -579,15 +595,17 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     from descend.train.compiled import step_path
 
     compiled, path = step_path(args["compile"], planned=planned, model=model, penalty=penalty, closure=closure,
-                               mixed=precision.mixed, distributed=False, device=device,
+                               mixed=precision.mixed, distributed=dist is not None, device=device,
                                checkpointing=args["checkpointing"])  # fmt: skip
     config["resolved"].update(device=str(device), precision=precision.name, compile=compiled, step=path)
     if scaled is not None:
         config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
-    if run is not None:  # the config first, before the range test or anything long: a killed run can be resumed
-        _open_record(run, args, config)
+    if dist is not None:
+        config["resolved"]["distributed"] = dist.describe(batch_size)
+    # the config first, before the range test or anything long: a killed run can be resumed
+    leader(dist, lambda: _open_record(run, args, config) if run is not None else None)
     found = None
-    resumed = args["resume"] is not None and run is not None and run.list_checkpoints()
+    resumed = leader(dist, lambda: bool(args["resume"] is not None and run is not None and run.list_checkpoints()))
     if auto and not resumed:
         from descend.tune.auto import auto_lr
 
@@ -595,12 +613,15 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
         found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
                         penalty=penalty, schedule=_shape(args, updates))  # fmt: skip
+        if dist is not None:  # process 0's rate, should another machine's arithmetic differ in the last digit
+            found = dist.broadcast(found)
+            for group in optimizer.param_groups:
+                group["lr"] = found.lr
         if range_test_only:
             return found
     if args["schedule"] is not None:
         if auto and resumed:  # the range test ran when the run started: its rate is the schedule's peak
-            assert run is not None
-            peak = float(run.read_json("config.json")["resolved"]["lr"])
+            peak = leader(dist, lambda: float(run.read_json("config.json")["resolved"]["lr"]))  # type: ignore[union-attr]
         else:
             peak = float(optimizer.param_groups[0]["lr"])  # the given rate, the range test's, or the optimizer's
         lr = _shaped(args["schedule"], peak, updates,
@@ -618,6 +639,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
 
         set_lr(0)
     callbacks = _callbacks(args, len(data.X_val) > 0 or data.val_stream is not None, run)
+    if dist is not None:
+        callbacks = dist.callbacks(callbacks, dist.broadcast(run is not None), args["checkpoint_every"])
     if callable(lr) and plateau is None:
         from descend.schedules import annealing_start
 
@@ -658,7 +681,11 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             run.log_event("lr_find", **found.summary())
         if callable(lr) and plateau is None:
             _write_schedule(run, lr, updates)
-        _start_run(run, loop)
+        if dist is None:
+            _start_run(run, loop)
+    if dist is not None:  # every process from process 0's checkpoint, the model wrapped in DDP
+        dist.start(loop, lambda: _start_run(run, loop) if run is not None else None, seed=seed,
+                   accumulate=args["accumulate"])
     for cb in callbacks:
         cb.on_fit_start(state)
     if run is not None:
@@ -765,16 +792,17 @@ def _open_record(run: RunFolder, args: dict[str, Any], config: dict[str, Any]) -
         raise ConfigError(f"resume: the data differs from the run's ({saved['data']} vs {now['data']})")
 
 
-def _start_run(run: RunFolder, loop: Loop) -> None:
-    """On resume: back to the newest whole checkpoint (or the beginning), every record cut to it."""
+def _start_run(run: RunFolder, loop: Loop) -> dict[str, Any] | None:
+    """On resume: back to the newest whole checkpoint (or the beginning), every record cut to it; returns it."""
     if run.fresh:
-        return
+        return None
     ckpt = run.latest_checkpoint()
     if ckpt is not None:
         loop.restore(ckpt)
     run.rewrite_metrics(loop.state.history)
     run.truncate_steps(loop.state.step)
     run.log_event("resume", step=loop.state.step, epoch=loop.state.epoch, batch=loop.state.batch)
+    return ckpt
 
 
 def _divergence(history: list[dict[str, float]], guard: DivergenceGuard | None, reason: str) -> str | None:

@@ -155,6 +155,7 @@ class Loop:
         self.no_change = 0
         self.elapsed = 0.0
         self.ending_epoch = False
+        self.distributed: Any = None  # under torchrun: descend.train.distributed.Distributed, set by fit
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.closure = self._closure(closure_convention(optimizer))
         self.step = plain_step(optimizer)
@@ -188,6 +189,7 @@ class Loop:
             "stopping": {"no_change": self.no_change},
             "history": s.history,
             "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()},
+            **({"distributed": self.distributed.meta} if self.distributed is not None else {}),
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -246,6 +248,7 @@ class Loop:
         cast, scaled = amp.autocast if amp.mixed else None, amp.scaler is not None
         on_cpu = self.device.type == "cpu"  # else the batch's index moves to the data's device
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
+        distributed = self.distributed
         max_steps = self.max_steps if self.max_steps is not None else -1
         while s.stop is None and s.epoch < s.epochs:
             if s.batch == 0:
@@ -286,6 +289,20 @@ class Loop:
                         loss = done
                         if b == last:
                             self.grad_norm = self._grad_norm()
+                    elif distributed is not None:  # torchrun: this process's share of the batch, through DDP
+                        loss = distributed.forward_backward(xb, yb, zero_grad)
+                        if b == last:
+                            self.grad_norm = self._grad_norm()
+                        if set_lr is not None:
+                            set_lr(s.step)
+                        s.loss = loss
+                        if scaled:
+                            s.scaler_skipped = amp.step(self.optimizer, step)
+                            if s.scaler_skipped:
+                                s.loss_scale = amp.scale
+                                zero_grad()
+                        else:
+                            step()
                     else:
                         if cast is None:
                             loss = loss_fn(model(xb), yb)
@@ -376,10 +393,13 @@ class Loop:
         s = self.state
         done = max(s.batch, 1)
         row: dict[str, float] = {"epoch": s.epoch + 1, "step": s.step, "loss": float(self.loss_sum) / done}
-        row.update(self.validate())
+        if self.distributed is None or self.distributed.leader:  # under torchrun: process 0's row, broadcast
+            row.update(self.validate())
         row["lr"] = float(self.optimizer.param_groups[0]["lr"])
         row["grad_norm"] = self.grad_norm
         row["time"] = self.elapsed
+        if self.distributed is not None:
+            row = self.distributed.epoch_row(row)
         s.row = row
         s.history.append(row)
         self._stopping_rules(row)
