@@ -37,6 +37,15 @@ CASES: dict[str, tuple[int, dict[str, Any]]] = {
     "accumulate": (64, dict(model="mlp:8", optimizer="adam", lr=0.01, batch_size=8, epochs=3, accumulate=2)),
     # the un-accumulated run "accumulate" must equal: run alone with --scale-batch 2, batch 2 x 2 x 8
     "unaccumulated": (64, dict(model="mlp:8", optimizer="adam", lr=0.01, batch_size=16, epochs=3)),
+    # accumulation with a checkpoint inside each cycle (every 3 steps, k = 2): the held gradients are saved
+    "accumulate_ckpt": (64, dict(model="mlp:8", optimizer="adam", lr=0.01, batch_size=8, epochs=3, accumulate=2,
+                                 checkpoint_every=3, run_dir="accumulate_ckpt-run")),
+    # the same run, every process leaving at step 5 (the checkpoint of step 3 is inside a cycle) ...
+    "accumulate_cut": (64, dict(model="mlp:8", optimizer="adam", lr=0.01, batch_size=8, epochs=3, accumulate=2,
+                                checkpoint_every=3, run_dir="accumulate_cut-run", exit_at=5)),
+    # ... and resumed from it
+    "accumulate_resume": (64, dict(model="mlp:8", optimizer="adam", lr=0.01, batch_size=8, epochs=3, accumulate=2,
+                                   checkpoint_every=3, resume="accumulate_cut-run")),
     # lr="auto": the range test on the global batch, the same rate on every process
     "auto": (64, dict(model="mlp:8", optimizer="sgd", lr="auto", batch_size=8, epochs=2)),
     # a NaN feature in one row: the process holding it sees a NaN loss; the global loss is NaN on both, so both skip
@@ -44,6 +53,15 @@ CASES: dict[str, tuple[int, dict[str, Any]]] = {
     # far too large a rate: the guard rolls back, on every process at the same step
     "diverging": (64, dict(model="mlp:8", optimizer="sgd", lr=3.0, batch_size=8, epochs=6)),
 }
+
+
+class Leave(descend.train.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state: Any) -> None:
+        if state.step == self.step:
+            os._exit(0)
 
 
 def run(out: Path, case: str, scale: int) -> None:
@@ -59,8 +77,13 @@ def run(out: Path, case: str, scale: int) -> None:
     DistributedDataParallel.no_sync = counted  # type: ignore[method-assign]
     rows, options = CASES[case]
     options = dict(options)
-    bad_row = options.pop("bad_row", None)
+    bad_row, exit_at = options.pop("bad_row", None), options.pop("exit_at", None)
     options["batch_size"] *= scale
+    for key in ("run_dir", "resume"):
+        if key in options:
+            options[key] = out / options[key]
+    if exit_at is not None:  # every process leaves at once, as if the job were killed there
+        options["callbacks"] = [Leave(exit_at)]
     X, y = table(rows, bad_row=bad_row)
     # prepared arrays, as they are: a table's NaN would be imputed before the guard could see it
     data = SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None, task="regression")

@@ -252,3 +252,16 @@ def test_a_refusal_stops_every_process_with_one_message(tmp_path: Path) -> None:
     lines = [line for line in err.splitlines() if "descend train: error:" in line]
     assert len(lines) == 1 and "torchrun" in lines[0], err[-3000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_from_a_checkpoint_inside_an_accumulation_cycle(scripted: tuple[Path, Path], tmp_path: Path) -> None:
+    """A checkpoint between the micro-batches of an update holds the gradients gathered so far (averaged over the
+    processes); resumed from it, the run ends as the uninterrupted one, which wrote the same checkpoints."""
+    run([*torchrun(), str(SCRIPT), str(tmp_path), "accumulate_ckpt", "accumulate_cut"], tmp_path)
+    assert not (tmp_path / "accumulate_cut-rank0.pt").exists()  # it left at step 5
+    ckpt = torch.load(tmp_path / "accumulate_cut-run" / "checkpoints" / "step-00000003.pt", weights_only=True)
+    assert ckpt["distributed"]["held"] is not None  # step 3 is the first micro-batch of a cycle of 2
+    run([*torchrun(), str(SCRIPT), str(tmp_path), "accumulate_resume"], tmp_path)
+    resumed, whole = load(tmp_path, "accumulate_resume"), load(tmp_path, "accumulate_ckpt")
+    identical(resumed["weights"], whole["weights"])
+    close(whole["weights"], load(scripted[0], "accumulate")["weights"])  # the saved sums change only rounding
