@@ -109,8 +109,12 @@ def _header(label: str, state: Any) -> str:
     data, resolved, args = config["data"], config["resolved"], config["arguments"]
     model = args["model"] if isinstance(args["model"], str) else type(state.model).__name__
     optimizer = args["optimizer"] if isinstance(args["optimizer"], str) else type(state.optimizer).__name__
+    batch = str(resolved["batch_size"])
+    if "distributed" in resolved:  # under torchrun: the global batch, each process's share of it
+        shared = resolved["distributed"]
+        batch += f" ({shared['batch_size']} in each of {shared['world_size']} processes)"
     lines = [f"{label}: {data['n_train']} training rows, {data['n_val']} validation rows, {data['n_features']} "
-             f"features, task {resolved['task']}; model {model}, {optimizer}, batch {resolved['batch_size']}, up to "
+             f"features, task {resolved['task']}; model {model}, {optimizer}, batch {batch}, up to "
              f"{args['epochs']} epochs", *(f"  {line}" for line in data.get("decisions") or [])]  # fmt: skip
     return "\n".join(lines)
 

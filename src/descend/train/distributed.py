@@ -202,11 +202,12 @@ class Distributed:
             kept.append(Checkpoint(every_steps=every_steps))
         return kept
 
-    def describe(self, batch_size: int) -> dict[str, Any]:
-        """What the run folder records of the processes."""
+    def describe(self, batch_size: int, per_process: int | str) -> dict[str, Any]:
+        """What the run folder records of the processes: their number, the backend, the batch of each."""
         import torch.distributed as dist
 
-        return {"world_size": self.world, "backend": str(dist.get_backend()), "global_batch_size": batch_size}
+        return {"world_size": self.world, "backend": str(dist.get_backend()), "batch_size": per_process,
+                "global_batch_size": batch_size}  # fmt: skip
 
     # -- training ------------------------------------------------------------------------------------------
 

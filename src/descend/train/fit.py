@@ -601,7 +601,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if scaled is not None:
         config["resolved"]["target_scale"] = {"mean": scaled[0].tolist(), "std": scaled[1].tolist()}
     if dist is not None:
-        config["resolved"]["distributed"] = dist.describe(batch_size)
+        config["resolved"]["distributed"] = dist.describe(batch_size, bs)
     # the config first, before the range test or anything long: a killed run can be resumed
     leader(dist, lambda: _open_record(run, args, config) if run is not None else None)
     found = None
