@@ -23,8 +23,6 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow
-
 HERE = Path(__file__).parent
 SCRIPT = HERE / "distributed_fit.py"
 HARNESS = HERE / "interrupt_harness.py"
@@ -130,6 +128,7 @@ def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return two, one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["uneven", "accumulate", "auto", "bad_row", "diverging"])
 def test_two_processes_follow_one_process_with_twice_the_batch(scripted: tuple[Path, Path], case: str) -> None:
     two, one = scripted
@@ -195,6 +194,7 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     return data, two, one, out + err
 
 
+@pytest.mark.slow
 def test_cli_under_torchrun_trains_one_model_in_one_folder(cli_runs: tuple[Path, Path, Path, str]) -> None:
     _, two, one, output = cli_runs
     close(_weights(two), _weights(one))
@@ -209,6 +209,7 @@ def test_cli_under_torchrun_trains_one_model_in_one_folder(cli_runs: tuple[Path,
     assert (two / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_job_then_resume_under_torchrun(cli_runs: tuple[Path, Path, Path, str], tmp_path: Path) -> None:
     data, uninterrupted, _, _ = cli_runs
     folder = tmp_path / "killed"
@@ -232,6 +233,7 @@ def test_kill_9_of_the_job_then_resume_under_torchrun(cli_runs: tuple[Path, Path
     assert [e for e in (folder / "events.jsonl").read_text().splitlines() if '"resume"' in e]
 
 
+@pytest.mark.slow
 def test_two_nodes_on_one_machine_train_as_one_node(scripted: tuple[Path, Path], tmp_path: Path) -> None:
     port = free_port()
     script = [str(SCRIPT), str(tmp_path), "uneven"]
@@ -244,6 +246,7 @@ def test_two_nodes_on_one_machine_train_as_one_node(scripted: tuple[Path, Path],
         identical(load(tmp_path, "uneven", rank)["weights"], one_node["weights"])
 
 
+@pytest.mark.slow
 def test_a_refusal_stops_every_process_with_one_message(tmp_path: Path) -> None:
     data = _table(tmp_path)
     with launched([*torchrun(), str(HARNESS), "train", str(data), *CLI[:-1], "--optimizer", "lbfgs",
@@ -255,6 +258,7 @@ def test_a_refusal_stops_every_process_with_one_message(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_inside_an_accumulation_cycle(scripted: tuple[Path, Path], tmp_path: Path) -> None:
     """A checkpoint between the micro-batches of an update holds the gradients gathered so far (averaged over the
     processes); resumed from it, the run ends as the uninterrupted one, which wrote the same checkpoints."""
@@ -266,3 +270,18 @@ def test_resume_from_a_checkpoint_inside_an_accumulation_cycle(scripted: tuple[P
     resumed, whole = load(tmp_path, "accumulate_resume"), load(tmp_path, "accumulate_ckpt")
     identical(resumed["weights"], whole["weights"])
     close(whole["weights"], load(scripted[0], "accumulate")["weights"])  # the saved sums change only rounding
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_the_shares_of_a_batch_make_up_its_mean(world: int) -> None:
+    """Every row in exactly one process's share, and (1/P) sum_r w_r mean_r = the batch's mean, for every batch
+    size from 1 row (most shares empty: weight 0) to a few per process, as DDP's average of the weighted losses."""
+    from descend.train.distributed import Distributed
+
+    values = torch.arange(1, 40, dtype=torch.float64) ** 1.5
+    for rows in range(1, 3 * world + 2):
+        shares = [Distributed(world, r, r, False).share(rows) for r in range(world)]
+        assert [i for lo, hi, _ in shares for i in range(lo, hi)] == list(range(rows))
+        batch = values[:rows]
+        average = sum(w * (batch[lo:hi].mean() if hi > lo else batch[:1].mean()) for lo, hi, w in shares) / world
+        assert float(average) == pytest.approx(float(batch.mean()), rel=1e-12)
