@@ -201,6 +201,31 @@ def test_the_guard_tells_the_scalers_skipped_steps_from_divergence() -> None:
     assert inject.optimizer_dtypes == {torch.float32}  # the optimizer's state stays float32
 
 
+def test_a_resumed_run_keeps_the_scalers_scale(tmp_path: Path) -> None:
+    """The scale lowered by an overflow before the interruption is the scale after the resume: the next overflow
+    halves it again (to a quarter of the initial 65536), as in the uninterrupted run."""
+    X, y = _classes(256)
+
+    class Stop(Callback):
+        def on_step_end(self, state: Any) -> None:
+            if state.step == 8:
+                raise KeyboardInterrupt
+
+    def run(folder: Path, stop: bool = False, resume: bool = False) -> DivergenceGuard:
+        model = MLP(10, 3, hidden=(16,))
+        guard = DivergenceGuard()
+        callbacks: list[Callback] = [_Inject(model, {2, 12}), *([Stop()] if stop else [])]
+        descend.fit(model, (X, y), epochs=2, batch_size=16, precision="16-mixed", guard=guard, callbacks=callbacks,
+                    checkpoint_every=4, tol=None, **({"resume": folder} if resume else {"run_dir": folder}), **QUIET)  # fmt: skip
+        return guard
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "stopped", stop=True)
+    resumed, whole = run(tmp_path / "stopped", resume=True), run(tmp_path / "whole")
+    scales = [[e["loss_scale"] for e in g.events if e["event"] == "guard_skip"] for g in (resumed, whole)]
+    assert scales == [[65536.0 / 4], [65536.0 / 2, 65536.0 / 4]]  # the resumed guard saw only the later skip
+
+
 def test_gradient_health_reads_unscaled_gradients() -> None:
     """The health record's gradient norm under 16-mixed is the true gradient's (the scale is 65536), within
     float16's rounding of the forward pass, against the float32 run's first step."""
