@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--no-sklearn", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore", descend.data.DataWarning)
+    warnings.simplefilter("ignore", descend.train.ConvergenceWarning)  # a fixed number of epochs, by design
     X, y = make_data()
     mean, std = X[:TRAIN].mean(0), X[:TRAIN].std(0)
     Xs = (X[:TRAIN] - mean) / std
