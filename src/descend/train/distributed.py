@@ -256,7 +256,12 @@ class Distributed:
         _current = None
 
     def share(self, rows: int) -> tuple[int, int, float]:
-        """This process's rows ``[lo, hi)`` of a global batch of ``rows`` rows, and its loss weight."""
+        """This process's rows ``[lo, hi)`` of a global batch of ``rows`` rows, and its loss weight.
+
+        Example (the second of two processes, an uneven last batch of 5 rows: 3 rows, weighted 2 x 3 / 5):
+            >>> Distributed(world=2, rank=1, local_rank=1, created=False).share(5)
+            (2, 5, 1.2)
+        """
         lo, hi = self.rank * rows // self.world, (self.rank + 1) * rows // self.world
         return lo, hi, self.world * (hi - lo) / rows
 
