@@ -45,3 +45,15 @@ def test_a_model_the_counter_cannot_run_falls_back_on_its_size() -> None:
     assert step_flops(_Uncountable(3), torch.zeros(1, 3), 8) is None
     assert auto_threads(_Uncountable(3), torch.zeros(1, 3), 8) == 1
     assert auto_threads(_Uncountable(2**20), torch.zeros(1, 3), 8) is None
+
+
+def test_the_line_falls_between_the_measured_sizes() -> None:
+    """On a quiet machine (docs/benchmarks.md, "Torch threads") two threads are level at 15 MFLOP a step and faster
+    from 20 MFLOP: an MLP 61-256-256-10 at batch 32 (15.1 MFLOP) keeps one thread, the 200,000-row benchmark's MLP
+    50-256-256-10 at batch 256 (126 MFLOP, 1.36x faster on two) gets torch's own setting."""
+    wide = MLP(61, 10, hidden=(256, 256))
+    assert step_flops(wide, torch.zeros(1, 61), 32) < STEP_FLOPS_FOR_THREADS  # type: ignore[operator]
+    assert auto_threads(wide, torch.zeros(1, 61), 32) == 1
+    table = MLP(50, 10, hidden=(256, 256))
+    assert step_flops(table, torch.zeros(1, 50), 256) == 3 * 2 * (50 * 256 + 256 * 256 + 256 * 10) * 256
+    assert auto_threads(table, torch.zeros(1, 50), 256) is None

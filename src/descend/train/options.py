@@ -300,7 +300,7 @@ _TABLE = (
     Option("checkpoint_every", "run", None, integer(1) | NONE,
            "Also checkpoint every N steps (there is always one per epoch).", resume_free=True),
     Option("threads", "run", "auto", choice("auto") | integer(1) | NONE,
-           "torch threads during training (auto: 1 where a step does under 2**28 floating-point operations).",
+           "torch threads during training (auto: 1 where a step does under 2**24 floating-point operations).",
            "Small matrix products lose more to waking threads than they gain (descend.train.threads); None leaves "
            "torch's setting."),
     Option("compile", "run", None, BOOLEAN | NONE,

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 __all__ = ["STEP_FLOPS_FOR_THREADS", "auto_threads", "step_flops"]
 
-#: below this many floating-point operations a step, one thread is faster (benchmarks/threads.py)
-STEP_FLOPS_FOR_THREADS = 2**28
+#: below this many floating-point operations a step, one thread is as fast (benchmarks/threads.py, on a quiet
+#: machine: 0.6 and 15 MFLOP level, 20 MFLOP and up 1.1-1.5x faster on two threads)
+STEP_FLOPS_FOR_THREADS = 2**24
 
 
 def step_flops(model: nn.Module, example: Tensor, batch_size: int) -> int | None:
