@@ -43,7 +43,8 @@ def write(path: Path, n: int = ROWS, seed: int = 0, **extra: Any) -> Path:
     return path
 
 
-def both(path: Path, **kw: Any) -> tuple[Any, Any]:
+def through_dense(source: Any, **kw: Any) -> Any:
+    """``prepare(source, **kw)``, checked to have taken the dense path (a spy on its fill)."""
     calls: list[int] = []
     fill = prepare_module.fill_splits
 
@@ -53,10 +54,13 @@ def both(path: Path, **kw: Any) -> tuple[Any, Any]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(prepare_module, "fill_splits", spy)
-        dense = prepare(path, **kw)
-    assert calls, "the file did not take the dense path"
-    general = prepare(read_table(path), **kw)
-    return dense, general
+        data = prepare(source, **kw)
+    assert calls, f"{type(source).__name__} did not take the dense path"
+    return data
+
+
+def both(path: Path, **kw: Any) -> tuple[Any, Any]:
+    return through_dense(path, **kw), prepare(read_table(path), **kw)
 
 
 def same(dense: Any, general: Any, rtol: float = 1e-12) -> None:
@@ -140,21 +144,11 @@ def test_nan_or_infinite_values_are_reported_by_the_general_checks(tmp_path: Pat
 def arrays_both(X: Any, y: Any, **kw: Any) -> tuple[Any, Any]:
     """prepare((X, y)) through the dense path, and the same pair through the general path (a DataFrame of X's
     columns, as the pair reads without it)."""
-    calls: list[int] = []
-    fill = prepare_module.fill_splits
-
-    def spy(*a: Any) -> Any:
-        calls.append(1)
-        return fill(*a)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(prepare_module, "fill_splits", spy)
-        dense = prepare((X, y), **kw)
-    assert calls, "the arrays did not take the dense path"
+    fast = through_dense((X, y), **kw)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(prepare_module, "_dense_arrays", lambda source, pre: None)
         general = prepare((X, y), **kw)
-    return dense, general
+    return fast, general
 
 
 def table(n: int = ROWS, seed: int = 0, dtype: Any = np.float64) -> np.ndarray:
