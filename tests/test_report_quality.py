@@ -98,7 +98,9 @@ def test_regression_numbers_equal_scikit_learns(runs: dict[str, Path]) -> None:
 
     p = _predictions(runs["regression"])
     r2 = _headline(p)["r2"]
-    assert r2 == pytest.approx(skm.r2_score(p.y, p.output.reshape(-1)), abs=1e-9)
+    # descend's scores sum in float32 (as training's metrics do), scikit-learn in float64: float32's rounding over
+    # the validation rows, not a difference of formula, bounds the gap.
+    assert r2 == pytest.approx(skm.r2_score(p.y, p.output.reshape(-1)), abs=1e-6)
     # ... and the run's own validation R^2 of its best epoch (computed in float32 during training).
     assert r2 == pytest.approx(RunRecord.read(runs["regression"]).final["val_r2"], abs=1e-5)
 
