@@ -624,8 +624,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             peak = leader(dist, lambda: float(run.read_json("config.json")["resolved"]["lr"]))  # type: ignore[union-attr]
         else:
             peak = float(optimizer.param_groups[0]["lr"])  # the given rate, the range test's, or the optimizer's
-        lr = _shaped(args["schedule"], peak, updates,
-                     {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None})
+        lr = _shaped(args, peak, updates)
         _install_schedule(optimizer, lr)
     plateau = lr if (callable(lr) and hasattr(lr, "step") and hasattr(lr, "state_dict")) else None
     set_lr = None
@@ -708,18 +707,17 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
 
 def _shape(args: dict[str, Any], planned: int) -> Callable[[int], float] | None:
     """The run's schedule peaking at 1 (None without one): the range test's rate will be its peak."""
-    if args["schedule"] is None:
-        return None
-    return _shaped(args["schedule"], 1.0, planned,
-                   {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None})
+    return None if args["schedule"] is None else _shaped(args, 1.0, planned)
 
 
-def _shaped(spec: Any, peak: float, planned: int, settings: dict[str, Any]) -> Callable[[int], float]:
-    """The schedule ``spec`` (a name of :data:`descend.schedules.NAMES`, with its ``settings``, or a multiplier
-    ``step -> factor``) peaking at ``peak`` over ``planned`` updates."""
+def _shaped(args: dict[str, Any], peak: float, planned: int) -> Callable[[int], float]:
+    """The run's ``schedule`` (a name of :data:`descend.schedules.NAMES`, shaped by ``warmup_steps``, ``step_size``
+    and ``gamma`` where given, or a multiplier ``step -> factor``) peaking at ``peak`` over ``planned`` updates."""
     from descend import schedules
 
+    spec = args["schedule"]
     if isinstance(spec, str):
+        settings = {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None}
         return schedules.named(spec, peak, total_steps=planned, **settings)
 
     def shaped(step: int) -> float:

@@ -245,7 +245,7 @@ class Loop:
         X, y = self.data.X, self.y
         stream = self.data.batch  # with a loader: raw batch -> (X, y)
         amp = self.precision
-        cast, scaled = amp.autocast if amp.mixed else None, amp.scaler is not None
+        mixed, scaled = amp.mixed, amp.scaler is not None
         on_cpu = self.device.type == "cpu"  # else the batch's index moves to the data's device
         step_hooks = [cb for cb in self.callbacks if defines(cb, "on_step_end")]
         distributed = self.distributed
@@ -297,19 +297,12 @@ class Loop:
                             set_lr(s.step)
                         s.loss = loss
                         if scaled:
-                            s.scaler_skipped = amp.step(self.optimizer, step)
-                            if s.scaler_skipped:
-                                s.loss_scale = amp.scale
-                                zero_grad()
+                            self._scaled_step(b == last)
                         else:
                             step()
                     else:
-                        if cast is None:
-                            loss = loss_fn(model(xb), yb)
-                        else:  # the forward in 16 bits, the loss in float32
-                            with cast():
-                                out = model(xb)
-                            loss = loss_fn(out.float(), yb)
+                        # under autocast the forward in 16 bits, the loss in float32
+                        loss = loss_fn(self._forward(xb) if mixed else model(xb), yb)
                         if penalty is not None:
                             loss = loss + penalty()
                         zero_grad()
@@ -323,12 +316,7 @@ class Loop:
                             set_lr(s.step)
                         s.loss = loss  # the step's loss, for the divergence guard's check before the update
                         if scaled:
-                            s.scaler_skipped = amp.step(self.optimizer, step)
-                            if s.scaler_skipped:  # an overflow of the scaled gradient, not the true one's
-                                s.loss_scale = amp.scale
-                                zero_grad()
-                                if b == last:
-                                    self.grad_norm = math.nan
+                            self._scaled_step(b == last)
                         else:
                             step()
                         if compiled is not None:
@@ -434,6 +422,18 @@ class Loop:
         row = {"val_loss": float(self.loss_fn(out, self.y_val))}
         row.update({f"val_{k}": v for k, v in evaluate(out, d.y_val, d.task, self.metrics).items()})
         return row
+
+    def _scaled_step(self, last: bool) -> None:
+        """The gradient scaler's step (``precision="16-mixed"``): it skips the update when the scaled gradient
+        overflowed float16, which is the scaler finding its scale, not the descent diverging; the guard reads
+        ``scaler_skipped``. A skipped epoch-end step has no gradient norm to report."""
+        s, amp = self.state, self.precision
+        s.scaler_skipped = amp.step(self.optimizer, self.step)
+        if s.scaler_skipped:
+            s.loss_scale = amp.scale
+            self.zero_grad()
+            if last:
+                self.grad_norm = math.nan
 
     def _forward(self, x: Tensor) -> Tensor:
         """The model's output in the run's precision (a float32 tensor)."""
