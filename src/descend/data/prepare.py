@@ -295,13 +295,14 @@ def _dense_arrays(
         X = X.detach().cpu().numpy()
     if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in (np.float32, np.float64) and X.shape[1]):
         return None
-    targets = _target_frame(y, len(X), [f"x{j}" for j in range(X.shape[1])])
+    features = [f"x{j}" for j in range(X.shape[1])]  # as frame_from_array names an array's columns
+    targets = _target_frame(y, len(X), features)
     if not targets.notna().to_numpy().all():
         return None
     X = np.ascontiguousarray(X)
     step = max(1, BATCH_VALUES // X.shape[1])
     blocks = [X[i : i + step] for i in range(0, len(X), step)]
-    return blocks, [f"x{j}" for j in range(X.shape[1])], Origin("arrays (X, y)"), targets, list(targets.columns)
+    return blocks, features, Origin("arrays (X, y)"), targets, list(targets.columns)
 
 
 def _prepare_dense(
