@@ -101,6 +101,14 @@ def _fused_rules(optimizer: torch.optim.Optimizer) -> bool:
     return not any(isinstance(v, Tensor) for g in optimizer.param_groups for k, v in g.items() if k != "params")
 
 
+def _running_statistics(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first module that updates running statistics in its forward (batch norm), which a graph cannot."""
+    for name, module in model.named_modules():
+        if getattr(module, "track_running_stats", False) or isinstance(module, nn.modules.batchnorm._NormBase):
+            return name, module
+    return None
+
+
 class CompiledStep:
     """One compiled training step of ``loss_fn(model(x), y) + penalty`` and the optimizer's update.
 
@@ -117,13 +125,14 @@ class CompiledStep:
         if not compiler_available():
             raise ConfigError("compile: torch.compile needs a C++ compiler (g++, c++ or clang++) on the PATH; "
                               "expected compile=False on this machine")  # fmt: skip
-        for name, module in model.named_modules():
-            if getattr(module, "track_running_stats", False) or isinstance(module, nn.modules.batchnorm._NormBase):
-                raise ConfigError(
-                    f"compile: module {name or type(module).__name__!r} ({type(module).__name__}) updates running "
-                    "statistics during the forward, which the compiled step does not; expected compile=False "
-                    "for models with batch normalisation"
-                )
+        found = _running_statistics(model)
+        if found is not None:
+            name, module = found
+            raise ConfigError(
+                f"compile: module {name or type(module).__name__!r} ({type(module).__name__}) updates running "
+                "statistics during the forward, which the compiled step does not; expected compile=False "
+                "for models with batch normalisation"
+            )
         if penalty is not None and not isinstance(penalty, Penalty):
             raise ConfigError("compile: the penalty must be a descend.train.setup.Penalty (fit's l1, l2 and penalize), "
                               f"got {type(penalty).__name__}")  # fmt: skip
@@ -433,8 +442,7 @@ def step_path(requested: bool | None, *, planned: int, model: nn.Module, penalty
         why = f"the rule is measured on CPUs; compile=True compiles on {device.type} too"
     elif checkpointing:
         why = "activation checkpointing recomputes blocks eagerly"
-    elif any(getattr(m, "track_running_stats", False) or isinstance(m, nn.modules.batchnorm._NormBase)
-             for m in model.modules()):  # fmt: skip
+    elif _running_statistics(model) is not None:
         why = "batch norm updates running statistics in the forward, which the compiled step does not"
     elif penalty is not None and any(not p.requires_grad for p in penalty.params):
         why = "the penalty covers parameters that are not trained"
