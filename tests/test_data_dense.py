@@ -205,7 +205,7 @@ def test_arrays_with_a_gap_take_the_general_path_and_its_checks() -> None:
         assert len(prepare((table(n=2000), y), validation=0.0).X_train) == 1999
 
 
-@pytest.mark.parametrize("rows", [1, 2, 7, 10, 1001, 4096])
+@pytest.mark.parametrize("rows", [1, 2, 7, 10, 1001, 4096, 40_001])
 def test_medians_equal_numpy_median_of_the_float64_values(rows):
     # The general path fills a gap with np.median of the column's float64 values; the dense path partitions in
     # float32 and must give the same figure, bit for bit (ties, an even count, large magnitudes).

@@ -1,7 +1,7 @@
 """Clean numeric tables from Arrow straight to split tensors, in one pass over the parsed blocks.
 
 pyarrow parses a CSV into record batches of about a megabyte. When every feature is a float column without missing
-values, :func:`~descend.data.prepare` needs no DataFrame: :func:`fill_splits` makes each batch row-major once
+values, :func:`~descend.data.prepare` needs no DataFrame: :func:`fill_splits` makes each batch one array
 (``RecordBatch.to_tensor``, in C++), gathers its training, validation and test rows into their tensors while the
 batch is in cache, and accumulates over the training rows the count :math:`m`, mean :math:`\\bar x`, sum of squared
 deviations :math:`M_2 = \\sum_i (x_i - \\bar x)^2`, minimum and maximum of each column. Batches merge as Chan, Golub and
@@ -36,7 +36,8 @@ T = TypeVar("T")
 
 #: Values per batch at most (a Parquet row group can be the whole table): 1 MiB of float64, a block kept in cache.
 BATCH_VALUES = 1 << 17
-_SCALE_ROWS = 1 << 14  # rows scaled at a time, so the second operation finds them in cache
+_SCALE_ROWS = 1 << 14
+_RELEASE_EVERY = 8  # batches between hand-backs of freed pages: 8 MiB of a CSV's blocks  # rows scaled at a time, so the second operation finds them in cache
 
 
 def dense_columns(table: pa.Table, names: Sequence[str]) -> bool:
@@ -74,12 +75,15 @@ class Moments:
     @classmethod
     def of(cls, part: np.ndarray) -> Moments:
         """The moments of the rows of ``part`` (rows x columns, at least one row)."""
+        # Reduced along contiguous columns (one transposed copy): down the short rows of a row-major block NumPy's
+        # reductions run at a fraction of the speed (2.5x for the five figures together), with the same pairwise sums.
+        columns = np.ascontiguousarray(part.T)
         with np.errstate(invalid="ignore", over="ignore"):  # a NaN or inf shows in lo/hi; see finite()
-            d = part.astype(np.float64)
-            mean = d.sum(axis=0) / len(part)
-            d -= mean
-            m2 = np.einsum("ij,ij->j", d, d)
-        return cls(len(part), mean, m2, part.min(axis=0).astype(np.float64), part.max(axis=0).astype(np.float64))
+            d = columns.astype(np.float64)
+            mean = d.sum(axis=1) / len(part)
+            d -= mean[:, None]
+            m2 = np.einsum("ij,ij->i", d, d)
+        return cls(len(part), mean, m2, columns.min(axis=1).astype(np.float64), columns.max(axis=1).astype(np.float64))
 
     def merge(self, other: Moments) -> None:
         """Add the rows ``other`` describes."""
@@ -112,9 +116,13 @@ def fill_splits(
 
     Each split is sorted row positions (as :func:`~descend.data.split.split_indices` gives); the first is the
     training split. ``batches`` is emptied as it is read, so each batch's memory is free for the tensors once its
-    rows are in them. Consecutive runs of batches fill in parallel (as many threads as pyarrow parses with) and
-    their moments merge in table order. Returns None if any selected value is NaN or infinite.
+    rows are in them, and every few batches the pages pyarrow's default pool keeps after a free go back to the
+    system (the peak is then about the parsed table, not the table and the tensors). Consecutive runs of batches
+    fill in parallel (as many threads as pyarrow parses with) and their moments merge in table order. Returns None
+    if any selected value is NaN or infinite.
     """
+    import pyarrow as pa
+
     width = batches[0].shape[1] if isinstance(batches[0], np.ndarray) else batches[0].num_columns
     outs = [np.empty((len(rows), width), dtype=np.float32) for rows in splits]
     starts = np.cumsum([0] + [len(b) for b in batches]).tolist()
@@ -124,7 +132,9 @@ def fill_splits(
         moments = Moments.empty(width)
         for i in range(first, last):
             batch, batches[i] = batches[i], None
-            block = batch if isinstance(batch, np.ndarray) else np.asarray(batch.to_tensor(row_major=True))
+            # Column-major: three times faster a copy out of Arrow's columns than row-major, and the gather below
+            # writes row-major tensors from either layout.
+            block = batch if isinstance(batch, np.ndarray) else np.asarray(batch.to_tensor(row_major=False))
             del batch
             for s, (out, rows) in enumerate(zip(outs, splits)):
                 k0, k1 = np.searchsorted(rows, starts[i : i + 2]).tolist()
@@ -140,6 +150,8 @@ def fill_splits(
                     moments.merge(Moments.of(part))
                 elif not np.isfinite(part).all():
                     finite[0] = False
+            if (i - first) % _RELEASE_EVERY == _RELEASE_EVERY - 1:
+                pa.default_memory_pool().release_unused()
         return moments
 
     moments = Moments.empty(width)
@@ -162,9 +174,13 @@ def medians(x: np.ndarray) -> list[float]:
     mid = n // 2
 
     def work(first: int, last: int) -> list[float]:
+        # The columns copied out in blocks of rows that stay in cache: a strided copy of a column of a row-major
+        # array reads a cache line per value, twice the time of the selections themselves.
+        columns = np.empty((last - first, n), dtype=np.float32)
+        for start in range(0, n, _SCALE_ROWS):
+            columns[:, start : start + _SCALE_ROWS] = x[start : start + _SCALE_ROWS, first:last].T
         out = []
-        for j in range(first, last):
-            column = np.array(x[:, j], dtype=np.float32)
+        for column in columns:
             if n == 0:
                 out.append(float("nan"))
             elif n % 2:
