@@ -154,11 +154,9 @@ class Recorder(Callback):
         self.steps = steps
         self._losses: list[Any] = []
         self._lrs: list[float] = []
-        self._first_step = 0
 
     def on_epoch_start(self, state: TrainState) -> None:
         self._losses, self._lrs = [], []
-        self._first_step = state.step
 
     def on_step_end(self, state: TrainState) -> None:
         if self.steps and state.loss is not None:

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from descend.errors import ConfigError
 
-__all__ = ["DEVICES", "PRECISIONS", "Precision", "cpu_state", "move", "resolve_device"]
+__all__ = ["DEVICES", "PRECISIONS", "Precision", "cpu_state", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("32", "bf16", "16-mixed")
@@ -113,17 +113,6 @@ def resolve_device(spec: str | torch.device) -> torch.device:
         raise ConfigError(f"device: device={str(spec)!r} is not available: torch sees no MPS device on this machine; "
                           f"expected one of {_present()} (or auto)")  # fmt: skip
     return device
-
-
-def move(value: Any, device: torch.device, *, non_blocking: bool = False) -> Any:
-    """``value`` with every tensor in it (nested dicts, lists, tuples) on ``device``; other values as they are."""
-    if isinstance(value, Tensor):
-        return value.to(device, non_blocking=non_blocking)
-    if isinstance(value, dict):
-        return {k: move(v, device, non_blocking=non_blocking) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(move(v, device, non_blocking=non_blocking) for v in value)
-    return value
 
 
 def cpu_state(value: Any) -> Any:

@@ -49,7 +49,7 @@ from descend.train.accepts import (
     text,
 )
 
-__all__ = ["GROUPS", "OPTIONS", "Option", "check", "defaults", "from_mapping"]
+__all__ = ["GROUPS", "OPTIONS", "Option", "check", "from_mapping"]
 
 GROUPS = ("data", "model", "optimizer", "schedule", "regularisation", "stopping", "diagnostics", "run")
 
@@ -337,11 +337,6 @@ OPTIONS: dict[str, Option] = {o.name: o for o in _TABLE}
 #: augment to the training loop
 PREPARE = tuple(o.name for o in _TABLE if o.group == "data" and o.name not in ("data", "target", "task", "validation",
                                                                              "image_size", "augment"))
-
-
-def defaults() -> dict[str, Any]:
-    """Each option's default."""
-    return {o.name: o.default for o in _TABLE}
 
 
 def docstring(indent: int = 8, width: int = 116) -> str:

@@ -261,12 +261,6 @@ class RunFolder:
         with open(self.path / "events.jsonl", "a") as f:
             f.write(json.dumps(jsonable(record)) + "\n")
 
-    def events(self) -> list[dict[str, Any]]:
-        path = self.path / "events.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
     # metrics
     def append_metrics(self, row: dict[str, float]) -> None:
         path = self.path / "metrics.csv"
