@@ -169,6 +169,13 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def forward(self, model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """``model(x)`` in this precision: under :meth:`autocast`, the output as float32."""
+        if self.dtype is None:
+            return model(x)
+        with self.autocast():
+            return model(x).float()
+
     def backward(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:
             loss.backward()

@@ -283,12 +283,7 @@ class Distributed:
                 p.grad = g
         amp = loop.precision
         with contextlib.nullcontext() if last else ddp.no_sync():  # type: ignore[operator]
-            if amp.mixed:
-                with amp.autocast():
-                    out = ddp(xs)
-                loss = loop.loss_fn(out.float(), ys)
-            else:
-                loss = loop.loss_fn(ddp(xs), ys)
+            loss = loop.loss_fn(amp.forward(ddp, xs), ys)
             if weight != 1.0:
                 loss = loss * weight
             if loop.penalty is not None:

@@ -289,27 +289,19 @@ class Loop:
                         loss = done
                         if b == last:
                             self.grad_norm = self._grad_norm()
-                    elif distributed is not None:  # torchrun: this process's share of the batch, through DDP
-                        loss = distributed.forward_backward(xb, yb, zero_grad)
-                        if b == last:
-                            self.grad_norm = self._grad_norm()
-                        if set_lr is not None:
-                            set_lr(s.step)
-                        s.loss = loss
-                        if scaled:
-                            self._scaled_step(b == last)
-                        else:
-                            step()
                     else:
-                        # under autocast the forward in 16 bits, the loss in float32
-                        loss = loss_fn(self._forward(xb) if mixed else model(xb), yb)
-                        if penalty is not None:
-                            loss = loss + penalty()
-                        zero_grad()
-                        if scaled:
-                            amp.backward(loss, self.optimizer)  # unscaled again before anything reads them
+                        if distributed is not None:  # torchrun: this process's share of the batch, through DDP
+                            loss = distributed.forward_backward(xb, yb, zero_grad)
                         else:
-                            loss.backward()
+                            # under autocast the forward in 16 bits, the loss in float32
+                            loss = loss_fn(amp.forward(model, xb) if mixed else model(xb), yb)
+                            if penalty is not None:
+                                loss = loss + penalty()
+                            zero_grad()
+                            if scaled:
+                                amp.backward(loss, self.optimizer)  # unscaled again before anything reads them
+                            else:
+                                loss.backward()
                         if b == last:
                             self.grad_norm = self._grad_norm()
                         if set_lr is not None:
@@ -346,13 +338,7 @@ class Loop:
         """The full-batch objective as ``step``'s closure, in the optimizer's convention (None: no closure)."""
         if kind is None:
             return None
-        model, loss_fn, penalty, optimizer = self.model, self.loss_fn, self.penalty, self.optimizer
-        X, y = self.data.X, self.y
-
-        def objective() -> Tensor:
-            loss = loss_fn(model(X), y)
-            return loss + penalty() if penalty is not None else loss
-
+        objective, optimizer = self._objective, self.optimizer
         if kind == "loss":
             return objective
 
@@ -364,12 +350,16 @@ class Loop:
 
         return closure
 
+    def _objective(self) -> Tensor:
+        """The full-batch objective: the loss on every training row, plus the penalty."""
+        loss = self.loss_fn(self.model(self.data.X), self.y)
+        return loss + self.penalty() if self.penalty is not None else loss
+
     @torch.no_grad()
     def _objective_after(self) -> Tensor:
         """The full-batch objective after a closure optimizer's step. The value ``step`` returns is the one at the
         start of the step (torch's convention); the epoch's row and the step hooks see where the step went."""
-        loss = self.loss_fn(self.model(self.data.X), self.y)
-        return loss + self.penalty() if self.penalty is not None else loss
+        return self._objective()
 
     def _grad_norm(self) -> float:
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -405,22 +395,19 @@ class Loop:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         d = self.data
-        if d.val_stream is not None:  # a validation loader: every batch's outputs, then the same numbers
-            self.model.eval()
-            parts = [d.batch(raw, f"validation batch {k}") for k, raw in enumerate(d.val_stream)]
-            out = torch.cat([self._forward(x) for x, _, _ in parts])
-            target, metric_target = torch.cat([t for _, t, _ in parts]), torch.cat([m for _, _, m in parts])
-            self.model.train()
-            row = {"val_loss": float(self.loss_fn(out, target))}
-            row.update({f"val_{k}": v for k, v in evaluate(out, metric_target, d.task, self.metrics).items()})
-            return row
-        if len(d.X_val) == 0:
+        if d.val_stream is None and len(d.X_val) == 0:
             return {}
         self.model.eval()
-        out = self._forward(d.X_val)
+        if d.val_stream is not None:  # a validation loader: every batch's outputs, then the same numbers
+            parts = [d.batch(raw, f"validation batch {k}") for k, raw in enumerate(d.val_stream)]
+            out = torch.cat([self.precision.forward(self.model, x) for x, _, _ in parts])
+            target, metric_target = torch.cat([t for _, t, _ in parts]), torch.cat([m for _, _, m in parts])
+        else:
+            out = self.precision.forward(self.model, d.X_val)
+            target, metric_target = self.y_val, d.y_val
         self.model.train()
-        row = {"val_loss": float(self.loss_fn(out, self.y_val))}
-        row.update({f"val_{k}": v for k, v in evaluate(out, d.y_val, d.task, self.metrics).items()})
+        row = {"val_loss": float(self.loss_fn(out, target))}
+        row.update({f"val_{k}": v for k, v in evaluate(out, metric_target, d.task, self.metrics).items()})
         return row
 
     def _scaled_step(self, last: bool) -> None:
@@ -434,13 +421,6 @@ class Loop:
             self.zero_grad()
             if last:
                 self.grad_norm = math.nan
-
-    def _forward(self, x: Tensor) -> Tensor:
-        """The model's output in the run's precision (a float32 tensor)."""
-        if not self.precision.mixed:
-            return self.model(x)
-        with self.precision.autocast():
-            return self.model(x).float()
 
     def _stopping_rules(self, row: dict[str, float]) -> None:
         s = self.state
