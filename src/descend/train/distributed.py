@@ -141,18 +141,9 @@ class Distributed:
     def on_leader(self, work: Callable[[], T]) -> T | None:
         """``work()`` on process 0 (None elsewhere); an exception it raises is raised on every process, so a run
         refused by process 0 (a folder in use, a resume that does not match) stops everywhere."""
-        result, error = None, None
-        if self.leader:
-            try:
-                result = work()
-            except Exception as e:  # re-raised below, here and on every other process
-                error = e
-        shared = self.broadcast(_portable(error))
-        if error is not None:
-            raise error
-        if shared is not None:
-            raise shared
-        return result
+        kept: list[T] = []  # the result stays on process 0 (a run folder holds its lock: it does not travel)
+        self.from_leader(lambda: kept.append(work()))
+        return kept[0] if kept else None
 
     def from_leader(self, work: Callable[[], T]) -> T:
         """``work()`` run on process 0, its result (or its exception) on every process."""
@@ -307,10 +298,6 @@ class Distributed:
         assert self.loop is not None
         calls = self.loop.optimizer.state.get(GLOBAL, {}).get("accumulate_calls", 0)
         return int(calls) % self.accumulate
-
-    def epoch_row(self, row: dict[str, float]) -> dict[str, float]:
-        """Process 0's row of the epoch, on every process."""
-        return self.broadcast(row)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

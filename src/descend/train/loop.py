@@ -377,7 +377,7 @@ class Loop:
         row["grad_norm"] = self.grad_norm
         row["time"] = self.elapsed
         if self.distributed is not None:
-            row = self.distributed.epoch_row(row)
+            row = self.distributed.broadcast(row)
         s.row = row
         s.history.append(row)
         self._stopping_rules(row)
