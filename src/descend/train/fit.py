@@ -50,14 +50,11 @@ from descend.train.devices import Precision, resolve_device
 from descend.train.distributed import active, join, leader
 from descend.train.guard import DivergenceGuard
 from descend.train.loop import Loop, closure_convention
+from descend.train.options import BATCH_SIZE, OPTIONS, PREPARE, docstring
+from descend.train.options import check as check_options
 from descend.train.run import RunFolder, atomic_write, environment, jsonable
 from descend.train.saved import save_model
-from descend.train.setup import (
-    PenaltySpec,
-    make_optimizer,
-    make_penalty,
-    resolve_data,
-)
+from descend.train.setup import PenaltySpec, _pair, make_optimizer, make_penalty, resolve_data
 from descend.train.state import Callback
 
 __all__ = ["ConvergenceWarning", "FitResult", "find_lr", "fit"]
@@ -141,9 +138,7 @@ def _comparable(value: Any) -> Any:
 
 def _check_arguments(args: dict[str, Any]) -> None:
     """Each option against the table (:mod:`descend.train.options`), then what one option says of another."""
-    from descend.train import options
-
-    options.check(args)
+    check_options(args)
     if args["schedule"] is not None and callable(args["lr"]):
         raise ConfigError("schedule: lr is already a schedule; expected lr a number (the peak) or 'auto' with "
                           "schedule=, or a schedule as lr without schedule=")  # fmt: skip
@@ -152,7 +147,7 @@ def _check_arguments(args: dict[str, Any]) -> None:
             raise ConfigError(f"{name}: {name}={args[name]!r} sets a named schedule's shape; expected a schedule "
                               "name with it (schedule='step', ...) or None")  # fmt: skip
     if isinstance(args["early_stopping"], EarlyStopping):
-        changed = [n for n in ("monitor", "patience", "min_delta") if args[n] != options.OPTIONS[n].default]
+        changed = [n for n in ("monitor", "patience", "min_delta") if args[n] != OPTIONS[n].default]
         if changed:
             raise ConfigError(f"{changed[0]}: {changed[0]}={args[changed[0]]!r} is a setting of fit's own early "
                               "stopping; expected it on the EarlyStopping given as early_stopping")  # fmt: skip
@@ -178,8 +173,6 @@ def _stream_batch(X_dtype: torch.dtype, y_dtype: torch.dtype, unsqueeze: bool,
                   transform: Callable[[Tensor], Tensor] | None, n_classes: int | None,
                   device: torch.device) -> Callable[..., Any]:
     """For a loader: a batch ``(X, y)`` as the loop needs it, converted as fit converts in-memory targets."""
-    from descend.train.setup import _pair
-
     def batch(raw: Any, where: str) -> tuple[Tensor, Tensor, Tensor]:
         """``(X, y for the loss, y for the metrics)``."""
         X, y = _pair(raw, where)
@@ -427,8 +420,6 @@ def _own_folder(resume: Any, run_dir: Any, overwrite: bool) -> RunFolder | None:
 
 
 if fit.__doc__:  # the options' help, from the table (absent under python -OO)
-    from descend.train.options import docstring
-
     fit.__doc__ = fit.__doc__.replace("        {options}", docstring())
 
 
@@ -472,8 +463,6 @@ def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_tes
 
 
 def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
-    from descend.train.options import OPTIONS, PREPARE
-
     settings = {n: args[n] for n in MODEL_SETTINGS if args[n] is not None}
     if is_text(args["data"]):  # the model first: its block is the length the text is cut into
         from descend.train.text import text_data
@@ -503,8 +492,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
         spec = getattr(model, "default_loss", None)
         if spec is not None and data.task not in _losses.LOSSES.get(spec, {}):
             spec = None
+    named_loss = isinstance(spec, _losses.Loss) or not callable(spec)
     y, y_val = data.y, data.y_val
-    if callable(spec) and not isinstance(spec, _losses.Loss):
+    if not named_loss:
         loss_fn, loss_name = spec, getattr(spec, "__name__", type(spec).__name__)
     else:
         loss_obj = _losses.get(spec, data.task)
@@ -526,7 +516,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if args["monitor"] not in ("auto", *recorded):
         raise ConfigError(f"monitor: invalid monitor={args['monitor']!r}; expected auto or a recorded metric of this "
                           f"{data.task} run: {', '.join(recorded)}")  # fmt: skip
-    named_loss = not (callable(spec) and not isinstance(spec, _losses.Loss))
     if data.stream is not None:
         transform = None if not named_loss else loss_obj.target_transform
         shaped = named_loss and unsqueeze
@@ -536,10 +525,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if scaled is not None:
         loss_fn = _losses.standardised(loss_fn, scaled[0].to(y.dtype), scaled[1].to(y.dtype))
 
-    lr = args["lr"]
-    auto = isinstance(lr, str) and lr == "auto"
-    if auto:
-        lr = None
+    auto = args["lr"] == "auto"
+    lr = None if auto else args["lr"]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(
         args["optimizer"],
@@ -569,8 +556,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     augment = _augment(args["augment"], data, closure, seed)
     bs = args["batch_size"]
     if bs is None:
-        from descend.train.options import BATCH_SIZE
-
         bs = "full" if closure is not None else BATCH_SIZE
     if closure is not None and bs != "full" and bs < len(data.X):
         raise ConfigError(
@@ -611,8 +596,10 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
 
         if closure is not None:
             raise ConfigError(f"lr: lr='auto' does not apply to {type(optimizer).__name__}; expected a number > 0")
+        # the run's schedule peaking at 1: the range test's rate will be its peak
+        shape = None if args["schedule"] is None else _shaped(args, 1.0, updates)
         found = auto_lr(model, optimizer, loss_fn, data.X, y, batch_size=batch_size, planned=planned, seed=seed,
-                        penalty=penalty, schedule=_shape(args, updates))  # fmt: skip
+                        penalty=penalty, schedule=shape)  # fmt: skip
         if dist is not None:  # process 0's rate, should another machine's arithmetic differ in the last digit
             found = dist.broadcast(found)
             for group in optimizer.param_groups:
@@ -705,11 +692,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     return result
 
 
-def _shape(args: dict[str, Any], planned: int) -> Callable[[int], float] | None:
-    """The run's schedule peaking at 1 (None without one): the range test's rate will be its peak."""
-    return None if args["schedule"] is None else _shaped(args, 1.0, planned)
-
-
 def _shaped(args: dict[str, Any], peak: float, planned: int) -> Callable[[int], float]:
     """The run's ``schedule`` (a name of :data:`descend.schedules.NAMES`, shaped by ``warmup_steps``, ``step_size``
     and ``gamma`` where given, or a multiplier ``step -> factor``) peaking at ``peak`` over ``planned`` updates."""
@@ -778,8 +760,6 @@ def _open_record(run: RunFolder, args: dict[str, Any], config: dict[str, Any]) -
         return
     saved = run.read_json("config.json")
     now = jsonable(config)
-    from descend.train.options import OPTIONS
-
     for key, value in now["arguments"].items():
         if OPTIONS[key].resume_free:
             continue
