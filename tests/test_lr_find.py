@@ -304,5 +304,7 @@ def test_the_peak_of_a_warm_up_cosine_is_the_lowest_loss_rate_over_less(tmp_path
     assert [s.suggestion for s in peak.sweeps] == [s.lowest / divisor for s in peak.sweeps]  # type: ignore[operator]
     assert [s.suggestion for s in constant.sweeps] == [s.lowest / 20 for s in constant.sweeps]  # type: ignore[operator]
     assert f"divided by {divisor:g}" in peak.reason and "warm-up and annealing" in peak.reason
+    # a transformer under Adam sweeps from 1e-4, other models from 1e-5
+    assert {s.lrs[0] for s in peak.sweeps} == {1e-4 if model == "gpt" else 1e-5}
     trained = descend.fit(copy.deepcopy(spec), data, lr="auto", schedule="warmup-cosine", **common)
     assert trained.lr_find.lr == peak.lr and trained.lr_find.reason == peak.reason
