@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+import torch
+
 from descend.errors import ConfigError
 from descend.metrics import greater_is_better
 from descend.train.state import Callback, TrainState
@@ -169,8 +171,6 @@ class Recorder(Callback):
             return
         run.append_metrics(state.row)
         if self.steps and self._losses:
-            import torch
-
             values = torch.stack(self._losses).tolist()
             first = state.step - len(values)
             run.append_steps([(first + i + 1, state.epoch, v, lr) for i, (v, lr) in enumerate(zip(values, self._lrs))])
@@ -181,8 +181,6 @@ class Recorder(Callback):
         return {"losses": [float(v) for v in self._losses], "lrs": list(self._lrs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        import torch
-
         self._losses = [torch.tensor(v) for v in state.get("losses", [])]
         self._lrs = [float(v) for v in state.get("lrs", [])]
 

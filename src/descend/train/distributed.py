@@ -46,15 +46,21 @@ loader or a text corpus, each with a :class:`~descend.errors.ConfigError`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import pickle
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from descend.errors import ConfigError
+from descend.optim.chain import GLOBAL
+from descend.train.callbacks import Checkpoint, ProgressBar
 
 __all__ = ["Distributed", "active", "join", "leader", "rank_from_environment"]
 
@@ -81,8 +87,6 @@ def join() -> Distributed | None:
     """Join the process group torchrun describes (see the module docstring); None outside torchrun, or when it
     started one process. Raises :class:`~descend.errors.ConfigError` for an environment torchrun would not set."""
     global _current
-    import torch.distributed as dist
-
     given = {name: os.environ.get(name) for name in _ENV}
     if given["WORLD_SIZE"] is None and not (dist.is_available() and dist.is_initialized()):
         return None
@@ -107,8 +111,6 @@ def join() -> Distributed | None:
             backend = "cpu:gloo,cuda:nccl"
         dist.init_process_group(backend)
         created = True
-        import atexit
-
         atexit.register(_destroy)
     _current = Distributed(world, rank, local, created)
     return _current
@@ -132,8 +134,6 @@ class Distributed:
 
     def broadcast(self, value: T) -> T:
         """Process 0's ``value``, on every process."""
-        import torch.distributed as dist
-
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
@@ -161,8 +161,6 @@ class Distributed:
         return shared_result  # type: ignore[return-value]
 
     def all_reduce_mean(self, value: Tensor) -> Tensor:
-        import torch.distributed as dist
-
         dist.all_reduce(value)
         return value.div_(self.world)
 
@@ -184,8 +182,6 @@ class Distributed:
     def callbacks(self, callbacks: list[Any], has_run: bool, every_steps: int | None) -> list[Any]:
         """A process other than 0 shows no progress, and takes part in process 0's checkpoints (each one gathers
         every process's generator): a :class:`Checkpoint` like the one fit gives process 0."""
-        from descend.train.callbacks import Checkpoint, ProgressBar
-
         if self.leader:
             return callbacks
         kept = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
@@ -195,8 +191,6 @@ class Distributed:
 
     def describe(self, batch_size: int, per_process: int | str) -> dict[str, Any]:
         """What the run folder records of the processes: their number, the backend, the batch of each."""
-        import torch.distributed as dist
-
         return {"world_size": self.world, "backend": str(dist.get_backend()), "batch_size": per_process,
                 "global_batch_size": batch_size}  # fmt: skip
 
@@ -206,8 +200,6 @@ class Distributed:
         """Before the first step, on every process: continue from the checkpoint ``resume()`` loads on process 0
         (each process with its own generator) or give each process its own generator, wrap the model in DDP, and
         route the checkpoints through :meth:`save` (every process takes part; process 0 writes)."""
-        from torch.nn.parallel import DistributedDataParallel
-
         self.loop, self.accumulate = loop, accumulate
         self._scaled = loop.precision.scaler is not None
         ckpt = self.from_leader(resume)
@@ -293,8 +285,6 @@ class Distributed:
         """The micro-batch's place in the optimizer's accumulation cycle (0 without accumulation)."""
         if self.accumulate <= 1:
             return 0
-        from descend.optim.chain import GLOBAL
-
         assert self.loop is not None
         calls = self.loop.optimizer.state.get(GLOBAL, {}).get("accumulate_calls", 0)
         return int(calls) % self.accumulate
@@ -304,8 +294,6 @@ class Distributed:
     def save(self, write: Callable[..., Any], keep: int | None) -> None:
         """A checkpoint: every process's generator gathered, the accumulation cycle's gradients averaged, then
         ``write`` on process 0 (the loop's checkpoint carries :attr:`meta`)."""
-        import torch.distributed as dist
-
         loop = self.loop
         assert loop is not None
         rng: dict[str, Tensor] = {"torch": torch.get_rng_state()}
@@ -325,23 +313,19 @@ class Distributed:
 
 
 def _destroy() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def leader(dist: Distributed | None, work: Callable[[], T]) -> T:
+def leader(group: Distributed | None, work: Callable[[], T]) -> T:
     """``work()`` in one process; under torchrun run by process 0 and shared (:meth:`Distributed.from_leader`)."""
-    return work() if dist is None else dist.from_leader(work)
+    return work() if group is None else group.from_leader(work)
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
     """``error`` as it can be sent to the other processes (pickled), or a ConfigError with its message."""
     if error is None:
         return None
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(error))
         return error

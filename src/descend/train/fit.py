@@ -43,8 +43,12 @@ from torch import Tensor, nn
 
 from descend import losses as _losses
 from descend import metrics as _metrics
+from descend import models, schedules
+from descend.data.augment import Augment
 from descend.data.text import is_text
 from descend.errors import ConfigError, DataError, DescendError
+from descend.models.blocks import set_checkpointing
+from descend.optim.chain import ChainOptimizer
 from descend.train.callbacks import Checkpoint, EarlyStopping, ProgressBar, Recorder
 from descend.train.devices import Precision, resolve_device
 from descend.train.distributed import active, join, leader
@@ -56,6 +60,8 @@ from descend.train.run import RunFolder, atomic_write, environment, jsonable
 from descend.train.saved import save_model
 from descend.train.setup import PenaltySpec, _pair, make_optimizer, make_penalty, resolve_data
 from descend.train.state import Callback
+from descend.train.text import text_data
+from descend.train.threads import auto_threads
 
 __all__ = ["ConvergenceWarning", "FitResult", "find_lr", "fit"]
 
@@ -113,9 +119,7 @@ class FitResult:
 
 
 def _describe(value: Any) -> Any:
-    from descend.models import Model
-
-    if isinstance(value, Model):
+    if isinstance(value, models.Model):
         return value.config()
     if isinstance(value, Callback):  # its settings (plain public attributes), so the config can rebuild it
         settings = {k: jsonable(v) for k, v in vars(value).items()
@@ -196,20 +200,18 @@ def _target_scale(
     option: bool | str, model: nn.Module, task: str, named_loss: bool, loader: bool, y: Tensor
 ) -> tuple[Tensor, Tensor] | None:
     """The (mean, std) to standardise a regression target with, or None (see ``fit``'s ``scale_target``)."""
-    from descend.models import Model
-
     if option is False:
         return None
     why = ("the data is a loader (its target statistics are not known before training)" if loader else
            "the task is not regression" if task != "regression" else
            "the loss is a custom callable (it expects the target's units)" if not named_loss else
            f"{type(model).__name__} is not a descend model (it cannot carry an output scale)"
-           if not isinstance(model, Model) else None)  # fmt: skip
+           if not isinstance(model, models.Model) else None)  # fmt: skip
     if why is not None:
         if option is True:
             raise ConfigError(f"scale_target: scale_target=True does not apply: {why}; expected 'auto' or False")
         return None
-    assert isinstance(model, Model)
+    assert isinstance(model, models.Model)
     if model.output_scale is not None and model.output_shift is not None:
         return model.output_shift, model.output_scale
     values = y.reshape(len(y), -1)
@@ -221,8 +223,6 @@ def _target_scale(
 
 
 def _build_model(spec: Any, data: Any, settings: dict[str, Any]) -> nn.Module:
-    from descend import models
-
     if isinstance(spec, str):
         model = models.from_spec(spec, **settings)
     elif isinstance(spec, dict):
@@ -247,8 +247,6 @@ def _build_model(spec: Any, data: Any, settings: dict[str, Any]) -> nn.Module:
 
 def _checkpoint_blocks(model: nn.Module) -> None:
     """Gradient checkpointing on ``model``'s blocks (descend.models.blocks); refused for a model without any."""
-    from descend.models.blocks import set_checkpointing
-
     if set_checkpointing(model, True) == 0:
         raise ConfigError(f"checkpointing: {type(model).__name__} has no blocks to recompute (checkpointing applies "
                           "to mlp with hidden layers, cnn, cnn1d, gpt and ftt); expected checkpointing=False, or "
@@ -300,8 +298,6 @@ def _augment(kind: str, data: Any, closure: str | None, seed: int) -> Any:
     if closure is not None:
         raise ConfigError(f"augment: augment={kind!r} needs a first-order optimizer (its batches change every step); "
                           "this one steps on the whole training set through a closure")  # fmt: skip
-    from descend.data.augment import Augment
-
     return Augment(kind, seed=seed)
 
 
@@ -465,8 +461,6 @@ def _seeded(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_tes
 def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_only: bool = False) -> Any:
     settings = {n: args[n] for n in MODEL_SETTINGS if args[n] is not None}
     if is_text(args["data"]):  # the model first: its block is the length the text is cut into
-        from descend.train.text import text_data
-
         data, model = text_data(args["data"], args["model"], batch_size=args["batch_size"], seed=seed,
                                 settings=settings, validation=args["validation"])  # fmt: skip
     else:
@@ -567,8 +561,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     batch_size = len(data.X) if bs == "full" else min(int(bs) * (dist.world if dist else 1), len(data.X))
     threads = args["threads"]
     if threads == "auto":  # the work of one step decides, so the batch size must be known (descend.train.threads)
-        from descend.train.threads import auto_threads
-
         threads = auto_threads(model, data.X[:1], batch_size)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -628,9 +620,7 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if dist is not None:
         callbacks = dist.callbacks(callbacks, dist.broadcast(run is not None), args["checkpoint_every"])
     if callable(lr) and plateau is None:
-        from descend.schedules import annealing_start
-
-        annealed = annealing_start(lr, updates) * args["accumulate"] // n_batches  # the epoch it has annealed in
+        annealed = schedules.annealing_start(lr, updates) * args["accumulate"] // n_batches  # the epoch it has annealed in
         for cb in callbacks:
             if isinstance(cb, EarlyStopping) and cb.start_epoch is None:
                 cb.start_epoch = annealed
@@ -695,8 +685,6 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
 def _shaped(args: dict[str, Any], peak: float, planned: int) -> Callable[[int], float]:
     """The run's ``schedule`` (a name of :data:`descend.schedules.NAMES`, shaped by ``warmup_steps``, ``step_size``
     and ``gamma`` where given, or a multiplier ``step -> factor``) peaking at ``peak`` over ``planned`` updates."""
-    from descend import schedules
-
     spec = args["schedule"]
     if isinstance(spec, str):
         settings = {n: args[n] for n in ("warmup_steps", "step_size", "gamma") if args[n] is not None}
@@ -711,8 +699,6 @@ def _shaped(args: dict[str, Any], peak: float, planned: int) -> Callable[[int], 
 def _install_schedule(optimizer: torch.optim.Optimizer, schedule: Callable[[int], float]) -> None:
     """Give a descend optimizer ``schedule`` as its learning rate (it evaluates it before each update and keeps
     its place in checkpoints); other optimizers get it from the loop before each step."""
-    from descend.optim.chain import ChainOptimizer
-
     if isinstance(optimizer, ChainOptimizer):
         for group in optimizer.param_groups:
             group["lr_schedule"] = schedule

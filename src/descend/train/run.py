@@ -36,6 +36,7 @@ same folder is refused before it touches anything, and a refused run removes onl
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -44,12 +45,15 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from descend import __version__
 from descend.errors import ConfigError, ModelFolderError
+from descend.train.devices import cpu_state
 
 __all__ = ["RunFolder", "RunWarning", "atomic_write", "environment", "jsonable"]
 
@@ -89,10 +93,6 @@ def jsonable(value: Any) -> Any:
 
 def environment() -> dict[str, str]:
     """Versions of Python, the libraries that decide the numbers, and the machine."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from descend import __version__
-
     def installed(name: str) -> str:
         try:
             return version(name)
@@ -303,10 +303,6 @@ class RunFolder:
 
     # checkpoints
     def save_checkpoint(self, payload: dict[str, Any], keep: int | None) -> Path:
-        import io
-
-        from descend.train.devices import cpu_state
-
         buffer = io.BytesIO()
         # every tensor on the CPU: a run trained on one device resumes on another (restore moves them back)
         torch.save({"format": CHECKPOINT_FORMAT, **cpu_state(payload)}, buffer)

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from descend.errors import DescendError, ModelFolderError
+from descend.errors import ConfigError, DataError, DescendError, ModelFolderError
+from descend.models import Model, from_config
+from descend.models.size import check_size
 from descend.train.run import atomic_write, jsonable
 
 __all__ = ["SavedModel", "load", "save_model"]
@@ -42,8 +44,6 @@ def save_model(
 ) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into ``folder``; return the folder."""
     from safetensors.torch import save
-
-    from descend.models import Model
 
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
@@ -203,10 +203,6 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 def _rebuild(meta: dict[str, Any], path: Path) -> nn.Module:
     """The model ``model.json`` describes: checked on the meta device (sizes, memory), then allocated, unfilled."""
-    from descend.errors import ConfigError
-    from descend.models import from_config
-    from descend.models.size import check_size
-
     config = dict(meta["model"])
     shift, scale = config.pop("output_shift", None), config.pop("output_scale", None)
     try:
@@ -271,8 +267,6 @@ def _check_task(meta: dict[str, Any], model: nn.Module, pre: Any, path: Path) ->
         raise ModelFolderError(f"{path}: task {task!r} does not fit the model's {out} output(s): {why}")
     inputs = getattr(model, "in_features", None)
     n = meta.get("n_features")
-    from descend.models import Model
-
     if getattr(pre, "kind", None) == "array":  # examples of several axes: their shape, not a column count
         if inputs is not None and pre.shape_ and isinstance(model, Model):
             try:
@@ -306,7 +300,6 @@ def _preprocessor(meta: dict[str, Any], path: Path) -> Any:
         return None
     from descend.data import Preprocessor
     from descend.data.arrays import ArrayPreprocessor
-    from descend.errors import DataError
 
     try:
         if meta["preprocessor"].get("kind") == ArrayPreprocessor.kind:

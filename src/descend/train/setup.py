@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from descend import optim
 from descend.errors import ConfigError, DataError
 from descend.train.options import OPTIMIZERS
 
@@ -183,8 +184,6 @@ def resolve_data(data: Any, *, target: Any, task: str, validation: Any, seed: in
 
 
 def _optimizer_class(name: str) -> Callable[..., torch.optim.Optimizer]:
-    from descend import optim
-
     classes: dict[str, Any] = {
         "sgd": optim.SGD,
         "momentum": optim.Momentum,
@@ -220,8 +219,6 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """Build the optimizer. Clipping and accumulation are rules of descend's optimizer engine, placed before
     the named optimizer's own rules: accumulate k gradients, clip their mean, then update."""
-    from descend import optim
-
     engine_rules = clip_norm is not None or clip_value is not None or accumulate > 1
     if isinstance(spec, torch.optim.Optimizer):
         if lr is not None or weight_decay or options:

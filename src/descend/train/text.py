@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from descend import models
 from descend.data.text import TextBlocks, TextCorpus, is_text, read_text, validation_blocks
 from descend.errors import ConfigError
+from descend.train.options import BATCH_SIZE
 from descend.train.setup import TrainData
 
 __all__ = ["SAMPLE_BLOCKS", "VAL_BLOCKS", "is_text", "text_data"]
@@ -34,8 +36,6 @@ SAMPLE_BLOCKS = 2048
 
 
 def _model(spec: Any, vocab: int, settings: dict[str, Any]) -> nn.Module:
-    from descend import models
-
     if isinstance(spec, str):
         model: Any = models.from_spec(spec, **settings)
     elif isinstance(spec, dict):
@@ -77,8 +77,6 @@ def text_data(source: Any, spec: Any, *, batch_size: int | str | None, seed: int
         raise ConfigError("batch_size: 'full' does not apply to a text corpus (its batches are random blocks); "
                           "expected an int >= 1, blocks per batch")  # fmt: skip
     if batch_size is None:
-        from descend.train.options import BATCH_SIZE
-
         batch_size = BATCH_SIZE
     model = _model(spec, corpus.vocabulary.size, settings)
     block = int(getattr(model, "block"))  # noqa: B009 (checked above; any module with a block works)
