@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
 
-from descend.cli._output import Out, output_options
-from descend.cli._predict import model_path
+from descend.cli._output import Out, from_descend, output_options, shown_warnings
+from descend.cli._predict import ENCODING, model_path
 from descend.cli._train import DATA
 
 __all__ = ["evaluate"]
@@ -19,8 +18,7 @@ __all__ = ["evaluate"]
 @click.argument("data", type=DATA)
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the evaluation as a self-contained HTML page to this file.")
-@click.option("--encoding", default=None,
-              help="Text encoding of a CSV/TSV DATA, e.g. latin-1 or cp1252. Default: UTF-8 (UTF-16 by its mark).")
+@ENCODING
 @output_options
 def evaluate(model_folder: Path, data: Path, html: Path | None, encoding: str | None, quiet: bool,
              as_json: bool) -> None:
@@ -31,12 +29,8 @@ def evaluate(model_folder: Path, data: Path, html: Path | None, encoding: str | 
     from descend.evaluation import write_report
 
     o = Out(quiet=quiet, as_json=as_json)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with shown_warnings(o, from_descend):
         ev = score(model_path(model_folder), data, encoding=encoding)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and w.category.__module__.startswith("descend"):
-            o.warn(str(w.message))
     if ev.left_out:
         o.warn(f"{data}: left out {ev.left_out} row(s) without a target value")
     o.line(f"{ev.model} on {data}: {ev.rows} rows, task {ev.task}", bold=True)

@@ -143,9 +143,6 @@ def gather(ctx: click.Context, names: Iterable[str], config: dict[str, Any]) -> 
         if name in config and source in (ParameterSource.DEFAULT, None):
             given = config[name]
         if name == "optimizer_options" and isinstance(given, tuple):  # repeated KEY=VALUE words
-            merged: dict[str, Any] = {}
-            for part in given:
-                merged.update(part)
-            given = merged or None
+            given = {k: v for part in given for k, v in part.items()} or None
         values[name] = given
     return values

@@ -6,16 +6,18 @@ on a terminal and never when the ``NO_COLOR`` environment variable is set (https
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["Out", "output_options"]
+__all__ = ["Out", "from_descend", "output_options", "shown_warnings"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,3 +64,20 @@ class Out:
     def warn(self, text: str) -> None:
         if not self.quiet:
             click.echo(f"warning: {text}", err=True)
+
+
+@contextlib.contextmanager
+def shown_warnings(out: Out, show: Callable[[Any], bool] = lambda w: True) -> Iterator[list[Any]]:
+    """Catch the Python warnings of the block; when it ends without an error, print those ``show`` picks as
+    ``warning: ...`` lines on stderr. The caught list is given to the block, for what is shown sooner."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    for w in caught:
+        if show(w):
+            out.warn(str(w.message))
+
+
+def from_descend(w: Any) -> bool:
+    """Whether a caught warning is one of descend's own (a UserWarning raised by descend's code)."""
+    return issubclass(w.category, UserWarning) and w.category.__module__.startswith("descend")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from descend.cli._output import Out, output_options
+from descend.cli._output import Out, from_descend, output_options, shown_warnings
 from descend.cli._train import DATA, BadInput
 
 __all__ = ["model_path", "predict"]
+
+ENCODING = click.option("--encoding", default=None, help="Text encoding of a CSV/TSV DATA, e.g. latin-1 or cp1252. "
+                        "Default: UTF-8 (UTF-16 by its mark).")  # fmt: skip
 
 
 @click.command()
@@ -20,8 +22,7 @@ __all__ = ["model_path", "predict"]
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV file to write (default: print the CSV; with --json, the predictions go in the JSON).")
 @click.option("--proba", is_flag=True, help="Add one probability column per class (classification).")
-@click.option("--encoding", default=None,
-              help="Text encoding of a CSV/TSV DATA, e.g. latin-1 or cp1252. Default: UTF-8 (UTF-16 by its mark).")
+@ENCODING
 @output_options
 def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encoding: str | None, quiet: bool,
             as_json: bool) -> None:
@@ -43,8 +44,7 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encod
     if saved.preprocessor is None:
         raise BadInput(f"{model_folder}: the model was saved without its preprocessing, so it cannot read a table; "
                        "predict from Python with feature tensors")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with shown_warnings(o, from_descend):
         if getattr(saved.preprocessor, "kind", None) == "array":  # images, signals: a row per example
             frame, X = _examples(saved.preprocessor, data)
         else:
@@ -63,9 +63,6 @@ def predict(model_folder: Path, data: Path, out: Path | None, proba: bool, encod
         del frame, kept
         if out is not None:
             _write_csv(result, out)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and w.category.__module__.startswith("descend"):
-            o.warn(str(w.message))
     summary: dict[str, Any] = {"rows": len(result), "out": str(out) if out else None, "task": saved.task}
     if out is not None:
         o.line(f"{len(result)} predictions written to {out}")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
 from descend.cli._options import GroupedCommand, gather, read_config, table_options
-from descend.cli._output import Out, output_options
+from descend.cli._output import Out, output_options, shown_warnings
 from descend.train.options import OPTIONS
 
 __all__ = ["lr_find", "train"]
@@ -39,13 +38,9 @@ def prepare_table(out: Out, source: Any, *, target: str | None, task: str, valid
     """``descend.data.prepare`` with its warnings shown on stderr (not as Python warnings)."""
     from descend.data import prepare
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data = prepare(source, target=target, task=task, validation=validation, seed=seed, scale=scale,
+    with shown_warnings(out):
+        return prepare(source, target=target, task=task, validation=validation, seed=seed, scale=scale,
                        encoding=encoding)
-    for w in caught:
-        out.warn(str(w.message))
-    return data
 
 
 class Interrupted(click.ClickException):
@@ -83,23 +78,17 @@ def _finish_report(out: Out, folder: Path) -> dict[str, Any]:
     return {"run_dir": str(folder), "report": str(report), **summary}
 
 
-class RecordCommand:
-    """On fit start, write ``command.json`` into the run folder (before summary.json)."""
+def _record_command(command: dict[str, Any]) -> Any:
+    """A callback that, on fit start, writes ``command`` to ``command.json`` in the run folder (before
+    summary.json)."""
+    from descend.train import Callback, TrainState
 
-    def __init__(self, command: dict[str, Any]) -> None:
-        self.command = command
+    class _Record(Callback):
+        def on_fit_start(self, state: TrainState) -> None:
+            if state.run_dir is not None:
+                state.run_dir.write_json("command.json", command)
 
-    def callback(self) -> Any:
-        from descend.train import Callback, TrainState
-
-        owner = self
-
-        class _Record(Callback):
-            def on_fit_start(self, state: TrainState) -> None:
-                if state.run_dir is not None:
-                    state.run_dir.write_json("command.json", owner.command)
-
-        return _Record()
+    return _Record()
 
 
 def _header(label: str, state: Any) -> str:
@@ -134,18 +123,15 @@ def run_training(out: Out, options: dict[str, Any], *, command: dict[str, Any], 
     if resume is not None and (resume / "summary.json").is_file() and not (resume / "report.html").is_file():
         return _finish_report(out, Path(resume))  # killed after the summary, before the report: only that is due
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    hidden = (DeprecationWarning, descend.train.ConvergenceWarning)  # the summary says whether it converged
+    with shown_warnings(out, lambda w: not issubclass(w.category, hidden)) as caught:
         watching = progress_callbacks(out, lambda state: _header(label, state), caught)
-        callbacks: list[Any] = [*watching, Recorder(steps=True), RecordCommand(command).callback()]
+        callbacks: list[Any] = [*watching, Recorder(steps=True), _record_command(command)]
         try:
             result = descend.fit(**options, callbacks=callbacks, progress=False)
         except KeyboardInterrupt:
             raise _interrupted(resume or options.get("run_dir")) from None
     seconds = time.perf_counter() - start
-    for w in caught:
-        if not issubclass(w.category, (DeprecationWarning, descend.train.ConvergenceWarning)):
-            out.warn(str(w.message))
     if result.run_dir is None:  # under torchrun, a process other than 0: process 0 writes and reports
         return {}
     findings = result.findings
@@ -263,12 +249,8 @@ def lr_find(ctx: click.Context, data: Path | None, config_file: Path | None, pag
     o = Out(quiet=quiet, as_json=as_json)
     options = command_options(ctx, LR_FIND, data, config_file)
     source, model = options.pop("data"), options.pop("model")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with shown_warnings(o, lambda w: not issubclass(w.category, DeprecationWarning)):
         found = find_lr(model, source, **options)
-    for w in caught:
-        if not issubclass(w.category, DeprecationWarning):
-            o.warn(str(w.message))
     record = range_test_record(found.rows(), found.summary())
     bs = options["batch_size"] or "default"
     written = range_test_report(record, page or Path(f"lr-find-{source.stem}.html"),
