@@ -68,6 +68,7 @@ _MAX_GRAPHS = 4
 #: ``_plan``'s answer when a parameter lacks state its rules keep: run this step eagerly.
 _INCOMPLETE = object()
 
+
 def _watched(modules: Sequence[nn.Module], params: Sequence[Tensor]) -> bool:
     """Whether a hook would watch this step from inside: a module's forward or backward hook (global or its
     own), or a gradient hook on a parameter. Compiled, none of them would run, so such a step runs eagerly."""
@@ -402,7 +403,6 @@ def _compiled_torch_step(optimizer: torch.optim.Optimizer) -> tuple[Any, Callabl
     # graphs, so this optimizer's graphs are its own, under its own limit.
     code, compiled = compile_own(func, dynamic=None, tensor_guards=False)
     return code, plain_step(optimizer, compiled)
-
 
 
 #: Planned steps from which ``fit`` compiles its step when not told (``compile=None``). On a CPU a compiled step of

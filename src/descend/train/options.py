@@ -64,8 +64,6 @@ BATCH_SIZE = 32  # the mini-batch size when none is given (first-order optimizer
 AUGMENTS = ("none", "flip", "crop", "flip+crop")  # descend.data.augment's, which a test holds to these
 
 
-
-
 @dataclass(frozen=True)
 class Option:
     """One training option.
@@ -146,7 +144,6 @@ def _device(value: Any) -> bool:
 DEVICE = Kind("auto, cpu, cuda, cuda:N or mps", _device, lambda w: w.strip().lower(), "auto|cpu|cuda|cuda:N|mps")
 PRECISION = Kind("one of '32', 'bf16', '16-mixed' (text)", lambda v: isinstance(v, str) and v in PRECISIONS,
                  lambda w: w.strip().lower(), "|".join(PRECISIONS))  # fmt: skip
-
 
 
 _TABLE = (
