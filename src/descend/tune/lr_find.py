@@ -44,10 +44,10 @@ The rule, per sweep, on :math:`u = \\log_{10}\\alpha`:
      against 0.022);
    - 2 for adaptive optimizers on a model with self-attention (a transformer): a 30-step sweep meets the
      transformer's early instability, which a warm-up removes, so its lowest-loss rate lies close to the peak it
-     trains best at, not 10 times above it as on the tables. On the character LM (lowest-loss rate 2.7e-3, 2,000 steps) peaks at that rate over
-     1.5, 3, 6 and 10 reach validation losses 1.84, 1.94, 2.05 and 2.14 (seed 1337; with seeds 1 and 2 the
-     sweeps' lowest-loss rate was 1.8e-3 and 1.2e-3, and lr="auto" reached 1.94 and 2.01: there the sweeps'
-     scatter, not the divisor, sets the result);
+     trains best at, not 10 times above it as on the tables. On the character LM (lowest-loss rate 2.7e-3, 2,000
+     steps) peaks at that rate over 1.5, 3, 6 and 10 reach validation losses 1.84, 1.94, 2.05 and 2.14 (seed
+     1337); with the sweeps started at 1e-4 (:data:`descend.tune.auto.LR_MIN_ATTENTION`) lr="auto" reaches 1.83
+     to 1.88 over four seeds;
    - 5 and 1.5 for SGD and its momentum forms, as without a schedule (the tables' best peaks are scattered
      either side of those, with no better single number).
 
