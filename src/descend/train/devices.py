@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from descend.errors import ConfigError
+from descend.train.options import DEVICE
 
 __all__ = ["DEVICES", "PRECISIONS", "Precision", "cpu_state", "resolve_device"]
 
@@ -75,12 +76,7 @@ def valid_spelling(value: Any) -> bool:
     """Whether ``value`` names a device kind this option knows (present or not): the table's test."""
     if isinstance(value, torch.device):
         return value.type in ("cpu", "cuda", "mps")
-    if not isinstance(value, str):
-        return False
-    if value in ("auto", "cpu", "cuda", "mps"):
-        return True
-    kind, _, index = value.partition(":")
-    return kind == "cuda" and index.isdigit()
+    return DEVICE.ok(value)
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:
