@@ -12,8 +12,8 @@ from descend.cli._train import DATA, BadInput
 
 __all__ = ["model_path", "predict"]
 
-ENCODING = click.option("--encoding", default=None, help="Text encoding of a CSV/TSV DATA, e.g. latin-1 or cp1252. "
-                        "Default: UTF-8 (UTF-16 by its mark).")  # fmt: skip
+ENCODING = click.option("--encoding", default=None, help="Text encoding of a CSV/TSV DATA, e.g. latin-1 or "
+                        "cp1252. Default: UTF-8 (UTF-16 by its mark).")  # fmt: skip
 
 
 @click.command()

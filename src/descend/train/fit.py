@@ -620,7 +620,8 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     if dist is not None:
         callbacks = dist.callbacks(callbacks, dist.broadcast(run is not None), args["checkpoint_every"])
     if callable(lr) and plateau is None:
-        annealed = schedules.annealing_start(lr, updates) * args["accumulate"] // n_batches  # the epoch it has annealed in
+        # the epoch in which the schedule has annealed
+        annealed = schedules.annealing_start(lr, updates) * args["accumulate"] // n_batches
         for cb in callbacks:
             if isinstance(cb, EarlyStopping) and cb.start_epoch is None:
                 cb.start_epoch = annealed
