@@ -432,7 +432,7 @@ def _pool(numbers: bool = False) -> pa.MemoryPool:
 
     The parsed Arrow buffers live only until they are copied into NumPy columns. pyarrow's default allocator
     (mimalloc) keeps freed pages mapped, so a large table converted to a DataFrame would hold about twice its size
-    at its peak; jemalloc that returns them at once avoids that, at about a seventh more parse time. A table of
+    at its peak; jemalloc that returns them at once avoids that, at about a sixth more parse time. A table of
     numbers (the dense path of :func:`~descend.data.prepare`) parses in the faster default pool, and the dense pass
     hands its freed pages back as it goes (:func:`~descend.data.dense.fill_splits`).
     """
