@@ -45,8 +45,10 @@ def test_default_sharpness_is_the_top_eigenvalue_of_the_training_loss(tmp_path, 
     assert result.steps == 2000
     records = read(tmp_path / "run" / "curvature.jsonl")
     assert [r["step"] for r in records] == [1000, 2000]
-    # fit's fixed batch: SHARPNESS_ROWS of the 200 rows, drawn with the run's seed (0), as training_loss does
-    rows = descend.inspect.diagnostics.SHARPNESS_ROWS
+    # fit's fixed batch for sharpness: four batches of 4 but at least 32 of the 200 rows, drawn with the run's
+    # seed (0), as training_loss does
+    rows = descend.inspect.diagnostics.sharpness_rows(4)
+    assert rows == 32
     idx = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:rows].sort().values
     A = np.hstack([data.X_train[idx].double().numpy(), np.ones((rows, 1))])
     H = 2 / rows * A.T @ A + l2 * np.diag([1.0, 1.0, 1.0, 0.0])  # the penalty is part of the objective

@@ -626,18 +626,22 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
             if isinstance(cb, EarlyStopping) and cb.start_epoch is None:
                 cb.start_epoch = annealed
     if args["diagnostics"]:
-        from descend.inspect.diagnostics import default_callbacks, training_loss
+        from descend.inspect.diagnostics import default_callbacks, sharpness_rows, training_loss
         from descend.inspect.monitor import HealthMonitor, SharpnessMonitor
         from descend.inspect.trajectory import TrajectoryRecorder
 
-        sharp = None if closure is not None else training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed)
+        # the findings' probe of 128 rows; sharpness on fewer when the batches are small (see sharpness_rows)
+        probe = None if closure is not None else training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed)
+        rows = sharpness_rows(batch_size)
+        sharp = probe if probe is None or rows >= len(probe.X) else \
+            training_loss(model, loss_fn, data.X, y, penalty=penalty, seed=seed, rows=rows)
         if not any(isinstance(cb, HealthMonitor) for cb in callbacks):
             callbacks.append(HealthMonitor(every=args["health_every"]))
         if sharp is not None and not any(isinstance(cb, SharpnessMonitor) for cb in callbacks):
             callbacks.append(SharpnessMonitor(sharp, every=args["sharpness_every"]))
         if run is not None and not any(isinstance(cb, TrajectoryRecorder) for cb in callbacks):
             callbacks.append(TrajectoryRecorder())  # the run's path, for `descend landscape RUN --trajectory`
-        callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=sharp, options=args)],
+        callbacks = sorted([*callbacks, *default_callbacks(callbacks, loss=probe, options=args)],
                            key=lambda cb: isinstance(cb, Checkpoint))  # checkpoints still last
     loop = Loop(
         model=model, optimizer=optimizer, data=data, loss_fn=loss_fn, y=y, y_val=y_val, metrics=metric_names,
