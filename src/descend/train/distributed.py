@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import pickle
 from collections.abc import Callable
@@ -314,6 +315,11 @@ class Distributed:
 
 def _destroy() -> None:
     if dist.is_initialized():
+        # The DDP wrappers of finished fits live on in reference cycles, holding the process group: collected
+        # now, while the interpreter is whole, the group is freed (its threads joined) by the destroy below,
+        # instead of being torn down at exit with its threads still running (an abort, "terminate called
+        # without an active exception", in about one exit in four under load).
+        gc.collect()
         dist.destroy_process_group()
 
 
