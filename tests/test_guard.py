@@ -407,6 +407,8 @@ class Crash(Callback):
         ({"factor": 1.0}, "factor=1.0; expected a number in (0, 1)"),
         ({"spike": 0.5}, "spike=0.5; expected a number > 1"),
         ({"rise": True}, "rise=True; expected a number > 1"),
+        ({"factor": "x"}, "factor='x'; expected a number in (0, 1)"),
+        ({"noise": None}, "noise=None; expected a number > 0"),
         ({"patience": 0}, "patience=0; expected an int >= 1"),
         ({"every": 2.5}, "every=2.5; expected an int >= 1"),
         ({"max_retries": -1}, "max_retries=-1; expected an int >= 0"),

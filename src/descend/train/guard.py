@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -122,8 +123,10 @@ class _ScaledSchedule:
         return getattr(self.__dict__["schedule"], name)
 
 
-def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+def _check(name: str, value: Any, ok: Callable[[float], bool], accepted: str) -> None:
+    """Refuse ``value`` unless it is a number (not a bool) for which ``ok`` holds: the type first, so that text
+    is refused with the template instead of failing inside the comparison."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise ConfigError(f"DivergenceGuard: invalid {name}={value!r}; expected {accepted}")
 
 
@@ -185,10 +188,10 @@ class DivergenceGuard(Callback):
         rows: int = 32,
         check_grads: str | bool = "ends",
     ) -> None:
-        _check("factor", factor, 0 < factor < 1, "a number in (0, 1)")
-        _check("spike", spike, spike > 1, "a number > 1")
-        _check("rise", rise, rise > 1, "a number > 1")
-        _check("noise", noise, noise > 0, "a number > 0")
+        _check("factor", factor, lambda v: 0 < v < 1, "a number in (0, 1)")
+        _check("spike", spike, lambda v: v > 1, "a number > 1")
+        _check("rise", rise, lambda v: v > 1, "a number > 1")
+        _check("noise", noise, lambda v: v > 0, "a number > 0")
         for name, value, low in (("patience", patience, 1), ("window", window, 1), ("every", every, 1),
                                  ("max_retries", max_retries, 0), ("rows", rows, 1)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
