@@ -36,8 +36,8 @@ T = TypeVar("T")
 
 #: Values per batch at most (a Parquet row group can be the whole table): 1 MiB of float64, a block kept in cache.
 BATCH_VALUES = 1 << 17
-_SCALE_ROWS = 1 << 14
-_RELEASE_EVERY = 8  # batches between hand-backs of freed pages: 8 MiB of a CSV's blocks  # rows scaled at a time, so the second operation finds them in cache
+_SCALE_ROWS = 1 << 14  # rows scaled (or transposed) at a time, so the second operation finds them in cache
+_RELEASE_EVERY = 8  # batches between hand-backs of freed pages: 8 MiB of a CSV's blocks
 
 
 def dense_columns(table: pa.Table, names: Sequence[str]) -> bool:
@@ -123,7 +123,8 @@ def fill_splits(
     """
     import pyarrow as pa
 
-    width = batches[0].shape[1] if isinstance(batches[0], np.ndarray) else batches[0].num_columns
+    arrow = not isinstance(batches[0], np.ndarray)  # an array's blocks are views: no pages of pyarrow's to free
+    width = batches[0].num_columns if arrow else batches[0].shape[1]
     outs = [np.empty((len(rows), width), dtype=np.float32) for rows in splits]
     starts = np.cumsum([0] + [len(b) for b in batches]).tolist()
     finite = [True]
@@ -134,7 +135,7 @@ def fill_splits(
             batch, batches[i] = batches[i], None
             # Column-major: three times faster a copy out of Arrow's columns than row-major, and the gather below
             # writes row-major tensors from either layout.
-            block = batch if isinstance(batch, np.ndarray) else np.asarray(batch.to_tensor(row_major=False))
+            block = np.asarray(batch.to_tensor(row_major=False)) if arrow else batch
             del batch
             for s, (out, rows) in enumerate(zip(outs, splits)):
                 k0, k1 = np.searchsorted(rows, starts[i : i + 2]).tolist()
@@ -150,7 +151,7 @@ def fill_splits(
                     moments.merge(Moments.of(part))
                 elif not np.isfinite(part).all():
                     finite[0] = False
-            if (i - first) % _RELEASE_EVERY == _RELEASE_EVERY - 1:
+            if arrow and (i - first) % _RELEASE_EVERY == _RELEASE_EVERY - 1:
                 pa.default_memory_pool().release_unused()
         return moments
 
