@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_kill_resume import _data
+
 HERE = Path(__file__).parent
 SCRIPT = HERE / "distributed_fit.py"
 HARNESS = HERE / "interrupt_harness.py"
@@ -156,18 +158,6 @@ def test_two_processes_follow_one_process_with_twice_the_batch(scripted: tuple[P
         close(ranks[0]["weights"], load(one, "unaccumulated")["weights"])  # equal to the un-accumulated run
 
 
-def _table(folder: Path, rows: int = 120) -> Path:
-    g = np.random.default_rng(0)
-    X = g.normal(size=(rows, 5))
-    y = (X[:, 0] - X[:, 1] + 0.5 * g.normal(size=rows) > 0).astype(int)
-    path = folder / "data.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*"abcde", "y"])
-        w.writerows([[*map(float, x), int(t)] for x, t in zip(X, y)])
-    return path
-
-
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -183,7 +173,7 @@ def _metrics(run: Path) -> list[dict[str, str]]:
 def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, str]:
     """``descend train`` under torchrun (2 x batch 8) and alone (batch 16), each in a folder of its own."""
     folder = tmp_path_factory.mktemp("cli")
-    data = _table(folder)
+    data = _data(folder, rows=120)
     (folder / "two").mkdir()
     (folder / "one").mkdir()
     two, one = folder / "two" / "run", folder / "one" / "run"
@@ -248,7 +238,7 @@ def test_two_nodes_on_one_machine_train_as_one_node(scripted: tuple[Path, Path],
 
 @pytest.mark.slow
 def test_a_refusal_stops_every_process_with_one_message(tmp_path: Path) -> None:
-    data = _table(tmp_path)
+    data = _data(tmp_path, rows=120)
     with launched([*torchrun(), str(HARNESS), "train", str(data), *CLI[:-1], "--optimizer", "lbfgs",
                    "--out", str(tmp_path / "run")], tmp_path) as proc:  # fmt: skip
         _, err = proc.communicate(timeout=TIMEOUT)

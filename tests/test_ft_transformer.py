@@ -15,7 +15,7 @@ import torch
 import descend
 from descend.errors import ConfigError
 from descend.models import FTTransformer, from_config, from_spec
-from descend.train.state import Callback
+from tests.test_run import Crash
 
 TINY = "ftt:layers=1,dim=16,heads=2,dropout=0"
 
@@ -95,15 +95,6 @@ def test_saved_run_predicts_as_the_trained_model(tmp_path: Path) -> None:
         assert torch.equal(saved.model.eval()(x), result.model.eval()(x))
 
 
-class _Stop(Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, state: Any) -> None:
-        if state.step == self.at:
-            raise KeyboardInterrupt
-
-
 def test_a_run_killed_mid_training_resumes_bit_exactly(tmp_path: Path) -> None:
     # dropout on: the resumed run must draw the same dropout masks as the whole one
     spec = "ftt:layers=1,dim=16,heads=2,dropout=0.1"
@@ -111,7 +102,7 @@ def test_a_run_killed_mid_training_resumes_bit_exactly(tmp_path: Path) -> None:
                    early_stopping=False, health_every=5, sharpness_every=10)  # fmt: skip
     whole = _quiet_fit(spec, data(96), run_dir=tmp_path / "whole", **options)
     with pytest.raises(KeyboardInterrupt):
-        _quiet_fit(spec, data(96), run_dir=tmp_path / "cut", callbacks=[_Stop(10)], **options)
+        _quiet_fit(spec, data(96), run_dir=tmp_path / "cut", callbacks=[Crash(10)], **options)
     resumed = _quiet_fit(spec, data(96), resume=tmp_path / "cut", **options)
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -20,6 +20,7 @@ from descend.data import Batches
 from descend.errors import ConfigError
 from descend.models import MLP, LinearRegression, LogisticRegression
 from descend.train import Callback, DivergenceGuard, TrainState
+from tests.test_run import Crash
 
 pytestmark = pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
 
@@ -390,15 +391,6 @@ def test_a_resume_between_deferred_blocks_is_bit_identical(tmp_path: Path) -> No
     assert resumed.guard == ref.guard
     for p, q in zip(resumed.model.parameters(), ref.model.parameters(), strict=True):
         assert torch.equal(p, q)
-
-
-class Crash(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, state: TrainState) -> None:
-        if state.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize(

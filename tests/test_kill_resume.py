@@ -52,10 +52,11 @@ POINTS: list[tuple[str, str, str, int, str]] = [
 ]
 
 
-def _data(folder: Path) -> Path:
+def _data(folder: Path, rows: int = 600) -> Path:
+    """A CSV of ``rows`` rows: five normal features and a noisy binary target ``y``."""
     g = np.random.default_rng(0)
-    X = g.normal(size=(600, 5))
-    y = (X[:, 0] - X[:, 1] + 0.5 * g.normal(size=600) > 0).astype(int)
+    X = g.normal(size=(rows, 5))
+    y = (X[:, 0] - X[:, 1] + 0.5 * g.normal(size=rows) > 0).astype(int)
     path = folder / "data.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

@@ -20,7 +20,7 @@ from descend.data.text import TextBlocks, TextCorpus, Vocabulary, read_text, val
 from descend.errors import ConfigError, DataError, ModelFolderError
 from descend.models import GPT, from_config, from_spec
 from descend.train.fit import fit
-from descend.train.state import Callback
+from tests.test_run import Crash
 
 TINY = "gpt:layers=1,heads=2,dim=16,block=8"
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 12
@@ -164,21 +164,12 @@ def test_the_loss_is_the_mean_cross_entropy_per_token(corpus_file: Path) -> None
     assert math.isclose(result.final["val_loss"], float(manual), rel_tol=1e-5)
 
 
-class _Stop(Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, state: Any) -> None:
-        if state.step == self.at:
-            raise KeyboardInterrupt
-
-
 def test_a_run_killed_mid_training_resumes_bit_exactly(corpus_file: Path, tmp_path: Path) -> None:
     options = dict(optimizer="adamw", lr=3e-3, batch_size=4, max_steps=30, checkpoint_every=4, seed=5,
                    health_every=5, sharpness_every=10)  # fmt: skip
     whole = _quiet_fit(TINY, corpus_file, run_dir=tmp_path / "whole", **options)
     with pytest.raises(KeyboardInterrupt):
-        _quiet_fit(TINY, corpus_file, run_dir=tmp_path / "cut", callbacks=[_Stop(10)], **options)
+        _quiet_fit(TINY, corpus_file, run_dir=tmp_path / "cut", callbacks=[Crash(10)], **options)
     resumed = _quiet_fit(TINY, corpus_file, resume=tmp_path / "cut", **options)
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
