@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from descend.tune.lr_find import LRFindResult, lr_find
+from descend.tune.lr_find import LRFindResult, kind, lr_find
 
 __all__ = ["LR_MIN", "LR_MIN_ATTENTION", "SWEEPS", "auto_lr", "sweep_steps", "warms_up_and_anneals"]
 
@@ -82,8 +82,6 @@ def auto_lr(
 
     ``schedule``: the run's schedule shape (any peak), when the rate found will be its peak.
     """
-    from descend.tune.lr_find import kind
-
     shaped = schedule is not None and warms_up_and_anneals(schedule, planned)
     lr_min = LR_MIN_ATTENTION if kind(model, optimizer) == "transformer" else LR_MIN
     found = lr_find(model, optimizer, loss_fn, X, y, batch_size=batch_size, steps=sweep_steps(planned), lr_min=lr_min,
