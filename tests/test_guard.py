@@ -367,6 +367,52 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+class Fresh(DivergenceGuard):
+    """The guard copying the model and the optimizer afresh (a clone per tensor) every time: the reference."""
+
+    def _refill(self, spare: dict[str, Any], optimizer: dict[str, Any]) -> None:
+        return None
+
+
+class Refilled(DivergenceGuard):
+    """The default guard, counting its candidate copies and those it wrote over a discarded one in place."""
+
+    refills = candidates = 0
+
+    def _take_candidate(self, state: TrainState) -> None:
+        self.candidates += 1
+        super()._take_candidate(state)
+
+    def _refill(self, spare: dict[str, Any], optimizer: dict[str, Any]) -> Any:
+        copies = super()._refill(spare, optimizer)
+        self.refills += copies is not None
+        return copies
+
+
+@pytest.mark.parametrize("case", list(grouped_cases()))
+def test_copies_written_over_in_place_restore_as_fresh_copies(case: str) -> None:
+    # A candidate is written into a discarded copy's tensors when the layout matches. Oracle: the guard cloning
+    # every copy. Rollbacks (to the copies), rows, weights and the guard's state (its copies) equal bit for bit.
+    make, data, options = grouped_cases()[case]
+    torch.manual_seed(0)
+    reference = Fresh()
+    ref = descend.fit(make(), data, guard=reference, **options)
+    torch.manual_seed(0)
+    guard = Refilled()
+    got = descend.fit(make(), data, guard=guard, **options)
+    assert json.dumps(guard.events) == json.dumps(reference.events)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time"} for r in h]  # noqa: E731
+    assert json.dumps(strip(got.history)) == json.dumps(strip(ref.history))
+    for p, q in zip(got.model.parameters(), ref.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert same(guard.state_dict(), reference.state_dict())
+    assert guard.refills >= guard.candidates - 2  # all but the first copies (the first spare held no state yet)
+    live = {t.data_ptr() for t in got.model.parameters()}
+    assert guard._good is not None
+    for copy in (guard._good, guard._candidate or guard._good):  # copies, never the live tensors
+        assert not live & {t.data_ptr() for t in copy["model"].values()}
+
+
 def test_a_resume_between_deferred_blocks_is_bit_identical(tmp_path: Path) -> None:
     # A checkpoint taken while blocks wait holds them (the guard's "group"): the resumed run judges them as the
     # uninterrupted one, and the rollback after the resume (the jump at step 50) lands at the same step.

@@ -230,6 +230,10 @@ class DivergenceGuard(Callback):
         self._streak, self._streak_step, self._streak_rows = 0, 0, list[int]()
         self._good: dict[str, Any] | None = None
         self._candidate: dict[str, Any] | None = None
+        self._spare: dict[str, Any] | None = None  # a discarded copy, written over by the next candidate
+        # The model's state-dict names and tensors (its parameters and buffers themselves), listed at the fit's
+        # start; None when the state dict holds something else (then every copy is made afresh).
+        self._live: tuple[tuple[str, ...], list[Tensor]] | None = None
         self._prevented = False  # the check before the update found a non-finite gradient and prevented it
         self._read: Tensor | None = None  # the loss the check read, its version and value: read once a step
         self._read_version, self._read_value = 0, 0.0
@@ -275,6 +279,9 @@ class DivergenceGuard(Callback):
         self._refresh()  # the thresholds depend on whether the descent is full-batch
         if self.scale != 1.0:  # resumed after rollbacks: fixed rates come scaled from the checkpoint, schedules not
             self._apply_scale(state.optimizer, 1.0, self.scale)
+        live = state.model.state_dict(keep_vars=True)
+        tensors = list(live.values())
+        self._live = (tuple(live), tensors) if all(isinstance(t, Tensor) for t in tensors) else None
         if self._good is None:
             self._good = self._snapshot(state)
 
@@ -571,7 +578,7 @@ class DivergenceGuard(Callback):
             self.scale *= self.factor
         # The optimizer's learning rates are now those of the good state, taken at scale good["scale"].
         self._apply_scale(state.optimizer, self.scale / good["scale"], self.scale)
-        self._candidate = None
+        self._spare, self._candidate = self._candidate, None
         self._strikes = self._high = 0
         self._group.clear()
         # The open block's steps were finite: they stay in the epoch's loss, but the block starts again.
@@ -600,25 +607,67 @@ class DivergenceGuard(Callback):
 
     # -- saved states --------------------------------------------------------------------------------------
 
-    def _snapshot(self, state: TrainState) -> dict[str, Any]:
-        """A copy of the model and the optimizer, and the statistics that judged them."""
+    def _snapshot(self, state: TrainState, spare: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A copy of the model and the optimizer, and the statistics that judged them. A discarded copy of the
+        same layout (``spare``) is written over in place instead: one fused copy rather than a clone per tensor,
+        and the model's tensors listed once a fit (``_live``), not by walking its modules each time."""
+        optimizer = state.optimizer.state_dict()
+        copies = None if spare is None else self._refill(spare, optimizer)
+        model, optimizer = copies or (clone_state(state.model.state_dict()), clone_state(optimizer))
         return {
             "step": state.step,
             "scale": self.scale,
-            "model": clone_state(state.model.state_dict()),
-            "optimizer": clone_state(state.optimizer.state_dict()),
+            "model": model,
+            "optimizer": optimizer,
             "stats": [self._n, self._level, self._var, self._best, self._best_spread, self._last],
             "recent": list(self._recent),
         }
 
+    def _refill(self, spare: dict[str, Any], optimizer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """``spare``'s model and optimizer state overwritten with the live ones, or None when its layout differs
+        (other state keys or shapes, state that is not a tensor or a number: then the copy is made afresh)."""
+        model, live = spare["model"], self._live
+        if live is None or tuple(model) != live[0]:
+            return None
+        targets, sources = list(model.values()), list(live[1])
+        saved, fresh = spare["optimizer"]["state"], optimizer["state"]
+        if saved.keys() != fresh.keys():
+            return None
+        state: dict[Any, dict[str, Any]] = {}
+        for key, values in fresh.items():
+            kept = saved[key]
+            if kept.keys() != values.keys():
+                return None
+            entry = state[key] = {}
+            for name, value in values.items():
+                old = kept[name]
+                if isinstance(value, Tensor):
+                    if not isinstance(old, Tensor) or old.shape != value.shape or old.dtype != value.dtype \
+                            or old.device != value.device:  # fmt: skip
+                        return None
+                    targets.append(old)
+                    sources.append(value)
+                    entry[name] = old
+                elif isinstance(value, (bool, int, float, str)) or value is None:
+                    entry[name] = value
+                else:
+                    return None
+        with torch.no_grad():  # the model's entries are its parameters themselves (read, never recorded)
+            torch._foreach_copy_(targets, sources)
+        rest = {k: clone_state(v) for k, v in optimizer.items() if k != "state"}
+        return model, {"state": state, **rest}
+
     def _take_candidate(self, state: TrainState) -> None:
         best = max(self._best, self._floor)
         if self._candidate is not None and self._level <= max(1.5 * best, best + self._spread):
-            self._good, self._undone = self._candidate, False
+            spare, self._good, self._undone = self._good, self._candidate, False
+        else:
+            spare = self._candidate or self._spare
+        self._spare = None
         # The block just judged was normal: its loss, and the updates that followed it, were finite (the check
         # before each update prevents a non-finite one). Parameters made non-finite some other way give
         # non-finite losses, so the copy never sees the ``every`` normal blocks it needs to become the good state.
-        self._candidate = self._snapshot(state)
+        self._candidate = self._snapshot(state, spare)
 
     def _good_step(self) -> int | None:
         return None if self._good is None else int(self._good["step"])
@@ -660,6 +709,7 @@ class DivergenceGuard(Callback):
         streak, step, rows = state["streak"]
         self._streak, self._streak_step, self._streak_rows = int(streak), int(step), [int(r) for r in rows]
         self._good, self._candidate, self._gave_up = state["good"], state["candidate"], bool(state["gave_up"])
+        self._spare = None
         self._undone = bool(state["undone"])
         self._group = [float(mean) for mean in state.get("group", ())]  # deferred blocks, not yet in the statistics
         self._refresh()
