@@ -59,12 +59,6 @@ the optimizer's state too, so its step count (and a schedule driven by it) go ba
 above; the data order moves on, so the batches since the good state are not replayed. With a schedule the factor
 multiplies the schedule's values.
 
-A block that certainly changes nothing but the statistics (no rule could fire on it or on the blocks waiting with it,
-whatever the level in between) waits, and up to 16 such blocks are added together, at the next block that could
-matter, a bad step, a candidate's turn or the epoch's end: the same numbers in the same order, so every decision
-falls at the same step as judging each block at once, at a fraction of the per-step work. Waiting blocks are part
-of checkpoints.
-
 An epoch in which the guard only skipped batches (or left out spiking blocks) reports as its ``loss`` the mean over
 its other steps; an epoch with a rollback or the stop, or without any other step, keeps the loss the loop saw (the
 mean over every step, non-finite if one was), so the history shows that the descent blew up there. Either way the
@@ -107,7 +101,6 @@ _GROWTH = 2.0  # full batch: two steps in a row growing the loss by this factor,
 _SLOWER = 4  # the spread's average is this many times slower than the level's
 _LONG_STREAK = 10  # bad steps in a row (at least an epoch's) that are no longer taken for bad data
 _MAX_ROWS = 1024  # row indices kept for a run of bad batches
-_GROUP = 16  # normal blocks at most whose judgement waits, to be added to the statistics together
 
 
 class _ScaledSchedule:
@@ -248,11 +241,6 @@ class DivergenceGuard(Callback):
         self._sized = False  # whether ``block`` has been set from the batch size
         self._epoch_sum, self._epoch_count, self._intervened = 0.0, 0, False
         self._pending_sum, self._pending_count = 0.0, 0  # the open block's steps in this epoch
-        # Normal blocks not yet added to the statistics (see ``_defer``), and the lowest and highest of the level
-        # and their means since the statistics were last brought up to date: bounds on the level meanwhile.
-        self._group: list[float] = []
-        self._low, self._high_mean = math.inf, -math.inf
-        self._check_at = math.inf  # a step's loss above it has its first gradient checked ("ends")
         self._rolled_back = False
         self._gave_up = False
 
@@ -318,12 +306,8 @@ class DivergenceGuard(Callback):
             self._pending_sum += value
             self._pending_count += 1
             if self._block_steps >= self.block:
-                mean = value if self.block == 1 else self._block_sum / self._block_steps
-                if not self._defer(mean):
-                    self._flush()
-                    self._end_block(state, mean)
+                self._end_block(state, value if self.block == 1 else self._block_sum / self._block_steps)
             return
-        self._flush()
         self._intervened = True
         seen = "non_finite_grad" if math.isfinite(value) else "non_finite_loss"
         reason = self._diverging(state, prevented, value)
@@ -346,7 +330,6 @@ class DivergenceGuard(Callback):
             self._restore(state, reduce=False)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        self._flush()
         if self._intervened and state.row:
             count = self._epoch_count + self._pending_count  # the open block's steps count as normal for now
             if not self._rolled_back and count:  # else the loop's loss stays: the row shows what the loop saw
@@ -357,7 +340,6 @@ class DivergenceGuard(Callback):
             state.stop = "diverged"
 
     def on_fit_end(self, state: TrainState) -> None:
-        self._flush()
         if self._streak:
             self._end_streak(state)
         if self._handle is not None:
@@ -365,47 +347,6 @@ class DivergenceGuard(Callback):
         self._handle = None
 
     # -- the rules -----------------------------------------------------------------------------------------
-
-    def _defer(self, mean: float) -> bool:
-        """Keep a completed block of mean ``mean`` for later when judging it now certainly does nothing but add it to
-        the statistics: then its judgement can wait, and blocks are added a group at a time (``_flush``), the same
-        numbers in the same order, so every decision is the one judging each block at once would make.
-
-        Certain means: the statistics are judged, at mini-batch, with nothing abnormal pending (no spike, no rising
-        level, no bad batch), the block does not complete a candidate's ``every`` blocks, and neither it nor any
-        block of the group can be a spike or make the level rise, whatever the level in between. The level is a
-        weighted mean of its value before the group and the group's means, so it stays within their lowest
-        :math:`m` and highest :math:`M`, and its lowest value :math:`m^*` stays at least :math:`\\min(m^*_0, m)`.
-        A block is no spike when :math:`x \\le s \\max(m, f)` (``_check_at``); the level does not rise while
-        :math:`M \\le r \\max(\\min(m^*_0, m), f)`. Divergence needs ``patience`` abnormal blocks in a row, and each
-        of those fails the test, so it is judged at the same step as before.
-        """
-        if (not self._judging or self._full or self._strikes or self._high or self._rising or self._streak
-                or len(self._group) >= _GROUP or (self._blocks + len(self._group) + 1) % self.every == 0
-                or mean > self._check_at):  # fmt: skip
-            return False
-        low = min(self._low, mean)
-        high = max(self._high_mean, mean)
-        floor = self._floor
-        if high > self.rise * max(min(self._best, low), floor):
-            return False
-        self._group.append(mean)
-        self._low, self._high_mean = low, high
-        self._check_at = self.spike * max(low, floor)
-        self._epoch_sum += self._pending_sum
-        self._epoch_count += self._pending_count
-        self._block_sum, self._block_steps, self._pending_sum, self._pending_count = 0.0, 0, 0.0, 0
-        return True
-
-    def _flush(self) -> None:
-        """Add the deferred blocks to the statistics, in order (each was certainly normal: see ``_defer``)."""
-        if not self._group:
-            return
-        for mean in self._group:
-            self._update(mean)
-        self._blocks += len(self._group)
-        self._group.clear()
-        self._refresh()
 
     def _end_block(self, state: TrainState, mean: float) -> None:
         """Judge the block just completed, of mean loss ``mean`` (events report it as their ``loss``)."""
@@ -467,11 +408,6 @@ class DivergenceGuard(Callback):
         self._judging = judging = n >= (1 if self._full else _FIRST)
         self._spike_at = self.spike * max(level, floor) if n else math.inf
         self._spike_gap = self.spike * max(self._spread, floor) if judging and not self._full else -math.inf
-        # bounds on the level while blocks are deferred (``_defer``): the level and the group's means
-        self._low, self._high_mean, self._check_at = level, level, self._spike_at
-        if self._group:
-            self._low, self._high_mean = min(level, *self._group), max(level, *self._group)
-            self._check_at = self.spike * max(self._low, floor)
         self._rising = False
         if judging and self._best != math.inf:
             best, spread = max(self._best, floor), max(self._best_spread, floor)
@@ -528,7 +464,7 @@ class DivergenceGuard(Callback):
             # A gradient that overflows while the loss stays finite takes features large enough to lift the loss
             # far above its level too: the first layer's weight (which meets the raw features) is summed only for
             # such a batch, or while the level is not known yet, so that a normal step costs one number.
-            if loss is not None and self._judging and value <= self._check_at:  # not a spike: the loss vouches
+            if loss is not None and self._judging and value <= self._spike_at:  # not a spike: the loss vouches
                 return
             grad = optimizer.param_groups[0]["params"][0].grad
             if grad is None or math.isfinite(grad.sum().item()):
@@ -580,7 +516,6 @@ class DivergenceGuard(Callback):
         self._apply_scale(state.optimizer, self.scale / good["scale"], self.scale)
         self._spare, self._candidate = self._candidate, None
         self._strikes = self._high = 0
-        self._group.clear()
         # The open block's steps were finite: they stay in the epoch's loss, but the block starts again.
         self._epoch_sum += self._pending_sum
         self._epoch_count += self._pending_count
@@ -686,7 +621,6 @@ class DivergenceGuard(Callback):
             "strikes": self._strikes, "high": self._high, "blocks": self._blocks, "block_sum": self._block_sum,
             "block_steps": self._block_steps, "streak": [self._streak, self._streak_step, list(self._streak_rows)],
             "good": self._good, "candidate": self._candidate, "gave_up": self._gave_up, "undone": self._undone,
-            "group": list(self._group),
         }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -711,5 +645,7 @@ class DivergenceGuard(Callback):
         self._good, self._candidate, self._gave_up = state["good"], state["candidate"], bool(state["gave_up"])
         self._spare = None
         self._undone = bool(state["undone"])
-        self._group = [float(mean) for mean in state.get("group", ())]  # deferred blocks, not yet in the statistics
+        for mean in state.get("group", ()):  # blocks an earlier version left for later: added as they were due
+            self._update(float(mean))
+            self._blocks += 1
         self._refresh()
