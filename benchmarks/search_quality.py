@@ -14,7 +14,9 @@ early stopping on):
 Reported per study seed: the best validation loss of each, wall time, trials pruned, and the share of the planned
 epochs that pruning saved (the epochs pruned trials did not run, over trials x max epochs). The study seed draws
 the samplers' parameters and every trial's initialisation, so with several seeds a second table gives each
-method's mean, standard deviation and range of best losses: a difference inside that spread is noise.
+method's mean, standard deviation and range of best losses, and TPE's differences to the others paired by seed
+with their mean over its standard error: a single seed's ordering is mostly noise (the per-seed differences are
+larger than their means), fifteen seeds tell the methods apart.
 
 ``--rank`` measures instead what the pruners' warm-up rests on: 30 random trials per problem, no pruning, and the
 Spearman correlation between each trial's best validation loss after epoch k and its value at the end.
@@ -122,14 +124,19 @@ def main() -> None:
                 for kind in METHODS:
                     best.setdefault(name, {}).setdefault(kind, []).append(runs[kind]["best"])
     if len(args.seeds) > 1:
+        n = len(args.seeds)
         print(f"\n| problem | best val_loss over seeds {', '.join(map(str, args.seeds))}: TPE mean (sd, range) | random "
-              "| lr grid | seeds with TPE <= both |")  # fmt: skip
-        print("|---|---|---|---|---|")
+              "| lr grid | TPE - random: mean [mean / standard error] | TPE - grid | seeds with TPE <= both |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
         for name, by in best.items():
-            cells = [f"{np.mean(v):.4f} ({np.std(v, ddof=1):.4f}, {min(v):.4f}-{max(v):.4f})"
+            cells = [f"{np.mean(v):.4g} ({np.std(v, ddof=1):.2g}, {min(v):.4g}-{max(v):.4g})"
                      for v in (by[k] for k in METHODS)]  # fmt: skip
+            for other in ("random", "grid"):  # paired by seed: the study seed draws both methods' initialisations
+                diff = np.subtract(by["tpe"], by[other])
+                se = np.std(diff, ddof=1) / np.sqrt(n)
+                cells.append(f"{diff.mean():.2g} [{diff.mean() / se if se > 0 else 0.0:.1f}]")
             wins = sum(t <= min(r, g) for t, r, g in zip(by["tpe"], by["random"], by["grid"]))
-            print(f"| {name} | {' | '.join(cells)} | {wins} of {len(args.seeds)} |", flush=True)
+            print(f"| {name} | {' | '.join(cells)} | {wins} of {n} |", flush=True)
 
 
 if __name__ == "__main__":

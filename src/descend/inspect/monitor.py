@@ -173,8 +173,9 @@ class SharpnessMonitor(_Records):
     def on_step_end(self, state: TrainState) -> None:
         # A rate of 0 (where a decaying schedule ends) moves nothing, so there is no edge to set the sharpness
         # against (the threshold would be infinite): that step is not measured.
-        lr = float(state.optimizer.param_groups[0]["lr"])
-        if state.step % self.every == 0 and self.loss_fn is not None and lr > 0:
+        if state.step % self.every or self.loss_fn is None:
+            return
+        if float(state.optimizer.param_groups[0]["lr"]) > 0:
             self._write(self.measure(state))
 
     def measure(self, state: TrainState) -> dict[str, Any]:
