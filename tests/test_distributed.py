@@ -270,7 +270,7 @@ def test_the_shares_of_a_batch_make_up_its_mean(world: int) -> None:
 
     values = torch.arange(1, 40, dtype=torch.float64) ** 1.5
     for rows in range(1, 3 * world + 2):
-        shares = [Distributed(world, r, r, False).share(rows) for r in range(world)]
+        shares = [Distributed(world, r).share(rows) for r in range(world)]
         assert [i for lo, hi, _ in shares for i in range(lo, hi)] == list(range(rows))
         batch = values[:rows]
         average = sum(w * (batch[lo:hi].mean() if hi > lo else batch[:1].mean()) for lo, hi, w in shares) / world

@@ -92,8 +92,7 @@ def join() -> Distributed | None:
     if given["WORLD_SIZE"] is None and not (dist.is_available() and dist.is_initialized()):
         return None
     if dist.is_available() and dist.is_initialized():
-        world, rank, created = dist.get_world_size(), dist.get_rank(), False
-        local = int(given["LOCAL_RANK"] or 0)
+        world, rank = dist.get_world_size(), dist.get_rank()
     else:
         try:
             world, rank, local = (int(given[name] or "") for name in _ENV)
@@ -111,17 +110,16 @@ def join() -> Distributed | None:
             torch.cuda.set_device(local)  # "cuda" and device="auto" then mean this process's own GPU
             backend = "cpu:gloo,cuda:nccl"
         dist.init_process_group(backend)
-        created = True
         atexit.register(_destroy)
-    _current = Distributed(world, rank, local, created)
+    _current = Distributed(world, rank)
     return _current
 
 
 class Distributed:
     """One process's part in a distributed fit: its rank, the DDP wrapper, and the collectives fit needs."""
 
-    def __init__(self, world: int, rank: int, local_rank: int, created: bool) -> None:
-        self.world, self.rank, self.local_rank, self.created = world, rank, local_rank, created
+    def __init__(self, world: int, rank: int) -> None:
+        self.world, self.rank = world, rank
         self.leader = rank == 0
         self.ddp: nn.Module | None = None
         self.loop: Any = None
@@ -243,7 +241,7 @@ class Distributed:
         """This process's rows ``[lo, hi)`` of a global batch of ``rows`` rows, and its loss weight.
 
         Example (the second of two processes, an uneven last batch of 5 rows: 3 rows, weighted 2 x 3 / 5):
-            >>> Distributed(world=2, rank=1, local_rank=1, created=False).share(5)
+            >>> Distributed(world=2, rank=1).share(5)
             (2, 5, 1.2)
         """
         lo, hi = self.rank * rows // self.world, (self.rank + 1) * rows // self.world

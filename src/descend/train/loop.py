@@ -137,7 +137,7 @@ class Loop:
         self.augment = augment  # (batch, step) -> batch: a function of the step, so resume redraws it
         self.loss_fn, self.y, self.y_val = loss_fn, y, y_val
         self.metrics, self.penalty, self.set_lr, self.plateau = metrics, penalty, set_lr, plateau
-        self.batch_size, self.max_steps = batch_size, max_steps
+        self.max_steps = max_steps
         self.loss_threshold, self.tol, self.n_iter_no_change = loss_threshold, tol, n_iter_no_change
         self.callbacks = callbacks
         self.n = len(data.X)
