@@ -547,7 +547,7 @@ class DivergenceGuard(Callback):
         same layout (``spare``) is written over in place instead: one fused copy rather than a clone per tensor,
         and the model's tensors listed once a fit (``_live``), not by walking its modules each time."""
         optimizer = state.optimizer.state_dict()
-        copies = None if spare is None else self._refill(spare, optimizer)
+        copies = None if spare is None or not isinstance(optimizer, dict) else self._refill(spare, optimizer)
         model, optimizer = copies or (clone_state(state.model.state_dict()), clone_state(optimizer))
         return {
             "step": state.step,
@@ -565,13 +565,13 @@ class DivergenceGuard(Callback):
         if live is None or tuple(model) != live[0]:
             return None
         targets, sources = list(model.values()), list(live[1])
-        saved, fresh = spare["optimizer"]["state"], optimizer["state"]
-        if saved.keys() != fresh.keys():
-            return None
+        saved, fresh = spare["optimizer"].get("state"), optimizer.get("state")
+        if not isinstance(saved, dict) or not isinstance(fresh, dict) or saved.keys() != fresh.keys():
+            return None  # an optimizer whose state dict is not torch's layout: copied afresh
         state: dict[Any, dict[str, Any]] = {}
         for key, values in fresh.items():
             kept = saved[key]
-            if kept.keys() != values.keys():
+            if not isinstance(values, dict) or not isinstance(kept, dict) or kept.keys() != values.keys():
                 return None
             entry = state[key] = {}
             for name, value in values.items():
