@@ -439,3 +439,24 @@ def test_a_checkpoint_with_blocks_left_for_later_adds_them_on_load() -> None:
         guard._update(mean)
     assert loaded._blocks == guard._blocks + 2
     assert [loaded._n, loaded._level, loaded._var, loaded._last] == [guard._n, guard._level, guard._var, guard._last]
+
+
+def test_a_copy_of_another_layout_is_made_afresh() -> None:
+    # The in-place refill pairs the optimizer's fresh state dict with the old copy's entries; any other layout
+    # (no per-parameter mappings, other keys, state that is a list of tensors as L-BFGS keeps) is refused, and
+    # the copy is then cloned afresh.
+    model = torch.nn.Linear(3, 1)
+    guard = DivergenceGuard()
+    guard._live = (tuple(model.state_dict()), list(model.state_dict(keep_vars=True).values()))
+    spare = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+             "optimizer": {"state": {0: {"step": torch.tensor(1.0)}}, "param_groups": []}}  # fmt: skip
+    assert guard._refill(spare, {"param_groups": []}) is None  # no "state"
+    assert guard._refill(spare, {"state": {0: [torch.tensor(1.0)]}, "param_groups": []}) is None
+    assert guard._refill(spare, {"state": {0: {"step": torch.tensor(2.0), "d": torch.ones(3)}}}) is None
+    assert guard._refill(spare, {"state": {0: {"step": [torch.tensor(2.0)]}}}) is None
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    copied = guard._refill(spare, {"state": {0: {"step": torch.tensor(2.0)}}, "param_groups": [{"lr": 0.1}]})
+    assert copied is not None
+    assert torch.equal(copied[0]["weight"], torch.full((1, 3), 7.0)) and copied[0]["weight"] is spare["model"]["weight"]
+    assert float(copied[1]["state"][0]["step"]) == 2.0 and copied[1]["param_groups"] == [{"lr": 0.1}]
