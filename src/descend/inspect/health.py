@@ -38,6 +38,7 @@ __all__ = [
     "ActivationMonitor",
     "ActivationStats",
     "UpdateRatio",
+    "by_layers",
     "global_grad_norm",
     "grad_norms",
     "param_norms",
@@ -64,11 +65,22 @@ def _norms(tensors: list[Tensor]) -> list[float]:
 
 
 def _by_layer(model: nn.Module, values: Iterable[tuple[str, Tensor | None]]) -> dict[str, float]:
-    named = [(name, t.detach()) for name, t in values if t is not None]
-    squares: dict[str, float] = {}
-    for (name, _), norm in zip(named, _norms([t for _, t in named]), strict=True):
-        squares[_layer(name)] = squares.get(_layer(name), 0.0) + norm * norm
-    return {k: math.sqrt(v) for k, v in squares.items()}
+    return by_layers(values)[0]
+
+
+def by_layers(*lists: Iterable[tuple[str, Tensor | None]]) -> list[dict[str, float]]:
+    """Per list of named tensors (``None`` skipped), the L2 norm of each layer's tensors taken together; the
+    norms of every list in one fused reduction and one read-back (a health record needs four such lists)."""
+    named = [[(name, t.detach()) for name, t in values if t is not None] for values in lists]
+    norms = iter(_norms([t for part in named for _, t in part]))
+    out = []
+    for part in named:
+        squares: dict[str, float] = {}
+        for name, _ in part:
+            norm, layer = next(norms), _layer(name)
+            squares[layer] = squares.get(layer, 0.0) + norm * norm
+        out.append({k: math.sqrt(v) for k, v in squares.items()})
+    return out
 
 
 def grad_norms(model: nn.Module) -> dict[str, float]:
@@ -119,12 +131,19 @@ class UpdateRatio:
 
     def ratios(self) -> dict[str, float]:
         """The ratio per layer since the last :meth:`snapshot` (empty if none was taken)."""
+        return self.divide(*by_layers(*self.moves()))
+
+    def moves(self) -> tuple[list[tuple[str, Tensor]], list[tuple[str, Tensor]]]:
+        """The parameters before the step and their moves since, named, for :func:`by_layers`."""
         params = dict(self.model.named_parameters())
         names = list(self._before)
         saved = list(self._before.values())
         moved = torch._foreach_sub([params[n].detach() for n in names], saved) if names else []
-        before = _by_layer(self.model, zip(names, saved))
-        delta = _by_layer(self.model, zip(names, moved))
+        return list(zip(names, saved)), list(zip(names, moved))
+
+    @staticmethod
+    def divide(before: dict[str, float], delta: dict[str, float]) -> dict[str, float]:
+        """The ratios from the layers' norms before the step and of their moves."""
         return {k: (delta[k] / before[k] if before[k] > 0 else (math.inf if delta[k] > 0 else 0.0)) for k in before}
 
 
@@ -173,12 +192,16 @@ class _Tally:
             self.alive = alive
         else:
             self.alive |= alive
-        self.total += float(x.sum(dtype=torch.float64))
-        self.square += float(x.pow(2).sum(dtype=torch.float64))
-        self.nonpositive += float((x <= 0).sum())
+        sums = [x.sum(dtype=torch.float64), x.pow(2).sum(dtype=torch.float64), (x <= 0).sum(dtype=torch.float64)]
         if self.saturating:
             far = (x - 0.5).abs() > 0.49 if self.sigmoid else x.abs() > 0.99
-            self.saturated += float(far.sum())
+            sums.append(far.sum(dtype=torch.float64))
+        read = torch.stack(sums).tolist()  # one read-back for the four figures
+        self.total += read[0]
+        self.square += read[1]
+        self.nonpositive += read[2]
+        if self.saturating:
+            self.saturated += read[3]
         self.count += x.numel()
 
     def stats(self) -> ActivationStats | None:

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from descend.inspect._checks import check_int, check_number
 from descend.inspect.curvature import preconditioned_sharpness, sharpness
-from descend.inspect.health import ActivationMonitor, UpdateRatio, grad_norms, param_norms
+from descend.inspect.health import ActivationMonitor, UpdateRatio, by_layers
 from descend.train.state import Callback, TrainState
 
 __all__ = ["HealthMonitor", "SharpnessMonitor"]
@@ -106,13 +106,14 @@ class HealthMonitor(_Records):
         if self._ratio is not None and self._hooks is not None:
             self._hooks.remove()
             acts = {name: {**vars(s), "module": self._kinds.get(name, "")} for name, s in self._hooks.stats().items()}
-            norms = grad_norms(state.model)
+            named = list(state.model.named_parameters())
+            norms, params, before, moved = by_layers(((n, p.grad) for n, p in named), named, *self._ratio.moves())
             self._write({
                 "step": state.step,
                 "epoch": state.epoch + 1,
                 "grad_norm": norms,
-                "param_norm": param_norms(state.model),
-                "update_ratio": self._ratio.ratios(),
+                "param_norm": params,
+                "update_ratio": self._ratio.divide(before, moved),
                 "global_grad_norm": math.sqrt(sum(v * v for v in norms.values())),
                 "activations": acts,
             })
