@@ -277,3 +277,48 @@ def test_uniform_chunks_share_one_graph_across_sizes(name, make, monkeypatch):
     (only,) = fast._fast._cached[2]
     assert [(len(c), uniform) for c, uniform in only.chunks] == [(3, True), (3, True), (3, False)]
     assert fast._fast._uniform.graphs() == 1 and fast._fast._fn.graphs() == 1
+
+
+@needs_compiler
+@pytest.mark.parametrize(("name", "make"), CHUNK_CONFIGS, ids=[c[0] for c in CHUNK_CONFIGS])
+def test_chunks_called_without_dynamo_compute_what_dynamos_calls_compute(name, make, monkeypatch):
+    # Oracle: the same run with every chunk called through torch.compile's dynamo (no direct calls). The same
+    # compiled kernels run on the same tensors, so parameters and state agree bit for bit; and after the step
+    # that compiled them, every graph of both kinds of chunk (uniform, mixed) is called directly.
+    a, fast, _ = _chunk_run(make, True, monkeypatch)
+    monkeypatch.setattr(fast_module._Direct, "make", classmethod(lambda cls, captured, tensors: None))
+    b, slow, _ = _chunk_run(make, True, monkeypatch)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+        assert fast.state[x].keys() == slow.state[y].keys()
+        for key, v in slow.state[y].items():
+            assert torch.equal(fast.state[x][key], v) if isinstance(v, torch.Tensor) else fast.state[x][key] == v
+    rules = fast._fast
+    assert rules._fn._direct and rules._fn._direct.keys() == {k for k, v in rules._fn.known.items() if v}
+    assert not slow._fast._fn._direct and not slow._fast._uniform._direct
+
+
+@needs_compiler
+def test_a_graph_that_creates_state_is_never_called_without_dynamo():
+    # SGD's momentum rule makes its buffer inside the compiled function when momentum is switched on after the
+    # first step; dynamo stores it into the state dict after the graph ran. Two chunks with the same signature
+    # (no buffer yet): the second, called after the first compiled the graph, must get its buffer too.
+    opt = D.SGD([torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))], lr=0.1, momentum=0.9)
+    (rule,) = [tr for tr in opt.transforms if isinstance(tr, fast_module.PerParam) and tr.state_names]
+    compiled = fast_module._Compiled()
+    scalars = (fast_module._as_tensors(rule.scalars(opt.param_groups[0], 2), torch.float64),)
+    flags = tuple(v for s in scalars for v in s.values() if isinstance(v, bool))
+    results = []
+    for _ in range(2):
+        gs = [torch.ones(8, dtype=torch.float64) for _ in range(2)]
+        ps = [torch.zeros(8, dtype=torch.float64) for _ in range(2)]
+        states: list[dict[str, torch.Tensor]] = [{}, {}]
+        assert compiled(("sig", flags), (rule,), gs, ps, states, scalars)
+        results.append((ps, states))
+    assert not compiled._direct
+    # Oracle: the same function run eagerly (the readable rule on the same tensors).
+    ps, states = [torch.zeros(8, dtype=torch.float64) for _ in range(2)], [{}, {}]
+    fast_module._apply_chunk((rule,), [torch.ones(8, dtype=torch.float64)] * 2, ps, states, scalars)
+    for got, made in results:
+        assert all(torch.equal(p, q) for p, q in zip(got, ps))
+        assert all(torch.equal(st["momentum_buffer"], ref["momentum_buffer"]) for st, ref in zip(made, states))

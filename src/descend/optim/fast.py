@@ -83,22 +83,101 @@ def worth_compiling(param_groups: list[dict[str, Any]]) -> bool:
     return total >= COMPILE_MIN_NUMEL and compiler_available()
 
 
-def compile_own(fn: Callable[..., Any], *, dynamic: bool | None,
-                tensor_guards: bool = True) -> tuple[types.CodeType, Callable[..., Any]]:
+def compile_own(fn: Callable[..., Any], *, dynamic: bool | None, tensor_guards: bool = True,
+                capture: list[tuple[Any, list[str], list[Any]]] | None = None) -> tuple[types.CodeType, Callable[..., Any]]:
     """``torch.compile(fn)`` on a fresh copy of its code object, and that code object (to count its graphs).
 
     torch.compile keeps graphs, and counts them against its recompile limit, per code object; a copy gives
     this caller a cache of its own, which no other optimizer, fit or layout is ever served and none exhausts.
     With ``tensor_guards`` the graphs' guards check only the tensors (dtype, device, sizes, strides), for callers
     that fix everything else a graph depends on themselves (one compiled copy per signature or layout), and the
-    generated wrapper leaves out its size asserts.
+    generated wrapper leaves out its size asserts. ``capture`` (with ``tensor_guards``) receives, for each graph
+    compiled, inductor's compiled function, the expression dynamo read each of its inputs from, and the inputs of
+    the call that compiled it (see :class:`_Direct`).
     """
     code = fn.__code__.replace()
     fresh = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
     options: dict[str, Any] = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, "size_asserts": False}
-    compiled = torch.compile(fresh, fullgraph=True, dynamic=dynamic, options=options) if tensor_guards \
-        else torch.compile(fresh, dynamic=dynamic)
-    return code, compiled
+    if not tensor_guards:
+        return code, torch.compile(fresh, dynamic=dynamic)
+    if capture is None:
+        return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, options=options)
+    return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, backend=_capturing(capture), options=options)
+
+
+def _capturing(into: list[tuple[Any, list[str], list[Any]]]) -> Callable[..., Any]:
+    """A torch.compile backend: inductor, keeping what it compiled and where each input of the graph came from."""
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[Any], options: dict[str, Any] | None = None) -> Any:
+        from torch._inductor.compile_fx import compile_fx
+
+        compiled = compile_fx(gm, example_inputs, config_patches=dict(options or {}))
+        sources = []
+        for node in gm.graph.find_nodes(op="placeholder"):
+            arg = node.meta.get("grapharg")
+            name = getattr(getattr(arg, "source", None), "name", None)
+            sources.append(name() if callable(name) else str(name))
+        into.append((compiled, sources, list(example_inputs)))
+        return compiled
+
+    return backend
+
+
+class _Direct:
+    """One compiled chunk graph, called without dynamo: inductor's compiled function on the chunk's tensors.
+
+    Through ``torch.compile`` each call of a chunk first runs dynamo's frame evaluation and guards (about 50 µs,
+    whatever the chunk's size); the chunk's signature already fixes everything the graph depends on but the
+    tensors, and :class:`FastRules` hands it 1-D contiguous tensors of the dtype and device it names, equally sized
+    in a uniform chunk. So once dynamo has compiled the graph, its inputs are taken straight from the call's
+    arguments: each input tensor is the argument it was at the compiling call (matched by identity), each size
+    input the length of the tensor dynamo read it from. A graph that did anything but update tensors in place (a
+    rule that created state during the step, which dynamo replays after the graph) or whose inputs cannot be
+    matched is not called this way (``make`` returns None).
+    """
+
+    def __init__(self, compiled: Any, take: list[int], sizes: list[tuple[int, int]]) -> None:
+        self.compiled, self.take, self.sizes = compiled, take, sizes
+
+    @staticmethod
+    def flat(gs: list[Tensor], ps: list[Tensor], states: list[dict[str, Tensor]],
+             scalars: tuple[dict[str, Any], ...]) -> list[Any]:
+        """The call's tensors in one list, in a fixed order (the signature fixes the state and scalar keys)."""
+        return [*gs, *ps, *[v for st in states for v in st.values()],
+                *[v for sc in scalars for v in sc.values() if isinstance(v, Tensor)]]
+
+    @classmethod
+    def make(cls, captured: tuple[Any, list[str], list[Any]], tensors: list[Any]) -> _Direct | None:
+        compiled, sources, examples = captured
+        where = {id(t): i for i, t in enumerate(tensors)}
+        if len(where) != len(tensors) or len(sources) != len(examples):
+            return None
+        by_name: dict[str, int] = {}
+        take: list[int] = []
+        sizes: list[tuple[int, int]] = []
+        for at, (name, example) in enumerate(zip(sources, examples)):
+            if isinstance(example, Tensor):
+                i = where.get(id(example))
+                if i is None:
+                    return None
+                by_name[name] = i
+                take.append(i)
+            else:
+                take.append(-1)
+                sizes.append((at, -1))
+        for k, (at, _) in enumerate(sizes):  # a size input: "<the tensor's expression>.size()[0]"
+            name = sources[at]
+            i = by_name.get(name[: -len(".size()[0]")], -1) if name.endswith(".size()[0]") else -1
+            if i < 0 or tensors[i].dim() != 1 or tensors[i].size(0) != examples[at]:
+                return None
+            sizes[k] = (at, i)
+        return cls(compiled, take, sizes)
+
+    def __call__(self, tensors: list[Any]) -> None:
+        args = [tensors[i] for i in self.take]
+        for at, i in self.sizes:
+            args[at] = tensors[i].size(0)
+        self.compiled(*args)
 
 
 def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[str, Tensor],
@@ -133,6 +212,7 @@ class _Compiled:
         self.cap = max(0, min(MAX_GRAPHS, limit - 2))
         self.known: dict[Hashable, bool] = {}
         self._fns: dict[Hashable, tuple[Any, Any]] = {}  # signature -> (code object, compiled function)
+        self._direct: dict[Hashable, _Direct] = {}  # signature -> its graph, called without dynamo
 
     def graphs(self) -> int:
         """The number of graphs dynamo holds for this optimizer's chunks."""
@@ -140,6 +220,10 @@ class _Compiled:
 
     def __call__(self, signature: Hashable, rules: tuple[PerParam, ...], gs: list[Tensor], ps: list[Tensor],
                  states: list[dict[str, Tensor]], scalars: tuple[dict[str, Any], ...]) -> bool:
+        direct = self._direct.get(signature)
+        if direct is not None:
+            direct(_Direct.flat(gs, ps, states, scalars))
+            return True
         seen = self.known.get(signature)
         if seen is False:
             return False
@@ -147,14 +231,21 @@ class _Compiled:
             if len(self._fns) >= self.cap:
                 self.known[signature] = False
                 return False
-            code, fn = compile_own(_apply_chunk, dynamic=True)
+            captured: list[tuple[Any, list[str], list[Any]]] = []
+            code, fn = compile_own(_apply_chunk, dynamic=True, capture=captured)
             self._fns[signature] = (code, fn)
+            tensors = _Direct.flat(gs, ps, states, scalars)
+            before = [dict(st) for st in states]
             # Without duck shaping every tensor's size is a symbol of its own: one graph serves chunks of any
             # sizes. With it (``duck``, for chunks of equally sized tensors) the chunk has one size symbol,
             # which saves reading and checking a size per tensor on every call.
             with fx_config.patch(use_duck_shape=self.duck):  # type: ignore[attr-defined]
                 fn(rules, gs, ps, states, scalars)
             self.known[signature] = True
+            pure = all(st.keys() == b.keys() and all(st[k] is v for k, v in b.items()) for st, b in zip(states, before))
+            made = _Direct.make(captured[0], tensors) if pure and len(captured) == 1 else None
+            if made is not None:
+                self._direct[signature] = made
             return True
         code, fn = self._fns[signature]
         fn(rules, gs, ps, states, scalars)
