@@ -161,12 +161,13 @@ class ChainOptimizer(torch.optim.Optimizer):
         params, grads, groups = [], [], []
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
+                g = p.grad
+                if g is None:
                     continue
-                if p.grad.is_sparse:
+                if g.is_sparse:
                     raise TypeError(f"{self.name}: sparse gradients are not supported")
                 params.append(p)
-                grads.append(p.grad)
+                grads.append(g)
                 groups.append(group)
         if not params:
             return loss

@@ -34,9 +34,10 @@ tensors, so changing the learning rate, or a schedule, never triggers a recompil
 from __future__ import annotations
 
 import functools
+import operator
 import shutil
 import types
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,15 +137,25 @@ class _Direct:
     matched is not called this way (``make`` returns None).
     """
 
-    def __init__(self, compiled: Any, take: list[int], sizes: list[tuple[int, int]]) -> None:
-        self.compiled, self.take, self.sizes = compiled, take, sizes
+    def __init__(self, compiled: Any, take: list[int], sizes: list[int]) -> None:
+        # Each input is an item of the call's tensors followed by the sizes it needs (``sizes``: of which tensor).
+        self.compiled, self.sizes = compiled, sizes
+        self.pick = _getter(take)
 
     @staticmethod
-    def flat(gs: list[Tensor], ps: list[Tensor], states: list[dict[str, Tensor]],
+    def flat(gs: Sequence[Tensor], ps: list[Tensor], states: list[dict[str, Tensor]],
              scalars: tuple[dict[str, Any], ...]) -> list[Any]:
-        """The call's tensors in one list, in a fixed order (the signature fixes the state and scalar keys)."""
-        return [*gs, *ps, *[v for st in states for v in st.values()],
-                *[v for sc in scalars for v in sc.values() if isinstance(v, Tensor)]]
+        """The call's tensors in one list, in a fixed order (the signature fixes the state and scalar keys): the
+        parameters and their state (``held``: the same from step to step), the gradients, the scalars."""
+        return [*_Direct.held(ps, states), *gs, *_Direct.numbers(scalars)]
+
+    @staticmethod
+    def held(ps: list[Tensor], states: list[dict[str, Tensor]]) -> list[Tensor]:
+        return [*ps, *[v for st in states for v in st.values()]]
+
+    @staticmethod
+    def numbers(scalars: tuple[dict[str, Any], ...]) -> list[Tensor]:
+        return [v for sc in scalars for v in sc.values() if isinstance(v, Tensor)]
 
     @classmethod
     def make(cls, captured: tuple[Any, list[str], list[Any]], tensors: list[Any]) -> _Direct | None:
@@ -152,32 +163,27 @@ class _Direct:
         where = {id(t): i for i, t in enumerate(tensors)}
         if len(where) != len(tensors) or len(sources) != len(examples):
             return None
-        by_name: dict[str, int] = {}
+        by_name = {name: where[id(x)] for name, x in zip(sources, examples) if isinstance(x, Tensor) and id(x) in where}
         take: list[int] = []
-        sizes: list[tuple[int, int]] = []
-        for at, (name, example) in enumerate(zip(sources, examples)):
+        sizes: list[int] = []
+        for name, example in zip(sources, examples):
             if isinstance(example, Tensor):
-                i = where.get(id(example))
-                if i is None:
+                if id(example) not in where:
                     return None
-                by_name[name] = i
-                take.append(i)
-            else:
-                take.append(-1)
-                sizes.append((at, -1))
-        for k, (at, _) in enumerate(sizes):  # a size input: "<the tensor's expression>.size()[0]"
-            name = sources[at]
+                take.append(where[id(example)])
+                continue
+            # a size input: "<the expression of a tensor input>.size()[0]"
             i = by_name.get(name[: -len(".size()[0]")], -1) if name.endswith(".size()[0]") else -1
-            if i < 0 or tensors[i].dim() != 1 or tensors[i].size(0) != examples[at]:
+            if i < 0 or tensors[i].dim() != 1 or tensors[i].size(0) != example:
                 return None
-            sizes[k] = (at, i)
+            take.append(len(tensors) + len(sizes))
+            sizes.append(i)
         return cls(compiled, take, sizes)
 
     def __call__(self, tensors: list[Any]) -> None:
-        args = [tensors[i] for i in self.take]
-        for at, i in self.sizes:
-            args[at] = tensors[i].size(0)
-        self.compiled(*args)
+        for i in self.sizes:
+            tensors.append(tensors[i].size(0))
+        self.compiled(*self.pick(tensors))
 
 
 def _apply_rules(rules: tuple[PerParam, ...], g: Tensor, p: Tensor, state: dict[str, Tensor],
@@ -253,6 +259,10 @@ class _Compiled:
             self.known[signature] = False
         return True
 
+    def direct(self, signature: Hashable) -> _Direct | None:
+        """The signature's graph, to call without dynamo, once it is compiled (None before, or if it cannot be)."""
+        return self._direct.get(signature)
+
 
 class _Bucket:
     """Flat state of a bucket of parameters: one buffer per state key, each parameter's state a view into it."""
@@ -298,6 +308,9 @@ class _Chunk:
     state_flat: list[dict[str, Tensor]]
     keys: int  # the number of state tensors per parameter when the chunk was made
     signature: tuple[Any, ...]  # the graph's signature, less the rules' flags (which may change between steps)
+    grads: Callable[[list[Tensor]], Any]  # the chunk's gradients among the step's
+    held: list[Tensor]  # ``_Direct.held`` of the chunk's aliases
+
 
 
 class _Run:
@@ -328,6 +341,11 @@ class _Run:
     def point(self, params: list[Tensor], states: list[dict[str, Any]]) -> None:
         self.tensors = [{k: v for k, v in states[i].items() if k != "step" and isinstance(v, Tensor)}
                         for i in self.members]
+        # For ``holds``: which parameter's state each state tensor is, under which key.
+        owners = [i for i, t in zip(self.members, self.tensors) for _ in t]
+        self._owners = _getter(owners)
+        self._keys = [k for t in self.tensors for k in t]
+        self._values = [v for t in self.tensors for v in t.values()]
         p_flat = [_flat(params[i]) for i in self.members]
         # Dynamo specialises sizes 0 and 1: such a tensor needs a graph of its own, so the signature says so.
         tiny = [params[i].numel() < 2 for i in self.members]
@@ -338,12 +356,14 @@ class _Run:
             _Chunk(part=[self.members[j] for j in positions], params=[params[self.members[j]] for j in positions],
                    uniform=uniform, p_flat=[p_flat[j] for j in positions],
                    state_flat=[state_flat[j] for j in positions], keys=len(keys),
+                   grads=_getter([self.members[j] for j in positions]),
+                   held=_Direct.held([p_flat[j] for j in positions], [state_flat[j] for j in positions]),
                    signature=(len(positions), tuple(map(id, self.rules)), keys, p0.dtype, p0.device,
                               tuple(tiny[j] for j in positions)))
             for positions, uniform in self.chunks]
 
     def holds(self, states: list[dict[str, Any]]) -> bool:
-        return all(states[i].get(k) is v for i, t in zip(self.members, self.tensors) for k, v in t.items())
+        return all(map(operator.is_, map(dict.get, self._owners(states), self._keys), self._values))
 
 
 class _StepCounts:
@@ -357,6 +377,7 @@ class _StepCounts:
 
     def __init__(self, members: list[int], states: list[dict[str, Any]]) -> None:
         self.members = members
+        self._owners = _getter(members)
         counts = [states[i]["step"] for i in members]
         self.views: list[Tensor] = []
         if all(isinstance(t, Tensor) and t.dim() == 0 for t in counts) and len({(t.dtype, t.device) for t in counts}) == 1:
@@ -366,7 +387,7 @@ class _StepCounts:
                 states[i]["step"] = view
 
     def holds(self, states: list[dict[str, Any]]) -> bool:
-        return bool(self.views) and all(states[i]["step"] is v for i, v in zip(self.members, self.views))
+        return bool(self.views) and all(map(operator.is_, map(_STEP, self._owners(states)), self.views))
 
 
 class FastRules:
@@ -425,22 +446,33 @@ class FastRules:
         p0 = params[run.members[0]]
         scalars = tuple(_as_tensors(tr.scalars(group, int(states[run.members[0]]["step"])), p0.dtype) for tr in rules)
         flags = tuple(v for s in scalars for v in s.values() if isinstance(v, bool))
+        numbers = _Direct.numbers(scalars)
         adopted = False
+        written: list[Tensor] = []
         for chunk in run.prepared:
-            gs = _flat_all([grads[i] for i in chunk.part])
             fn = self._uniform if chunk.uniform else self._fn
-            if gs is None or not fn((*chunk.signature, flags), rules, gs, chunk.p_flat, chunk.state_flat, scalars):
+            signature = (*chunk.signature, flags)
+            direct = fn.direct(signature)
+            taken = chunk.grads(grads)
+            if direct is not None and all(map(Tensor.is_contiguous, taken)):
+                # Called without dynamo, the graph needs no alias without a base: a view is as good, and cheaper.
+                direct([*chunk.held, *[g if g.dim() == 1 else g.view(-1) for g in taken], *numbers])
+                written += chunk.params
+                continue
+            gs = _flat_all(taken)
+            if gs is None or not fn(signature, rules, gs, chunk.p_flat, chunk.state_flat, scalars):
                 _reference_step(list(rules), [params[i] for i in chunk.part], [grads[i] for i in chunk.part],
                                 [states[i] for i in chunk.part], [group] * len(chunk.part), gstate, active=True)
                 continue
-            # Written through aliases: tell autograd the parameters changed, as an in-place update would.
-            torch.autograd.graph.increment_version(chunk.params)
+            written += chunk.params
             if len(chunk.state_flat[0]) != chunk.keys:  # a rule created state during the step (a lazy buffer)
                 for i, flat in zip(chunk.part, chunk.state_flat):
                     for k, v in flat.items():
                         if k not in states[i]:
                             states[i][k] = v.view(params[i].shape)
                             adopted = True
+        # Written through aliases: tell autograd the parameters changed, as an in-place update would.
+        torch.autograd.graph.increment_version(written)
         if adopted:
             run.point(params, states)
 
@@ -453,13 +485,10 @@ class FastRules:
         step count. The plan is kept while the parameters with a gradient, the groups' settings and the state
         keys stay the same (then every step count moved on by one together); ``forget`` drops it.
         """
-        distinct: list[dict[str, Any]] = []
-        for group in groups:  # a group's parameters come one after the other
-            if not distinct or distinct[-1] is not group:
-                distinct.append(group)
+        distinct = {id(g): g for g in groups}.values()  # in order: a group's parameters come one after the other
         signature = (tuple(map(id, params)),
                      tuple(tuple((k, v) for k, v in g.items() if k not in ("params", "lr")) for g in distinct),
-                     tuple(len(st) for st in states))
+                     tuple(map(len, states)))
         if self._cached is not None and self._cached[0] == signature:
             return self._cached[1], self._cached[2], self._cached[3], self._cached[4]
         buckets: dict[tuple[Any, ...], list[int]] = {}
@@ -526,17 +555,19 @@ class FastRules:
 
 def _flat_all(ts: list[Tensor]) -> list[Tensor] | None:
     """``_flat`` of each tensor, or None when one is not contiguous (the readable path takes those)."""
-    out = []
-    for t in ts:
-        if t.dim() == 1 and t._base is None and not t.requires_grad:
-            if t.stride(0) != 1 and t.numel() > 1:
-                return None
-            out.append(t)
-        elif t.is_contiguous():
-            out.append(_flat(t))
-        else:
-            return None
-    return out
+    if not all(map(Tensor.is_contiguous, ts)):
+        return None
+    return [t if t.dim() == 1 and t._base is None and not t.requires_grad else _flat(t) for t in ts]
+
+
+_STEP = operator.itemgetter("step")
+
+
+def _getter(indices: list[int]) -> Callable[[list[Any]], Any]:
+    """The items at ``indices`` of a list, in one C call (``operator.itemgetter``), always as a sequence."""
+    if len(indices) < 2:
+        return lambda xs: tuple(xs[i] for i in indices)
+    return operator.itemgetter(*indices)
 
 
 def _flat(t: Tensor) -> Tensor:
