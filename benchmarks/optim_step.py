@@ -123,9 +123,11 @@ def bench_small(rounds: int, steps: int) -> dict[str, tuple[float, float]]:
 def bench_paths(algo: str, numel: int, tensors: int, rounds: int, steps: int) -> dict[str, tuple[float, float]]:
     """descend's default step with each of the fast path's reaches into torch's internals switched off in turn.
 
-    - "plain guards": each chunk signature's graph with every guard torch makes (on the rules, the state's keys,
-      the scalars' structure) and the wrapper's size asserts, instead of guards on the tensors alone
-      (``keep_tensor_guards_unsafe``, ``size_asserts=False``);
+    - "dynamo calls": every call of a compiled chunk through plain torch.compile (dynamo's frame evaluation and
+      guards, inductor's size asserts), instead of inductor's compiled function called directly once compiled
+      (``_Direct``: a capturing backend and the graph's input sources, both torch internals);
+    - "tensor guards": as "dynamo calls", with guards on the tensors alone (``keep_tensor_guards_unsafe``) and
+      no size asserts, as fit's compiled step has them (the optimizer's chunks had them before direct calls);
     - "no duck sizes": chunks of equally sized tensors compiled like the others (a size symbol per tensor), not
       with the private ``use_duck_shape`` switch (one symbol per chunk);
     - "no chunks": one compiled call per tensor (``chunk=1``) instead of ``CHUNK`` tensors per call.
@@ -134,14 +136,21 @@ def bench_paths(algo: str, numel: int, tensors: int, rounds: int, steps: int) ->
 
     plain_compile = fast.compile_own
 
-    def plain(fn: Callable[..., object], *, dynamic: bool | None, tensor_guards: bool = True) -> object:
+    def plain(fn: Callable[..., object], *, dynamic: bool | None, tensor_guards: bool = True,
+              capture: object = None) -> object:
         return plain_compile(fn, dynamic=dynamic, tensor_guards=False)
+
+    def guarded(fn: Callable[..., object], *, dynamic: bool | None, tensor_guards: bool = True,
+                capture: object = None) -> object:
+        return plain_compile(fn, dynamic=dynamic, tensor_guards=True)
+
+    swaps = {"dynamo calls": plain, "tensor guards": guarded}
 
     make = contenders(algo)["descend (default)"]
     gen = torch.Generator().manual_seed(0)
     size = numel // tensors
     made: dict[str, Callable[[], object]] = {}
-    for name in ("default", "plain guards", "no duck sizes", "no chunks", "torch fused"):
+    for name in ("default", "dynamo calls", "tensor guards", "no duck sizes", "no chunks", "torch fused"):
         ps = [torch.nn.Parameter(torch.randn(size, generator=gen)) for _ in range(tensors)]
         for p in ps:
             p.grad = torch.randn(size, generator=gen) * 1e-2
@@ -152,9 +161,9 @@ def bench_paths(algo: str, numel: int, tensors: int, rounds: int, steps: int) ->
         opt._fast = fast.FastRules(compile=True, chunk=1 if name == "no chunks" else None)  # type: ignore[attr-defined]
         if name == "no duck sizes":
             opt._fast._uniform = opt._fast._fn  # type: ignore[attr-defined]
-        if name == "plain guards":
-            def step(opt: torch.optim.Optimizer = opt) -> None:
-                fast.compile_own = plain  # type: ignore[assignment]
+        if name in swaps:
+            def step(opt: torch.optim.Optimizer = opt, swap: Callable[..., object] = swaps[name]) -> None:
+                fast.compile_own = swap  # type: ignore[assignment]
                 try:
                     opt.step()
                 finally:

@@ -92,18 +92,19 @@ def compile_own(fn: Callable[..., Any], *, dynamic: bool | None, tensor_guards: 
     this caller a cache of its own, which no other optimizer, fit or layout is ever served and none exhausts.
     With ``tensor_guards`` the graphs' guards check only the tensors (dtype, device, sizes, strides), for callers
     that fix everything else a graph depends on themselves (one compiled copy per signature or layout), and the
-    generated wrapper leaves out its size asserts. ``capture`` (with ``tensor_guards``) receives, for each graph
-    compiled, inductor's compiled function, the expression dynamo read each of its inputs from, and the inputs of
-    the call that compiled it (see :class:`_Direct`).
+    generated wrapper leaves out its size asserts. ``capture`` (``tensor_guards`` then does not apply) receives,
+    for each graph compiled, inductor's compiled function, the expression dynamo read each of its inputs from,
+    and the inputs of the call that compiled it, for a caller that calls the graph itself once compiled (see
+    :class:`_Direct`): dynamo's guards then run on the compiling call alone, so they keep torch's defaults.
     """
     code = fn.__code__.replace()
     fresh = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    options: dict[str, Any] = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, "size_asserts": False}
+    if capture is not None:
+        return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, backend=_capturing(capture))
     if not tensor_guards:
         return code, torch.compile(fresh, dynamic=dynamic)
-    if capture is None:
-        return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, options=options)
-    return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, backend=_capturing(capture), options=options)
+    options: dict[str, Any] = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, "size_asserts": False}
+    return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, options=options)
 
 
 def _capturing(into: list[tuple[Any, list[str], list[Any]]]) -> Callable[..., Any]:
