@@ -10,16 +10,19 @@ The fast path removes what dominates:
   (``torch._foreach_copy_``), the rule runs once over the bucket, and the new values are copied back: a dozen
   dispatches for the bucket instead of a dozen per parameter. The user's parameters are never re-pointed.
 - *Compiled rules.* Through ``torch.compile`` a chain becomes one loop per tensor that reads ``g``, ``p`` and the
-  state once and writes them once. Each compiled call costs tens of microseconds of guards and wrappers whatever
-  its size, so large parameters are compiled in chunks of ``CHUNK`` tensors (one call per chunk, a Python loop
-  over the chunk unrolled into the graph); a compiled bucket is a chunk of one. Shapes are dynamic, so
+  state once and writes them once. A call through dynamo costs tens of microseconds of frame evaluation and guards
+  whatever its size, so once a graph is compiled it is called directly (:class:`_Direct`: inductor's compiled
+  function, its inputs taken from the chunk's tensors), and large parameters are compiled in chunks of ``CHUNK``
+  tensors (one call per chunk, a Python loop over the chunk unrolled into the graph); a compiled bucket is a
+  chunk of one. Shapes are dynamic, so
   parameters of any sizes share one graph per chunk length: a run of ``n`` large parameters needs the graph of
   ``CHUNK`` and, for the remainder, one more. Equally sized parameters (a model's repeated layers) first fill
   *uniform* chunks, compiled apart with one size symbol for the whole chunk: a size read and checked per chunk
   instead of per tensor, which on 100 tensors of 100k entries is a fifth of the step. The number of graphs per optimizer is capped below dynamo's
   recompile limit (``MAX_GRAPHS``); a configuration past the cap, or one that recompiles, runs the readable path
-  instead of thrashing. The compiled function sees each tensor as a 1-D alias of its memory (not a view, whose
-  base's shape dynamo would guard), and the parameters' version counters move on as after an in-place update.
+  instead of thrashing. The compiling call sees each tensor as a 1-D alias of its memory (not a view, whose
+  base's shape dynamo would guard; direct calls take the gradients as views), and the parameters' version
+  counters move on as after an in-place update.
 - *Flat step counts.* The parameters of a bucket or of a run of chunks step together, so their ``state["step"]``
   tensors are 0-d views into one buffer, counted with one ``add_``; each stays a tensor of its own in
   ``optimizer.state``, saved and loaded as torch.optim's are.
