@@ -322,3 +322,25 @@ def test_a_graph_that_creates_state_is_never_called_without_dynamo():
     for got, made in results:
         assert all(torch.equal(p, q) for p, q in zip(got, ps))
         assert all(torch.equal(st["momentum_buffer"], ref["momentum_buffer"]) for st, ref in zip(made, states))
+
+
+@needs_compiler
+def test_the_compiling_calls_tensors_are_not_kept(monkeypatch):
+    # The capturing backend sees the compiling call's inputs; once the direct call is made from them, nothing of
+    # that call may stay alive (for a large model, a step's gradients are as big as the model).
+    import gc
+    import weakref
+
+    monkeypatch.setattr(fast_module, "FLAT_MAX", 16)
+    ps = [torch.nn.Parameter(torch.randn(40, dtype=torch.float64)) for _ in range(4)]
+    opt = D.SGD(ps, lr=0.1, momentum=0.9, compile=True)
+    for p in ps:
+        p.grad = torch.randn(40, dtype=torch.float64)
+    first = [weakref.ref(p.grad) for p in ps]
+    opt.step()
+    for p in ps:
+        p.grad = torch.randn(40, dtype=torch.float64)
+    opt.step()
+    gc.collect()
+    assert opt._fast._fn._direct  # the graph is called directly from the second step on
+    assert all(ref() is None for ref in first)

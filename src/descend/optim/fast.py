@@ -256,6 +256,7 @@ class _Compiled:
             made = _Direct.make(captured[0], tensors) if pure and len(captured) == 1 else None
             if made is not None:
                 self._direct[signature] = made
+            captured.clear()  # the compiling call's tensors (a step's gradients among them) are not kept
             return True
         code, fn = self._fns[signature]
         fn(rules, gs, ps, states, scalars)
