@@ -223,6 +223,7 @@ class _Compiled:
         self.known: dict[Hashable, bool] = {}
         self._fns: dict[Hashable, tuple[Any, Any]] = {}  # signature -> (code object, compiled function)
         self._direct: dict[Hashable, _Direct] = {}  # signature -> its graph, called without dynamo
+        self._captured: dict[Hashable, list[Any]] = {}  # signature -> what its backend captures (emptied)
 
     def graphs(self) -> int:
         """The number of graphs dynamo holds for this optimizer's chunks."""
@@ -242,6 +243,7 @@ class _Compiled:
                 self.known[signature] = False
                 return False
             captured: list[tuple[Any, list[str], list[Any]]] = []
+            self._captured[signature] = captured
             code, fn = compile_own(_apply_chunk, dynamic=True, capture=captured)
             self._fns[signature] = (code, fn)
             tensors = _Direct.flat(gs, ps, states, scalars)
@@ -262,6 +264,7 @@ class _Compiled:
         fn(rules, gs, ps, states, scalars)
         if len(torch._dynamo.eval_frame._debug_get_cache_entry_list(code)) > 1:  # it recompiled: stop using it
             self.known[signature] = False
+            self._captured[signature].clear()
         return True
 
     def direct(self, signature: Hashable) -> _Direct | None:
