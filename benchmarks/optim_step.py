@@ -128,6 +128,8 @@ def bench_paths(algo: str, numel: int, tensors: int, rounds: int, steps: int) ->
       (``_Direct``: a capturing backend and the graph's input sources, both torch internals);
     - "tensor guards": as "dynamo calls", with guards on the tensors alone (``keep_tensor_guards_unsafe``) and
       no size asserts, as fit's compiled step has them (the optimizer's chunks had them before direct calls);
+    - "size asserts": direct calls, with the size and stride asserts inductor's wrapper makes of every input on
+      every call (``size_asserts=True``, inductor's default);
     - "no duck sizes": chunks of equally sized tensors compiled like the others (a size symbol per tensor), not
       with the private ``use_duck_shape`` switch (one symbol per chunk);
     - "no chunks": one compiled call per tensor (``chunk=1``) instead of ``CHUNK`` tensors per call.
@@ -144,13 +146,28 @@ def bench_paths(algo: str, numel: int, tensors: int, rounds: int, steps: int) ->
                 capture: object = None) -> object:
         return plain_compile(fn, dynamic=dynamic, tensor_guards=True)
 
-    swaps = {"dynamo calls": plain, "tensor guards": guarded}
+    capturing = fast._capturing
+
+    def asserting(into: list[tuple[object, list[str], list[object]]]) -> Callable[..., object]:
+        backend = capturing(into)
+        return lambda gm, example_inputs, options=None: backend(gm, example_inputs)
+
+    def with_asserts(fn: Callable[..., object], *, dynamic: bool | None, tensor_guards: bool = True,
+                     capture: object = None) -> object:
+        fast._capturing = asserting  # type: ignore[assignment]
+        try:
+            return plain_compile(fn, dynamic=dynamic, tensor_guards=tensor_guards, capture=capture)  # type: ignore[arg-type]
+        finally:
+            fast._capturing = capturing  # type: ignore[assignment]
+
+    swaps = {"dynamo calls": plain, "tensor guards": guarded, "size asserts": with_asserts}
 
     make = contenders(algo)["descend (default)"]
     gen = torch.Generator().manual_seed(0)
     size = numel // tensors
     made: dict[str, Callable[[], object]] = {}
-    for name in ("default", "dynamo calls", "tensor guards", "no duck sizes", "no chunks", "torch fused"):
+    for name in ("default", "dynamo calls", "tensor guards", "size asserts", "no duck sizes", "no chunks",
+                 "torch fused"):
         ps = [torch.nn.Parameter(torch.randn(size, generator=gen)) for _ in range(tensors)]
         for p in ps:
             p.grad = torch.randn(size, generator=gen) * 1e-2

@@ -98,12 +98,14 @@ def compile_own(fn: Callable[..., Any], *, dynamic: bool | None, tensor_guards: 
     generated wrapper leaves out its size asserts. ``capture`` (``tensor_guards`` then does not apply) receives,
     for each graph compiled, inductor's compiled function, the expression dynamo read each of its inputs from,
     and the inputs of the call that compiled it, for a caller that calls the graph itself once compiled (see
-    :class:`_Direct`): dynamo's guards then run on the compiling call alone, so they keep torch's defaults.
+    :class:`_Direct`): dynamo's guards then run on the compiling call alone, so they keep torch's defaults (the
+    generated wrapper still leaves out its size asserts, which every direct call would run).
     """
     code = fn.__code__.replace()
     fresh = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    if capture is not None:
-        return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, backend=_capturing(capture))
+    if capture is not None:  # inductor's option (its size asserts would run on every direct call: 3 per input)
+        return code, torch.compile(fresh, fullgraph=True, dynamic=dynamic, backend=_capturing(capture),
+                                   options={"size_asserts": False})
     if not tensor_guards:
         return code, torch.compile(fresh, dynamic=dynamic)
     options: dict[str, Any] = {"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, "size_asserts": False}
