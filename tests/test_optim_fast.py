@@ -175,16 +175,23 @@ def test_auto_compiles_only_large_models():
 CHUNK_SHAPES = [(5, 6), (40,), (17,), (3, 4, 5), (20,), (2, 9), (33,), (3,), (2, 2)]  # groups: 4 | 3 + 2 small
 
 
-def _chunk_run(make, compile, monkeypatch, steps=25, dtype=torch.float64, momentum_at=None):
+def _chunk_run(make, compile, monkeypatch, steps=25, dtype=torch.float64, momentum_at=None, save_at=None):
     monkeypatch.setattr(fast_module, "FLAT_MAX", 16)
     monkeypatch.setattr(fast_module, "CHUNK", 3)
     gen = torch.Generator().manual_seed(0)
     ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in CHUNK_SHAPES]
     ps.append(torch.nn.Parameter(torch.randn(6, 5, generator=gen, dtype=dtype).t()))  # not contiguous
     ps.append(torch.nn.Parameter(torch.randn(1, generator=gen, dtype=dtype)))
-    opt = make([{"params": ps[:4]}, {"params": ps[4:-1], "lr": 0.02}, {"params": ps[-1:]}], compile)
+    groups = [{"params": ps[:4]}, {"params": ps[4:-1], "lr": 0.02}, {"params": ps[-1:]}]
+    opt = make(groups, compile)
     graphs = []
     for step in range(steps):
+        if step == save_at:  # a resume: the state saved and loaded into a new optimizer, which compiles anew
+            buffer = io.BytesIO()
+            torch.save(opt.state_dict(), buffer)
+            buffer.seek(0)
+            opt = make([{"params": ps[:4]}, {"params": ps[4:-1], "lr": 0.02}, {"params": ps[-1:]}], compile)
+            opt.load_state_dict(torch.load(buffer, weights_only=True))
         for i, p in enumerate(ps):
             p.grad = None if (i == 2 and step % 3 == 1) else fake_grad(p, step, i)
         if step == 10:
@@ -344,3 +351,17 @@ def test_the_compiling_calls_tensors_are_not_kept(monkeypatch):
     gc.collect()
     assert opt._fast._fn._direct  # the graph is called directly from the second step on
     assert all(ref() is None for ref in first)
+
+
+@needs_compiler
+@pytest.mark.parametrize(("name", "make"), CHUNK_CONFIGS, ids=[c[0] for c in CHUNK_CONFIGS])
+def test_compiled_chunks_resume_bit_for_bit(name, make, monkeypatch):
+    # Oracle: the same run without the interruption. Saved at step 13 (chunks called directly by then, the lr
+    # halved at step 10) and loaded into a new optimizer, the run continues to the same numbers bit for bit.
+    a, whole, _ = _chunk_run(make, True, monkeypatch)
+    b, resumed, _ = _chunk_run(make, True, monkeypatch, save_at=13)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+        for key, v in whole.state[x].items():
+            assert torch.equal(resumed.state[y][key], v) if isinstance(v, torch.Tensor) else resumed.state[y][key] == v
+    assert resumed._fast._fn._direct  # the resumed optimizer's chunks were called directly too
