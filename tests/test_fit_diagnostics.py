@@ -131,3 +131,45 @@ def test_a_schedule_that_ends_at_zero_is_not_measured_there(tmp_path, optimizer,
     records = read(tmp_path / "run" / "curvature.jsonl")
     assert [r["step"] for r in records] == [10]
     assert records[0][key] > 0 and records[0]["lr"] > 0
+
+
+def _baseline(loss, y: torch.Tensor, out: int) -> float:
+    return descend.inspect.diagnostics.TrainingLoss(torch.nn.Linear(2, out), loss, torch.zeros(len(y), 2), y,
+                                                    None).baseline()  # fmt: skip
+
+
+def test_baseline_is_the_closed_form_minimum_of_each_loss() -> None:
+    """The best constant prediction's loss, against closed forms (float64 sums of the same float32 targets) to
+    1e-6 relative: squared error, the variance; absolute error, the mean distance to the median; binary
+    cross-entropy, the entropy of the positives' fraction; cross-entropy, the entropy of the class frequencies
+    (a class absent from the batch included); a standardised squared error, the variance over sigma squared."""
+    from descend.losses import get, standardised
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(129, generator=g) * 3 + 5
+    yd = y.double()
+    assert _baseline(get("mse", "regression"), y, 1) == pytest.approx(float(yd.var(unbiased=False)), rel=1e-6)
+    mad = float((yd - yd.median()).abs().mean())
+    assert _baseline(get("mae", "regression"), y, 1) == pytest.approx(mad, rel=1e-6)
+    sigma = torch.tensor([4.0])
+    scaled = standardised(get("mse", "regression"), torch.tensor([5.0]), sigma)
+    assert _baseline(scaled, y, 1) == pytest.approx(float(yd.var(unbiased=False)) / 16.0, rel=1e-6)
+    b = (torch.rand(200, generator=g) < 0.3).float()
+    p = float(b.double().mean())
+    assert _baseline(get("bce", "binary"), b, 1) == pytest.approx(-p * np.log(p) - (1 - p) * np.log(1 - p), rel=1e-6)
+    k = torch.randint(0, 4, (300,), generator=g)  # classes 0-3 of 5: class 4 never occurs
+    freq = torch.bincount(k, minlength=5).double() / len(k)
+    entropy = float(-(freq[freq > 0] * freq[freq > 0].log()).sum())
+    assert _baseline(get("cross_entropy", "multiclass"), k, 5) == pytest.approx(entropy, rel=1e-6)
+
+
+def test_baseline_without_a_closed_form_is_lbfgs_minimum() -> None:
+    """Huber has no closed-form minimiser: the baseline is L-BFGS's answer, started from the best closed form
+    (oracle: the lowest loss over a grid of constants 1e-3 apart, in float64)."""
+    from descend.losses import get
+
+    y = torch.cat([torch.zeros(50), torch.full((10,), 20.0)])
+    grid = torch.arange(-5.0, 25.0, 1e-3, dtype=torch.float64)[:, None]
+    d = (grid - y.double()).abs()
+    best = float(torch.where(d < 1, 0.5 * d * d, d - 0.5).mean(1).min())
+    assert _baseline(get("huber", "regression"), y, 1) == pytest.approx(best, rel=1e-6)

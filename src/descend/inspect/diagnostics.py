@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -114,8 +115,9 @@ class TrainingLoss:
     def baseline(self) -> float:
         r""":math:`\min_c \ell(c, y)` over one output row :math:`c` repeated for every row of the batch: the loss
         of predicting the mean (regression, in the objective's units) or the class frequencies (classification),
-        which a model has to beat to have learned anything. Found by L-BFGS from :math:`c = 0`; the model is
-        not touched.
+        which a model has to beat to have learned anything. Found by L-BFGS, started from the best of the closed
+        forms that minimise the common losses (the mean, the median, the log-odds of the mean, the log class
+        frequencies), so that for those losses it only confirms the optimum; the model is not touched.
 
         Example:
             >>> y = torch.tensor([[0.0], [2.0]])
@@ -129,19 +131,59 @@ class TrainingLoss:
                 shape = self.model(self.X[:1]).shape[1:]
             finally:
                 self.model.train(was_training)
-        c = torch.zeros(shape, dtype=self.X.dtype if self.X.is_floating_point() else torch.float32,
-                        device=self.X.device, requires_grad=True)
+        dtype = self.X.dtype if self.X.is_floating_point() else torch.float32
+        n = len(self.y)
+
+        def loss(c: Tensor) -> Tensor:
+            return self.loss_fn(c.expand(n, *shape), self.y)
+
+        with torch.no_grad():
+            start = torch.zeros(shape, dtype=dtype, device=self.X.device)
+            lowest = float(loss(start))
+            for candidate in _constants(self.y, shape, dtype):
+                try:
+                    value = float(loss(candidate))
+                except (RuntimeError, ValueError):  # a form this loss does not take (a shape or a range)
+                    continue
+                if value < lowest or not math.isfinite(lowest):
+                    start, lowest = candidate, value
+        c = start.clone().requires_grad_(True)
         solver = torch.optim.LBFGS([c], max_iter=200, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
 
         def objective() -> Tensor:
             solver.zero_grad()
-            value = self.loss_fn(c.expand(len(self.y), *shape), self.y)
+            value = loss(c)
             value.backward()
             return value
 
         solver.step(objective)
         with torch.no_grad():
-            return float(self.loss_fn(c.expand(len(self.y), *shape), self.y))
+            found = float(loss(c))
+        finite = [v for v in (found, lowest) if math.isfinite(v)]
+        return min(finite) if finite else found
+
+
+def _constants(y: Tensor, shape: torch.Size, dtype: torch.dtype) -> list[Tensor]:
+    """Output rows of ``shape`` that minimise the common losses for targets ``y``: the mean (squared error), the
+    median (absolute error), the log-odds of the mean (binary cross-entropy on 0/1 targets) and the log class
+    frequencies (cross-entropy on class indices)."""
+    width = math.prod(shape)
+    out: list[Tensor] = []
+    if not y.is_floating_point():
+        if len(shape) == 1 and y.dim() == 1 and len(y) and int(y.min()) >= 0 and int(y.max()) < shape[0]:
+            counts = torch.bincount(y, minlength=shape[0]).to(dtype)
+            # An absent class's optimum is minus infinity; a logit 40 below the others leaves it e^-40 of the mass.
+            out.append(torch.where(counts > 0, counts.log(), counts.new_tensor(-40.0)) - math.log(len(y)))
+        return out
+    if y.numel() != len(y) * width or not len(y):
+        return out
+    rows = y.reshape(len(y), *shape).to(dtype)
+    mean = rows.mean(0)
+    out += [mean, rows.quantile(0.5, dim=0) if rows.dtype in (torch.float32, torch.float64) else mean]
+    if bool(((rows >= 0) & (rows <= 1)).all()):
+        p = mean.clamp(1e-7, 1 - 1e-7)
+        out.append(p.log() - (-p).log1p())
+    return out
 
 
 def default_callbacks(
