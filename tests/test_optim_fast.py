@@ -167,6 +167,63 @@ def test_auto_compiles_only_large_models():
     assert small._fast is not None and small._fast._fn is None
 
 
+def test_auto_weighs_the_compile_against_the_planned_updates(monkeypatch):
+    """With the updates planned, parameters x updates decide (COMPILE_MIN_WORK); without, the count alone; a plan
+    given after the first step changes nothing, and compile=False or True is never overridden."""
+    monkeypatch.setattr(fast_module, "compiler_available", lambda: True)
+    big = [torch.nn.Parameter(torch.zeros(2**20))]
+    mid = [torch.nn.Parameter(torch.zeros(932_000))]
+    assert fast_module.worth_compiling([{"params": big}])
+    assert not fast_module.worth_compiling([{"params": mid}])
+    need = -(-fast_module.COMPILE_MIN_WORK // 932_000)  # the fewest updates for which the 932k compile pays
+    for planned, compiles in ((need - 1, False), (need, True)):
+        opt = D.Adam(mid)
+        opt.plan(planned)
+        assert opt.compiles is compiles
+    short = D.Adam(big)
+    short.plan(100)  # a million entries for 100 updates: seconds of compile for milliseconds of gain
+    assert short.compiles is False
+    stepped = D.Adam([torch.nn.Parameter(torch.zeros(932_000))])
+    stepped.param_groups[0]["params"][0].grad = torch.ones(932_000)
+    stepped.step()  # decided at the first step: eager (no plan yet)
+    stepped.plan(need)
+    assert stepped.compiles is False
+    assert D.Adam(mid, compile=False).compiles is False
+    forced = D.Adam(mid, compile=True)
+    forced.plan(1)
+    assert forced.compiles is True
+
+
+@pytest.mark.filterwarnings("ignore::descend.train.ConvergenceWarning")
+def test_fit_plans_the_optimizer_and_records_a_compiled_rule(monkeypatch, tmp_path):
+    """fit tells a descend optimizer its planned updates before the first step (the run record says when the
+    rules compile); a compiled training step leaves the optimizer's own rules eager."""
+    import json
+
+    import descend
+
+    seen = []
+    monkeypatch.setattr(D.ChainOptimizer, "plan", lambda self, n: seen.append(n) or setattr(self, "_planned", n))
+    X, y = torch.randn(64, 3), torch.randn(64)
+    descend.fit(torch.nn.Linear(3, 1), (X, y), optimizer="adam", lr=0.01, batch_size=16, epochs=3, compile=False,
+                accumulate=2, early_stopping=False, diagnostics=False, progress=False)  # fmt: skip
+    assert seen == [6]  # 4 batches x 3 epochs, one update per 2
+    monkeypatch.setattr(fast_module, "COMPILE_MIN_WORK", 4 * 12)  # 4 parameters x 12 updates: compile
+    monkeypatch.setattr(fast_module, "compiler_available", lambda: True)
+    monkeypatch.setattr(fast_module.FastRules, "__init__", _record_compile(fast_module.FastRules.__init__))
+    descend.fit(torch.nn.Linear(3, 1), (X, y), optimizer="adam", lr=0.01, batch_size=16, epochs=3, compile=False,
+                early_stopping=False, diagnostics=False, progress=False, run_dir=tmp_path / "run")  # fmt: skip
+    step = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["step"]
+    assert step.endswith("; the optimizer's rules compiled (4 parameters x 12 updates)"), step
+
+
+def _record_compile(init):
+    def make(self, *, compile):
+        init(self, compile=False)  # the decision is what is tested here: no compile runs
+        self.compile = compile
+    return make
+
+
 # Compiled chunks: large parameters (here >= 16 entries) go through the compiled function CHUNK (here 3) at a time.
 # Two groups, sizes that differ (one graph serves them all: shapes are dynamic), a remainder chunk, a parameter
 # whose gradient is missing every third step (its step count falls behind: a run of its own), a non-contiguous

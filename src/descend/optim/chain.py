@@ -80,6 +80,7 @@ class ChainOptimizer(torch.optim.Optimizer):
         defaults.update(overrides)
         super().__init__(params, defaults)
         self._compile_mode = compile
+        self._planned: int | None = None
         self._fast: FastRules | None = None
 
     # -- param groups -------------------------------------------------------------------------------------
@@ -217,11 +218,25 @@ class ChainOptimizer(torch.optim.Optimizer):
         self._global()["updates"] = t + 1
         self.scheduled_lr(t + 1)
 
+    def plan(self, updates: int) -> None:
+        """Say how many updates this optimizer will make, before its first step (``fit`` does): under
+        ``compile="auto"`` the rules then compile when parameters x updates pay for the compile
+        (:data:`~descend.optim.fast.COMPILE_MIN_WORK`) rather than by the parameters' count alone. Once the
+        optimizer has stepped, its path is kept."""
+        if self._fast is None:
+            self._planned = max(0, int(updates))
+
+    @property
+    def compiles(self) -> bool:
+        """Whether the per-parameter rules run compiled (decided at the first step, or now if not yet taken)."""
+        fast = self._fast_path()
+        return fast is not None and fast.compile
+
     def _fast_path(self) -> FastRules | None:
         if self._compile_mode is False:
             return None
         if self._fast is None:
-            compile = self._compile_mode is True or worth_compiling(self.param_groups)
+            compile = self._compile_mode is True or worth_compiling(self.param_groups, self._planned)
             self._fast = FastRules(compile=compile)
         return self._fast
 
