@@ -30,7 +30,7 @@ NO_EXAMPLES = {
     "descend.data.columns", "descend.data.encode", "descend.data.errors", "descend.data.options",
     "descend.data.target",
     "descend.inspect", "descend.inspect._checks",
-    "descend.optim", "descend.optim.base", "descend.optim.fast",
+    "descend.optim", "descend.optim.base",
     "descend.report", "descend.report.html", "descend.report.landscape",
     "descend.report.record",
     "descend.train", "descend.train.loop", "descend.train.run", "descend.train.setup",
