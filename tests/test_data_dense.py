@@ -214,3 +214,17 @@ def test_medians_equal_numpy_median_of_the_float64_values(rows):
     x[:, 1] = np.round(x[:, 1] * 2)
     x[:, 2] *= np.float32(3e30)
     assert medians(x) == [float(np.median(x[:, j].astype(np.float64))) for j in range(4)]
+
+
+@pytest.mark.parametrize("n", [4, 7, 100_003])
+def test_nothing_held_out_keeps_every_row_in_order(n: int) -> None:
+    """validation=0, test=0: the training rows are every row in order, as sorting the seeded permutation gives
+    them, without drawing it; the held-out splits are empty int64 arrays like the drawn ones."""
+    from descend.data.split import split_indices
+
+    for seed in (0, 7):
+        tr, va, te = split_indices(n, validation=0.0, test=0.0, seed=seed)
+        np.testing.assert_array_equal(tr, np.sort(np.random.default_rng(seed).permutation(n)))
+        assert tr.dtype == va.dtype == te.dtype == np.int64 and len(va) == len(te) == 0
+        held = split_indices(n, validation=0.5, test=0.0, seed=seed)[2]
+        assert held.dtype == te.dtype and held.shape == te.shape

@@ -142,7 +142,12 @@ def fill_splits(
                 if k1 == k0:
                     continue
                 at = rows[k0:k1] - starts[i]
-                if block.dtype == np.float32:
+                if k1 - k0 == len(block):  # every row of the batch (sorted, distinct): a copy, not a gather
+                    part = out[k0:k1]
+                    part[...] = block
+                    if block.dtype != np.float32:
+                        part = block  # statistics from the float64 values, as the general path computes them
+                elif block.dtype == np.float32:
                     part = np.take(block, at, axis=0, out=out[k0:k1])
                 else:  # statistics from the float64 values, as the general path computes them
                     part = np.take(block, at, axis=0)
@@ -212,6 +217,8 @@ def scale_in_place(outs: Sequence[np.ndarray], columns: Sequence[Column]) -> Non
     """``(x - shift) / scale`` per column, in float32 as :mod:`descend.data.encode` computes it."""
     shift = np.array([c.shift for c in columns], dtype=np.float32)
     scale = np.array([c.scale for c in columns], dtype=np.float32)
+    if not shift.any() and (scale == 1).all():  # scale="none": (x - 0) / 1 is x exactly, NaN and -0.0 included
+        return
     for out in outs:
 
         def scale_rows(first: int, last: int, out: np.ndarray = out) -> None:

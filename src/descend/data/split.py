@@ -60,6 +60,8 @@ def split_indices(
             f"{where}{n} rows are too few: {n_val} validation + {n_test} test rows leave {n_train} for "
             "training, and training needs at least 2"
         )
+    if n_train == n:  # nothing held out: every row trains, in order (the permutation would only be sorted back)
+        return np.arange(n), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     if labels is None:
         perm = rng.permutation(n)

@@ -169,17 +169,18 @@ def _constants(y: Tensor, shape: torch.Size, dtype: torch.dtype) -> list[Tensor]
     frequencies (cross-entropy on class indices)."""
     width = math.prod(shape)
     out: list[Tensor] = []
-    if not y.is_floating_point():
-        if len(shape) == 1 and y.dim() == 1 and len(y) and int(y.min()) >= 0 and int(y.max()) < shape[0]:
-            counts = torch.bincount(y, minlength=shape[0]).to(dtype)
-            # An absent class's optimum is minus infinity; a logit 40 below the others leaves it e^-40 of the mass.
-            out.append(torch.where(counts > 0, counts.log(), counts.new_tensor(-40.0)) - math.log(len(y)))
+    if y.dtype == torch.bool or y.is_complex():
         return out
+    classes = not y.is_floating_point() and len(shape) == 1 and y.dim() == 1 and len(y) > 0
+    if classes and int(y.min()) >= 0 and int(y.max()) < shape[0]:
+        counts = torch.bincount(y, minlength=shape[0]).to(dtype)
+        # An absent class's optimum is minus infinity; a logit 40 below the others leaves it e^-40 of the mass.
+        out.append(torch.where(counts > 0, counts.log(), counts.new_tensor(-40.0)) - math.log(len(y)))
     if y.numel() != len(y) * width or not len(y):
         return out
     rows = y.reshape(len(y), *shape).to(dtype)
     mean = rows.mean(0)
-    out += [mean, rows.quantile(0.5, dim=0) if rows.dtype in (torch.float32, torch.float64) else mean]
+    out += [mean, rows.median(0).values]  # any point between the two middle values minimises absolute error
     if bool(((rows >= 0) & (rows <= 1)).all()):
         p = mean.clamp(1e-7, 1 - 1e-7)
         out.append(p.log() - (-p).log1p())
