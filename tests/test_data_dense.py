@@ -228,3 +228,18 @@ def test_nothing_held_out_keeps_every_row_in_order(n: int) -> None:
         assert tr.dtype == va.dtype == te.dtype == np.int64 and len(va) == len(te) == 0
         held = split_indices(n, validation=0.5, test=0.0, seed=seed)[2]
         assert held.dtype == te.dtype and held.shape == te.shape
+
+
+def test_the_split_drawn_ahead_is_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large table's permutation, drawn on a thread while the target is checked (here from any size), gives
+    the same rows as the general path's split; a stratified split draws per class and leaves it unused."""
+    prep = importlib.import_module("descend.data.prepare")
+    monkeypatch.setattr(prep, "_AHEAD_ROWS", 1)
+    drawn: list[int] = []
+    monkeypatch.setattr(prep._DrawnAhead, "__call__",
+                        lambda self, call=prep._DrawnAhead.__call__: drawn.append(self.n) or call(self))  # fmt: skip
+    same(*both(write(tmp_path / "t.csv"), target="y", validation=0.25, test=0.1, seed=3))
+    assert drawn == [ROWS]
+    labels = np.random.default_rng(1).choice([0.0, 1.0, 2.0], ROWS, p=[0.7, 0.2, 0.1])
+    same(*both(write(tmp_path / "c.csv", label=labels), target="label", validation=0.3))
+    assert drawn == [ROWS]

@@ -9,6 +9,7 @@ least one training row. Within a split, rows keep their order in the table.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,11 +34,14 @@ def _count(fraction: float, n: int) -> int:
 
 
 def split_indices(
-    n: int, *, validation: float, test: float, seed: int, labels: np.ndarray | None = None, origin: str = ""
+    n: int, *, validation: float, test: float, seed: int, labels: np.ndarray | None = None, origin: str = "",
+    permutation: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices (sorted, int64) of the training, validation and test rows of a table of ``n`` rows.
 
-    ``labels`` (class indices, one per row) makes the split stratified.
+    ``labels`` (class indices, one per row) makes the split stratified. Without them the rows are cut from
+    ``np.random.default_rng(seed).permutation(n)``; ``permutation``, if given, returns that same array drawn
+    ahead (on another thread while the caller did other work).
 
     Example:
         >>> tr, va, te = split_indices(10, validation=0.2, test=0.0, seed=0)
@@ -64,7 +68,7 @@ def split_indices(
         return np.arange(n), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     if labels is None:
-        perm = rng.permutation(n)
+        perm = rng.permutation(n) if permutation is None else permutation()
         parts = np.split(perm, [n_val, n_val + n_test])
         return np.sort(parts[2]), np.sort(parts[0]), np.sort(parts[1])
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
