@@ -70,7 +70,10 @@ def split_indices(
     if labels is None:
         perm = rng.permutation(n) if permutation is None else permutation()
         parts = np.split(perm, [n_val, n_val + n_test])
-        return np.sort(parts[2]), np.sort(parts[0]), np.sort(parts[1])
+        # The training rows are the rest: marked off, they come out sorted without sorting the larger part.
+        keep = np.ones(n, dtype=bool)
+        keep[perm[: n_val + n_test]] = False
+        return np.flatnonzero(keep), np.sort(parts[0]), np.sort(parts[1])
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     val_take = _allocate(n_val, counts, counts - 1, where)
     test_take = _allocate(n_test, counts, counts - 1 - val_take, where)
