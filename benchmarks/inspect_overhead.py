@@ -7,6 +7,8 @@ epoch), one torch thread, no early stopping, ``--epochs`` epochs (default 23: 10
 steady-state share of sharpness measurements: one, at the default cadence of one per 1000 steps). Variants:
 
 - bare: ``fit(..., guard=False, diagnostics=False)``: nothing watches;
+- bare again: the same fit a second time in each round, a control: its ratio to "bare" is the measurement's
+  noise (an A/A comparison; about a point at 15-31 rounds on a quiet machine);
 - off: ``fit(..., diagnostics=False)`` (the divergence guard on, as fit's default);
 - health: ``diagnostics=False`` plus ``HealthMonitor()`` only (every 50 steps: per-layer norms, update ratios,
   activation hooks for one step);
@@ -82,6 +84,7 @@ SPENT: dict[str, list[dict[str, float]]] = {}  # variant -> per round: class -> 
 
 
 HIDDEN: tuple[int, ...] = (64,)
+BARE = ("bare", "bare again")
 
 
 def fit(data: descend.data.PreparedData, epochs: int, which: str) -> tuple[float, float]:
@@ -92,14 +95,14 @@ def fit(data: descend.data.PreparedData, epochs: int, which: str) -> tuple[float
     start, cpu = time.perf_counter(), time.thread_time()
     result = descend.fit(model, data, optimizer=optim.Adam, lr=1e-3, batch_size=32, epochs=epochs, tol=None,
                          early_stopping=False, callbacks=callbacks, progress=False,
-                         diagnostics=which == "default", guard=which != "bare")
+                         diagnostics=which == "default", guard=which not in BARE)
     return time.perf_counter() - start, (time.thread_time() - cpu) / result.epochs
 
 
 def run(data: descend.data.PreparedData, epochs: int, which: str) -> float:
     """The variant's CPU time per epoch (a plain fit), and in a second fit the share of its hooks."""
     cpu = fit(data, epochs, which)[1]
-    if which != "bare":
+    if which not in BARE:
         spent: dict[str, float] = {}
         with timed_hooks(spent):
             total = fit(data, epochs, which)[0]
@@ -122,7 +125,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         data = prepare(load_dataset("digits"), validation=0.2, seed=0)
-    kinds = ["bare", "off", "health", "default"]
+    kinds = ["bare", "bare again", "off", "health", "default"]
     for k in kinds:  # warm-up
         run(data, 2, k)
     SPENT.clear()
@@ -143,7 +146,7 @@ def main() -> None:
         rounds = SPENT.get(k, [])
         inside = {name: statistics.median(r.get(name, 0.0) for r in rounds) for name in (rounds[0] if rounds else {})}
         split = ", ".join(f"{name} {v:.1%}" for name, v in inside.items() if name != "all")
-        print(f"{k:>8}: {med[k] * 1e3:7.2f} ms/epoch (rounds {spread})  vs bare: median of per-round ratios "
+        print(f"{k:>10}: {med[k] * 1e3:7.2f} ms/epoch (rounds {spread})  vs bare: median of per-round ratios "
               f"{paired[k] - 1:+.1%}; time in its hooks / rest of the run "
               f"{inside.get('all', 0.0):.1%}{f' ({split})' if split else ''}")
     print("target: 'default' (the guard and the diagnostics) <= +10% over 'bare'")
