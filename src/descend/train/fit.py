@@ -574,10 +574,9 @@ def _fit(args: dict[str, Any], seed: int, run: RunFolder | None, *, range_test_o
     compiled, path = step_path(args["compile"], planned=planned, model=model, penalty=penalty, closure=closure,
                                mixed=precision.mixed, distributed=dist is not None, device=device,
                                checkpointing=args["checkpointing"])  # fmt: skip
-    plan = getattr(optimizer, "plan", None)
-    if callable(plan):  # a descend optimizer under compile="auto" weighs its compile against the planned updates
-        plan(0 if compiled else updates)  # a compiled step runs the rules in its own graph: the rest stay eager
-        if getattr(optimizer, "compiles", False):
+    if isinstance(optimizer, ChainOptimizer):  # under compile="auto" it weighs its compile against the plan
+        optimizer.plan(0 if compiled else updates)  # a compiled step runs the rules in its own graph
+        if optimizer.compiles:
             size = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
             path += f"; the optimizer's rules compiled ({size:,} parameters x {updates:,} updates)"
     config["resolved"].update(device=str(device), precision=precision.name, compile=compiled, step=path)
