@@ -236,8 +236,16 @@ def test_the_split_drawn_ahead_is_the_split(tmp_path: Path, monkeypatch: pytest.
     prep = importlib.import_module("descend.data.prepare")
     monkeypatch.setattr(prep, "_AHEAD_ROWS", 1)
     drawn: list[int] = []
-    monkeypatch.setattr(prep._DrawnAhead, "__call__",
-                        lambda self, call=prep._DrawnAhead.__call__: drawn.append(self.n) or call(self))  # fmt: skip
+
+    def split_indices(n: int, *, permutation: Any = None, **kw: Any) -> Any:
+        def taken() -> Any:
+            drawn.append(n)
+            return permutation()
+
+        return real(n, permutation=None if permutation is None else taken, **kw)
+
+    real = prep.split_indices
+    monkeypatch.setattr(prep, "split_indices", split_indices)
     same(*both(write(tmp_path / "t.csv"), target="y", validation=0.25, test=0.1, seed=3))
     assert drawn == [ROWS]
     labels = np.random.default_rng(1).choice([0.0, 1.0, 2.0], ROWS, p=[0.7, 0.2, 0.1])

@@ -17,6 +17,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,7 +191,7 @@ def prepare(
         if _is_dense(table, names, pre):  # a clean numeric table goes straight to tensors
             features = [c for c in table.column_names if c not in names]
             if validation + test > 0 and table.num_rows >= _AHEAD_ROWS:  # drawn while the target is checked
-                split = functools.partial(split, ahead=_DrawnAhead(table.num_rows, int(seed)))
+                split = functools.partial(split, ahead=_draw_ahead(table.num_rows, int(seed)))
             targets = pd.DataFrame({n: table.column(n).to_numpy() for n in names}, copy=False)
             batches = table.select(features).to_batches(max_chunksize=max(1, BATCH_VALUES // len(features)))
             del table  # so the dense pass can release the table as it fills the tensors
@@ -241,11 +242,11 @@ def _split(
     seed: int,
     stratify: bool,
     origin: Origin,
-    ahead: _DrawnAhead | None = None,
+    ahead: tuple[int, Future[np.ndarray]] | None = None,
 ) -> list[np.ndarray]:
     """Positions (among the rows kept) of the training, validation and (if ``test > 0``) test rows."""
     labels = y.numpy() if encoding.task != "regression" and stratify else None
-    drawn = ahead if ahead is not None and ahead.n == len(y) and labels is None else None
+    drawn = ahead[1].result if ahead is not None and ahead[0] == len(y) and labels is None else None
     tr, va, te = split_indices(
         len(y), validation=validation, test=test, seed=seed, labels=labels, origin=str(origin), permutation=drawn
     )
@@ -256,28 +257,14 @@ def _split(
 _AHEAD_ROWS = 1 << 16
 
 
-class _DrawnAhead:
+def _draw_ahead(n: int, seed: int) -> tuple[int, Future[np.ndarray]]:
     """``np.random.default_rng(seed).permutation(n)`` drawn on a thread (NumPy's shuffle releases the GIL), so
     that a large table's seeded split (30-45 ms for a million rows, one core) overlaps reading and checking the
     target; a stratified split, which draws per class, does not use it."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        import threading
-
-        self.n, self._seed = n, seed
-        self._out: np.ndarray | None = None
-        self._thread = threading.Thread(target=self._draw, daemon=True)
-        self._thread.start()
-
-    def _draw(self) -> None:
-        self._out = np.random.default_rng(self._seed).permutation(self.n)
-
-    def __call__(self) -> np.ndarray:
-        self._thread.join()
-        if self._out is None:  # the thread failed (out of memory, say): draw here, where an error is raised
-            self._draw()
-        assert self._out is not None
-        return self._out
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(lambda: np.random.default_rng(seed).permutation(n))
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return n, future
 
 
 def _prepared(
